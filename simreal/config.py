@@ -1,0 +1,43 @@
+"""Locating the project's Hydra configs and composing them with a user's ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ConfigError(ValueError):
+    """A config that cannot be composed: unknown name, bad override, wrong type."""
+
+
+def config_dir() -> Path:
+    """`configs/` of the checkout, or ``$SIMREAL_CONFIG_DIR`` for installs outside one."""
+    path = Path(os.environ.get("SIMREAL_CONFIG_DIR", PROJECT_ROOT / "configs")).resolve()
+    if not path.is_dir():
+        raise ConfigError(f"config directory {path} not found; set SIMREAL_CONFIG_DIR to simreal's configs/ folder")
+    return path
+
+
+def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
+    """Compose ``configs/<name>.yaml`` (``name`` may contain a group path like ``train/lcsae``).
+
+    Overrides use Hydra's grammar (``steps=20``, ``model.width=32``, ``+new.key=1``); misspelt keys are refused.
+    """
+    root = config_dir()
+    if not (root / f"{name}.yaml").is_file():
+        choices = sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+        raise ConfigError(f"no config named {name!r} in {root}; available: {', '.join(choices)}")
+    try:
+        with initialize_config_dir(config_dir=str(root), version_base=None):
+            cfg = compose(config_name=name, overrides=list(overrides or []))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(f"config {name!r} with overrides {overrides or []}: {err}") from err
+    OmegaConf.set_struct(cfg, True)
+    return cfg
