@@ -238,6 +238,17 @@ def test_kitti_has_one_labelled_pool_unless_split_lists_are_given(tmp_path: Path
         get_format("kitti", split_lists={"train": ["999999_10"]}).pairs(tmp_path, "train")
 
 
+def test_bdd100k_can_skip_orphans_of_old_releases(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    written = write_bdd100k(tmp_path, n=4)
+    written[1].label_path.unlink()
+    written[2].image_path.unlink()
+    with pytest.raises(UnpairedFiles, match="1 images without a label"):
+        get_format("bdd100k").pairs(tmp_path, "train")
+    pairs = get_format("bdd100k", skip_unpaired=True).pairs(tmp_path, "train")
+    assert [p.key for p in pairs] == [written[0].key, written[3].key]
+    assert written[1].image_path.name in caplog.text and written[2].label_path.name in caplog.text
+
+
 def test_gta5_split_list_file_must_exist(tmp_path: Path) -> None:
     write_gta5(tmp_path, n=2)
     with pytest.raises(InvalidOption, match="lists/val.txt does not exist"):

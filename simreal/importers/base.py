@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,8 @@ import numpy as np
 
 from simreal.importers.errors import AmbiguousFiles, EmptyDirectory, LayoutError, UnpairedFiles
 from simreal.importers.imageio import check_same_size, read_ids, read_rgb
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -23,7 +26,7 @@ class SamplePair:
     label: Path
     split: str
     key: str
-    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    meta: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @runtime_checkable
@@ -104,12 +107,17 @@ def check_paired(
     labels: Mapping[str, Path],
     image_dir: Path,
     label_dir: Path,
+    skip_unpaired: bool = False,
 ) -> list[str]:
-    """Sorted keys present on both sides; any one-sided file is an UnpairedFiles error."""
-    missing_labels = [images[k].name for k in images.keys() - labels.keys()]
-    if missing_labels:
-        raise UnpairedFiles(dataset, "images without a label", missing_labels, label_dir)
-    missing_images = [labels[k].name for k in labels.keys() - images.keys()]
-    if missing_images:
-        raise UnpairedFiles(dataset, "labels without an image", missing_images, image_dir)
-    return sorted(images)
+    """Sorted keys present on both sides. A one-sided file is an UnpairedFiles error, or with
+    ``skip_unpaired`` a logged warning (for releases known to ship a few orphans)."""
+    problems = [
+        ("images without a label", [images[k].name for k in images.keys() - labels.keys()], label_dir),
+        ("labels without an image", [labels[k].name for k in labels.keys() - images.keys()], image_dir),
+    ]
+    for kind, names, where in problems:
+        if names and not skip_unpaired:
+            raise UnpairedFiles(dataset, kind, names, where)
+        if names:
+            log.warning("%s", UnpairedFiles(dataset, f"{kind} skipped", names, where))
+    return sorted(images.keys() & labels.keys())

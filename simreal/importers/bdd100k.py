@@ -1,5 +1,9 @@
 """BDD100K semantic segmentation (10K images): images/10k/<split>/<name>.jpg +
-labels/sem_seg/masks/<split>/<name>.png. Mask pixels are trainIds (Cityscapes 19 classes, 0-18) and 255."""
+labels/sem_seg/masks/<split>/<name>.png. Mask pixels are trainIds (Cityscapes 19 classes, 0-18) and 255.
+
+Downloads made before June 2021 hold a few images without a mask and masks without an image
+(bdd100k/bdd100k#103); ``skip_unpaired=True`` drops those with a warning instead of failing.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from simreal.importers.base import (
 @dataclass(frozen=True)
 class Bdd100kFormat(IdLabelFormat):
     name: ClassVar[str] = "bdd100k"
+    skip_unpaired: bool = False
 
     def pairs(self, root: Path, split: str) -> list[SamplePair]:
         require_dir(self.name, root, "dataset root")
@@ -29,5 +34,5 @@ class Bdd100kFormat(IdLabelFormat):
         )
         images = files_by_key(self.name, image_dir, stem_key([".jpg", ".jpeg"]), "*.jpg images")
         labels = files_by_key(self.name, label_dir, stem_key([".png"]), "*.png masks")
-        keys = check_paired(self.name, images, labels, image_dir, label_dir)
+        keys = check_paired(self.name, images, labels, image_dir, label_dir, self.skip_unpaired)
         return [SamplePair(images[k], labels[k], split, k, {}) for k in keys]
