@@ -163,8 +163,8 @@ class CarlaSource:
                     )
                 continue  # this capture is lost; try again on the next tick
             missed_in_a_row, ticks_since_capture = 0, 0
-            yield self._make_frame(rgb, semantic)
             self.stats["frames"] += 1
+            yield self._make_frame(rgb, semantic)
             self._advance_schedules()
 
     # -- connection and world setup -----------------------------------------------------------------------
@@ -350,6 +350,9 @@ class CarlaSource:
     def _destroy_undestroyed(self) -> None:
         """Actors a dead connection could not destroy are removed as soon as the server answers again."""
         if self._undestroyed_ids:
+            for actor in self._world.get_actors(self._undestroyed_ids):
+                if actor.type_id == "controller.ai.walker":
+                    actor.stop()
             command = self._carla.command
             self._client.apply_batch_sync([command.DestroyActor(i) for i in self._undestroyed_ids], False)
             self._undestroyed_ids = []
