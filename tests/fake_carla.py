@@ -17,16 +17,17 @@ import random
 import threading
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 CLIENT_VERSION = "0.9.16"
 WEATHER_PRESETS = (
-    "Default ClearNoon CloudyNoon WetNoon WetCloudyNoon MidRainyNoon HardRainNoon SoftRainNoon ClearSunset "
-    "CloudySunset WetSunset WetCloudySunset MidRainSunset HardRainSunset SoftRainSunset ClearNight CloudyNight "
-    "WetNight WetCloudyNight SoftRainNight MidRainyNight HardRainNight DustStorm"
+    "Default ClearNoon CloudyNoon WetNoon WetCloudyNoon MidRainyNoon HardRainNoon SoftRainNoon "
+    "ClearSunset CloudySunset WetSunset WetCloudySunset MidRainSunset HardRainSunset SoftRainSunset "
+    "ClearNight CloudyNight WetNight WetCloudyNight SoftRainNight MidRainyNight HardRainNight DustStorm"
 ).split()
 
 
@@ -378,6 +379,7 @@ class FakeServer:
         self.weather = WeatherParameters.Default
         self.weather_history: list[str] = []
         self.load_world_calls: list[tuple[str, bool]] = []
+        self.load_world_timeouts: list[float] = []
         self.actors: dict[int, Actor] = {}
         self.traffic_managers: dict[int, TrafficManager] = {}
         self.destroyed_while_listening: list[int] = []
@@ -397,8 +399,8 @@ class FakeServer:
             if self._stalled_calls > 0:
                 self._stalled_calls -= 1
                 raise RuntimeError(
-                    f"time-out of 10000ms while waiting for the simulator, make sure the simulator is ready and "
-                    f"connected to {self.host}:{self.port}"
+                    "time-out of 10000ms while waiting for the simulator, make sure the simulator is ready "
+                    f"and connected to {self.host}:{self.port}"
                 )
 
     def _crash(self) -> None:
@@ -604,6 +606,7 @@ class FakeClient:
             raise RuntimeError(f"map '{map_name}' not found")
         with server.lock:
             server.load_world_calls.append((name, reset_settings))
+            server.load_world_timeouts.append(self.timeout)
             for actor in list(server.actors.values()):  # a new world has none of the old actors
                 actor.listening = False
             server.actors.clear()

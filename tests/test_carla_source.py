@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from simreal.collect.carla_actors import CarlaSpawnError
 from simreal.collect.carla_source import (
     CarlaClientMissingError,
     CarlaConnectionLostError,
@@ -20,8 +21,14 @@ from simreal.collect.carla_source import (
     CarlaSourceError,
     CarlaUnreachableError,
 )
-from simreal.collect.carla_actors import CarlaSpawnError
-from tests.fake_carla import FakeCarla, FakeServerConfig, WorldSettings, rgb_frame_id, semantic_tags, tag_count
+from tests.fake_carla import (
+    FakeCarla,
+    FakeServerConfig,
+    WorldSettings,
+    rgb_frame_id,
+    semantic_tags,
+    tag_count,
+)
 
 ORIGINAL = WorldSettings(synchronous_mode=False, fixed_delta_seconds=None, max_substeps=7)
 
@@ -96,7 +103,9 @@ def test_capture_every_k_ticks(fake: FakeCarla) -> None:
 
 
 @pytest.mark.parametrize(("version", "scheme"), [("0.9.13", "carla-0.9.13"), ("0.9.15", "carla-0.9.14")])
-def test_tags_from_red_channel_and_scheme_from_server_version(fake: FakeCarla, version: str, scheme: str) -> None:
+def test_tags_from_red_channel_and_scheme_from_server_version(
+    fake: FakeCarla, version: str, scheme: str
+) -> None:
     add_server(fake, version=version)
     with CarlaSource(settings(seed=7), stream=0) as source:
         frame = take(source, 1)[0]
@@ -129,6 +138,7 @@ def test_world_setup_and_cleanup_after_normal_exit(fake: FakeCarla) -> None:
         assert server.settings.synchronous_mode and server.settings.fixed_delta_seconds == 0.1
         assert server.settings.max_substeps == 7  # other settings kept
         assert server.map_name == "Town10HD" and server.load_world_calls == [("Town10HD", False)]
+        assert server.load_world_timeouts == [120.0]  # map loads get the long timeout
         assert server.traffic_managers[8123].synchronous and server.traffic_managers[8123].seed == 3
         assert server.weather.name == "ClearNoon"
         cameras = server.alive("sensor.camera.")
@@ -245,9 +255,9 @@ def test_weather_and_town_schedules(fake: FakeCarla) -> None:
         frames = take(source, 7)
         assert len(server.alive("vehicle.")) == 4  # the old town's actors are not carried over
     assert [f.meta["town"] for f in frames] == ["Town01"] * 3 + ["Town02"] * 3 + ["Town01"]
-    assert [f.meta["weather"] for f in frames] == ["ClearNoon"] * 2 + ["WetSunset"] * 2 + ["HardRainNight"] * 2 + [
-        "ClearNoon"
-    ]
+    assert [f.meta["weather"] for f in frames] == ["ClearNoon"] * 2 + ["WetSunset"] * 2 + [
+        "HardRainNight"
+    ] * 2 + ["ClearNoon"]
     assert server.load_world_calls == [("Town01", False), ("Town02", False), ("Town01", False)]
     assert (source.stats["town_switches"], source.stats["weather_switches"]) == (2, 3)
     for frame in frames:
@@ -257,7 +267,9 @@ def test_weather_and_town_schedules(fake: FakeCarla) -> None:
 
 def test_parallel_streams_start_at_different_schedule_positions(fake: FakeCarla) -> None:
     add_server(fake)
-    with CarlaSource(settings(towns=["Town01", "Town02"], weathers=["ClearNoon", "WetSunset"]), stream=1) as source:
+    with CarlaSource(
+        settings(towns=["Town01", "Town02"], weathers=["ClearNoon", "WetSunset"]), stream=1
+    ) as source:
         meta = take(source, 1)[0].meta
     assert (meta["town"], meta["weather"], meta["stream"]) == ("Town02", "WetSunset", 1)
 

@@ -161,7 +161,7 @@ class Scene:
             batch.append(carla.command.SpawnActor(blueprint, carla.Transform(location)))
         responses = self._client.apply_batch_sync(batch, False)
         walker_speeds = {}
-        for response, speed in zip(responses, speeds):
+        for response, speed in zip(responses, speeds, strict=True):
             if response.has_error():
                 self.counts["walkers_failed"] += 1
                 log.debug("walker spawn failed: %s", response.error)
@@ -183,7 +183,8 @@ class Scene:
             destination = world.get_random_location_from_navigation()
             if destination is not None:
                 controller.go_to_location(destination)
-            controller.set_max_speed(walker_speeds.get(controller.parent.id, DEFAULT_WALKER_SPEED))
+            walker_id = getattr(controller.parent, "id", None)
+            controller.set_max_speed(walker_speeds.get(walker_id, DEFAULT_WALKER_SPEED))
 
     @staticmethod
     def _walking_speed(blueprint: Any) -> float:
@@ -231,6 +232,6 @@ class Scene:
                 lambda: self._client.apply_batch_sync([command.DestroyActor(i) for i in ids], False),
             )
             if responses is not None:
-                leftover = [i for i, r in zip(ids, responses) if r.has_error()]
+                leftover = [i for i, r in zip(ids, responses, strict=True) if r.has_error()]
         self.ego, self.cameras, self.vehicle_ids, self.walker_ids, self.controllers = None, [], [], [], []
         return leftover

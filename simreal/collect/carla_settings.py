@@ -21,6 +21,7 @@ class CarlaSettings:
     port: int = 2000
     tm_port: int = 8000
     timeout_s: float = 10.0
+    map_load_timeout_s: float = 120.0  # loading a town takes far longer than an ordinary call
     towns: list[str] = field(default_factory=lambda: ["Town10HD"])
     frames_per_town: int = 0
     weathers: list[str] = field(default_factory=lambda: ["ClearNoon"])
@@ -55,7 +56,10 @@ class CarlaSettings:
             if not 1 <= value <= 65535:
                 yield f"{name}={value} is not a TCP port"
         if self.tm_port in (self.port, self.port + 1):
-            yield f"tm_port={self.tm_port} collides with the server's RPC/streaming ports {self.port}/{self.port + 1}"
+            yield (
+                f"tm_port={self.tm_port} collides with the server's RPC/streaming ports "
+                f"{self.port}/{self.port + 1}"
+            )
         if not self.towns:
             yield "towns is empty (give at least one, e.g. ['Town10HD'])"
         if not self.weathers:
@@ -70,7 +74,7 @@ class CarlaSettings:
             yield f"max_missed_captures={self.max_missed_captures} must be >= 1"
         if not 0.0 < self.fov < 180.0:
             yield f"fov={self.fov} must be in (0, 180) degrees"
-        for name in ("fixed_delta_seconds", "timeout_s", "sensor_timeout_s"):
+        for name in ("fixed_delta_seconds", "timeout_s", "map_load_timeout_s", "sensor_timeout_s"):
             if getattr(self, name) <= 0:
                 yield f"{name}={getattr(self, name)} must be > 0"
         if self.reconnect_backoff_s < 0:

@@ -127,6 +127,7 @@ class CarlaSource:
     # -- lifecycle ----------------------------------------------------------------------------------------
     def __enter__(self) -> CarlaSource:
         self._carla = import_carla()
+        self._original_settings = None  # read afresh from this server; kept across reconnects
         try:
             self._connect()
             self._setup_world()
@@ -158,8 +159,8 @@ class CarlaSource:
                     raise CarlaSensorTimeoutError(
                         f"the {missing} camera delivered no image for frame {frame} within "
                         f"{self.settings.sensor_timeout_s:g}s, {missed_in_a_row} captures in a row "
-                        f"(server at {self.settings.host}:{self.settings.port} overloaded? raise sensor_timeout_s "
-                        "or lower the image size)"
+                        f"(server at {self.settings.host}:{self.settings.port} overloaded? raise "
+                        "sensor_timeout_s or lower the image size)"
                     )
                 continue  # this capture is lost; try again on the next tick
             missed_in_a_row, ticks_since_capture = 0, 0
@@ -196,7 +197,11 @@ class CarlaSource:
         if not self._names_checked:
             self._check_names()
         if world.get_map().name.rsplit("/", 1)[-1] != self.town:
-            world = client.load_world(self.town, reset_settings=False)  # keep sync mode across map loads
+            client.set_timeout(max(s.timeout_s, s.map_load_timeout_s))
+            try:
+                world = client.load_world(self.town, reset_settings=False)  # keep sync mode across map loads
+            finally:
+                client.set_timeout(s.timeout_s)
             self._world = world
         sync = world.get_settings()
         sync.synchronous_mode = True
@@ -335,7 +340,8 @@ class CarlaSource:
             return
         raise CarlaConnectionLostError(
             f"lost the CARLA server at {s.host}:{s.port} ({error}) and {s.max_reconnects} reconnect attempts "
-            f"failed; last error: {last_error}. Restart the server and the collection (or use `--backend procedural`)."
+            f"failed; last error: {last_error}. Restart the server and the collection "
+            "(or use `--backend procedural`)."
         ) from last_error
 
     def _remove_scene(self, steps: BestEffort) -> None:
