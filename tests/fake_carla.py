@@ -117,9 +117,6 @@ class ActorAttribute:
         self.value = value
         self.recommended_values = recommended_values or []
 
-    def as_str(self) -> str:
-        return self.value
-
 
 class ActorBlueprint:
     def __init__(self, blueprint_id: str, **attributes: ActorAttribute) -> None:
@@ -200,7 +197,6 @@ class Image:
         self.kind = kind
         self.transform = Transform()
         self.raw_data = _render(kind, frame, height, width, version)
-        self.converted = False
 
     def convert(self, converter: int) -> None:
         """Like CARLA: overwrites the pixels in place (the tags are gone afterwards)."""
@@ -210,7 +206,6 @@ class Image:
                 [pixels[..., 2] * 9 % 256, pixels[..., 2] * 5 % 256, 128 + 0 * pixels[..., 2]], -1
             )
             self.raw_data = pixels.tobytes()
-            self.converted = True
 
 
 class Actor:
@@ -227,10 +222,6 @@ class Actor:
         self.callback: Callable[[Any], None] | None = None
         self.running = False  # walker controllers
         self.autopilot_port: int | None = None
-
-    @property
-    def is_alive(self) -> bool:
-        return self.id in self.server.actors
 
     def destroy(self) -> bool:
         self.server.rpc()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib
 import itertools
 import sys
+import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from simreal.collect.carla_actors import CarlaSpawnError
+from simreal.collect.carla_sensors import FrameBuffer
 from simreal.collect.carla_source import (
     CarlaClientMissingError,
     CarlaConnectionLostError,
@@ -19,6 +21,7 @@ from simreal.collect.carla_source import (
     CarlaSettingsError,
     CarlaSource,
     CarlaSourceError,
+    CarlaSpawnError,
     CarlaUnreachableError,
 )
 from tests.fake_carla import (
@@ -310,3 +313,17 @@ def test_frames_outside_with_block_is_an_error(fake: FakeCarla) -> None:
     add_server(fake)
     with pytest.raises(CarlaSourceError, match="with CarlaSource"):
         next(CarlaSource(settings()).frames())
+
+
+def test_frame_buffer_matches_out_of_order_arrivals_from_other_threads() -> None:
+    buffer = FrameBuffer("rgb")
+    images = [SimpleNamespace(frame=f) for f in (7, 5, 6, 9)]
+    threads = [threading.Timer(0.02 * i, buffer.put, (image,)) for i, image in enumerate(images)]
+    for thread in threads:
+        thread.start()
+    assert buffer.take(6, timeout_s=2.0).frame == 6
+    assert buffer.take(9, timeout_s=2.0).frame == 9
+    assert buffer.discarded == 2  # 5 and 7 were stale once 6 and then 9 were asked for
+    assert buffer.take(10, timeout_s=0.05) is None
+    for thread in threads:
+        thread.join()

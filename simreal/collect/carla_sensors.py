@@ -13,47 +13,35 @@ class FrameBuffer:
     """Thread-safe per-sensor buffer of images keyed by server frame id.
 
     Sensor callbacks run on the client's streaming threads and may arrive late or out of order, so images
-    are kept by frame id instead of in arrival order; whatever is older than the frame being asked for is
-    stale and dropped (counted in ``discarded``).
+    are kept by frame id instead of in arrival order. Asking for a frame drops everything older: those
+    images are stale (counted in ``discarded``).
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.discarded = 0
         self._images: dict[int, Any] = {}
-        self._oldest_wanted = 0
         self._ready = threading.Condition()
 
     def put(self, image: Any) -> None:
-        """Sensor callback: keep the image unless a newer frame was already asked for."""
+        """Sensor callback (any thread)."""
         with self._ready:
-            if image.frame < self._oldest_wanted:
-                self.discarded += 1
-                return
             self._images[image.frame] = image
             self._ready.notify_all()
-
-    def drop_older_than(self, frame: int) -> None:
-        """Forget images of frames before ``frame``; later arrivals for them are dropped on arrival."""
-        with self._ready:
-            self._oldest_wanted = max(self._oldest_wanted, frame)
-            for stale in [f for f in self._images if f < frame]:
-                del self._images[stale]
-                self.discarded += 1
 
     def take(self, frame: int, timeout_s: float) -> Any | None:
         """The image of exactly ``frame``, or None if it did not arrive within ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        self.drop_older_than(frame)
         with self._ready:
+            for stale in [f for f in self._images if f < frame]:
+                del self._images[stale]
+                self.discarded += 1
             while frame not in self._images:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
                 self._ready.wait(remaining)
-            image = self._images.pop(frame)
-        self.drop_older_than(frame + 1)
-        return image
+            return self._images.pop(frame)
 
 
 def decode_bgra(image: Any, width: int, height: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from simreal.collect.carla_errors import (
     CarlaSensorTimeoutError,
     CarlaSettingsError,
     CarlaSourceError,
+    CarlaSpawnError,
     CarlaUnreachableError,
     unreachable_message,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "CarlaSettingsError",
     "CarlaSource",
     "CarlaSourceError",
+    "CarlaSpawnError",
     "CarlaUnreachableError",
     "import_carla",
 ]
