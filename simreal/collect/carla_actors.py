@@ -169,6 +169,8 @@ class Scene:
                 self.walker_ids.append(response.actor_id)
                 walker_speeds[response.actor_id] = speed
         self.counts["walkers_spawned"] += len(walker_speeds)
+        if not self.walker_ids:
+            return
 
         controller_blueprint = library.find("controller.ai.walker")
         batch = [
