@@ -1,0 +1,83 @@
+"""Plain-value settings of the CARLA frame source (Hydra- and pickle-friendly, no `carla` import)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from simreal.collect.carla_errors import CarlaSettingsError
+
+
+@dataclass
+class CarlaSettings:
+    """Where the server is, what to simulate and how to capture it.
+
+    Schedules cycle: after ``frames_per_town`` captured frames the next town in ``towns`` is loaded, after
+    ``frames_per_weather`` frames the next weather preset is applied (0 = never switch). Stream ``s`` of a
+    parallel collection starts at town/weather index ``s`` so parallel streams differ.
+    """
+
+    host: str = "localhost"
+    port: int = 2000
+    tm_port: int = 8000
+    timeout_s: float = 10.0
+    map_load_timeout_s: float = 120.0  # loading a town takes far longer than an ordinary call
+    towns: list[str] = field(default_factory=lambda: ["Town10HD"])
+    frames_per_town: int = 0
+    weathers: list[str] = field(default_factory=lambda: ["ClearNoon"])
+    frames_per_weather: int = 0
+    width: int = 800
+    height: int = 600
+    fov: float = 90.0
+    fixed_delta_seconds: float = 0.05
+    capture_every: int = 5
+    n_vehicles: int = 30
+    n_walkers: int = 20
+    walker_cross_factor: float = 0.05
+    camera_x: float = 1.5
+    camera_y: float = 0.0
+    camera_z: float = 2.4
+    camera_pitch: float = 0.0
+    camera_yaw: float = 0.0
+    seed: int = 0
+    sensor_timeout_s: float = 5.0
+    max_missed_captures: int = 3
+    max_reconnects: int = 5
+    reconnect_backoff_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        problems = list(self._problems())
+        if problems:
+            raise CarlaSettingsError("invalid CARLA settings: " + "; ".join(problems))
+
+    def _problems(self) -> Iterator[str]:
+        for name in ("port", "tm_port"):
+            value = getattr(self, name)
+            if not 1 <= value <= 65535:
+                yield f"{name}={value} is not a TCP port"
+        if self.tm_port in (self.port, self.port + 1):
+            yield (
+                f"tm_port={self.tm_port} collides with the server's RPC/streaming ports "
+                f"{self.port}/{self.port + 1}"
+            )
+        if not self.towns:
+            yield "towns is empty (give at least one, e.g. ['Town10HD'])"
+        if not self.weathers:
+            yield "weathers is empty (give at least one preset, e.g. ['ClearNoon'])"
+        for name in ("width", "height", "capture_every"):
+            if getattr(self, name) < 1:
+                yield f"{name}={getattr(self, name)} must be >= 1"
+        for name in ("n_vehicles", "n_walkers", "frames_per_town", "frames_per_weather", "max_reconnects"):
+            if getattr(self, name) < 0:
+                yield f"{name}={getattr(self, name)} must be >= 0"
+        if self.max_missed_captures < 1:
+            yield f"max_missed_captures={self.max_missed_captures} must be >= 1"
+        if not 0.0 < self.fov < 180.0:
+            yield f"fov={self.fov} must be in (0, 180) degrees"
+        for name in ("fixed_delta_seconds", "timeout_s", "map_load_timeout_s", "sensor_timeout_s"):
+            if getattr(self, name) <= 0:
+                yield f"{name}={getattr(self, name)} must be > 0"
+        if self.reconnect_backoff_s < 0:
+            yield f"reconnect_backoff_s={self.reconnect_backoff_s} must be >= 0"
+        if not 0.0 <= self.walker_cross_factor <= 1.0:
+            yield f"walker_cross_factor={self.walker_cross_factor} must be in [0, 1]"

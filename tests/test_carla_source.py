@@ -1,0 +1,329 @@
+"""CarlaSource against the fake `carla` API in tests/fake_carla.py (the production code path runs)."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from simreal.collect.carla_sensors import FrameBuffer
+from simreal.collect.carla_source import (
+    CarlaClientMissingError,
+    CarlaConnectionLostError,
+    CarlaSensorTimeoutError,
+    CarlaSettings,
+    CarlaSettingsError,
+    CarlaSource,
+    CarlaSourceError,
+    CarlaSpawnError,
+    CarlaUnreachableError,
+)
+from tests.fake_carla import (
+    FakeCarla,
+    FakeServerConfig,
+    WorldSettings,
+    rgb_frame_id,
+    semantic_tags,
+    tag_count,
+)
+
+ORIGINAL = WorldSettings(synchronous_mode=False, fixed_delta_seconds=None, max_substeps=7)
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch):
+    carla = FakeCarla()
+    monkeypatch.setitem(sys.modules, "carla", carla.module)
+    yield carla
+    for server in carla.servers.values():
+        server.wait_for_deliveries()
+
+
+def add_server(fake: FakeCarla, **config):
+    server = fake.add_server(FakeServerConfig(**config))
+    server.settings = WorldSettings(**vars(ORIGINAL))
+    return server
+
+
+def settings(**overrides) -> CarlaSettings:
+    values = dict(
+        width=8, height=6, fov=70.0, capture_every=1, n_vehicles=3, n_walkers=2, timeout_s=0.5,
+        sensor_timeout_s=0.3, reconnect_backoff_s=0.0, fixed_delta_seconds=0.1,
+    )  # fmt: skip
+    values.update(overrides)
+    return CarlaSettings(**values)
+
+
+def take(source: CarlaSource, n: int) -> list:
+    return list(itertools.islice(source.frames(), n))
+
+
+def assert_matched(frame, version: str) -> None:
+    frame_id = frame.meta["frame"]
+    assert rgb_frame_id(frame.rgb_bgra) == frame_id % 65536
+    h, w = frame.semantic_bgra.shape[:2]
+    np.testing.assert_array_equal(frame.semantic_bgra[..., 2], semantic_tags(frame_id, h, w, version))
+
+
+def assert_clean(server) -> None:
+    assert server.alive() == []
+    assert server.settings == ORIGINAL
+    assert all(not tm.synchronous for tm in server.traffic_managers.values())
+    assert server.destroyed_while_listening == []  # cameras stopped before destruction
+    assert server.destroyed_while_running == []  # walker controllers stopped before destruction
+
+
+def test_frames_matched_by_id_under_delays_drops_and_reordering(fake: FakeCarla) -> None:
+    server = add_server(
+        fake,
+        max_image_delay_s=0.03,  # skipped ticks' images arrive late and out of order
+        dropped={("rgb", 1010), ("semantic", 1017)},
+        late={("semantic", 1007): 0.15},  # late but within sensor_timeout_s
+    )
+    with CarlaSource(settings(capture_every=3)) as source:
+        frames = take(source, 6)
+    # frame 1001 is the walker-controller tick; then every 3rd tick, a lost capture retried on the next tick
+    assert [f.meta["frame"] for f in frames] == [1004, 1007, 1011, 1014, 1018, 1021]
+    for frame in frames:
+        assert_matched(frame, "0.9.15")
+    assert source.stats["captures_missed"] == 2
+    assert source.stats["sensor_frames_discarded"] > 0
+    assert_clean(server)
+
+
+def test_capture_every_k_ticks(fake: FakeCarla) -> None:
+    add_server(fake)
+    with CarlaSource(settings(capture_every=4)) as source:
+        ids = [f.meta["frame"] for f in take(source, 5)]
+    assert np.diff(ids).tolist() == [4, 4, 4, 4]
+    assert source.stats["ticks"] == 20 and source.stats["frames"] == 5
+
+
+@pytest.mark.parametrize(("version", "scheme"), [("0.9.13", "carla-0.9.13"), ("0.9.15", "carla-0.9.14")])
+def test_tags_from_red_channel_and_scheme_from_server_version(
+    fake: FakeCarla, version: str, scheme: str
+) -> None:
+    add_server(fake, version=version)
+    with CarlaSource(settings(seed=7), stream=0) as source:
+        frame = take(source, 1)[0]
+    assert_matched(frame, version)
+    assert frame.semantic_bgra.shape == (6, 8, 4) and frame.rgb_bgra.shape == (6, 8, 4)
+    assert frame.semantic_bgra[..., 2].max() < tag_count(version)
+    assert frame.meta == {
+        "backend": "carla",
+        "host": "localhost",
+        "port": 2000,
+        "town": "Town10HD",
+        "weather": "ClearNoon",
+        "frame": frame.meta["frame"],
+        "timestamp": pytest.approx(frame.meta["frame"] * 0.1),
+        "stream": 0,
+        "seed": 7,
+        "server_version": version,
+        "client_version": "0.9.16",
+        "tag_scheme": scheme,
+        "width": 8,
+        "height": 6,
+        "fov": 70.0,
+    }
+
+
+def test_world_setup_and_cleanup_after_normal_exit(fake: FakeCarla) -> None:
+    server = add_server(fake)
+    with CarlaSource(settings(tm_port=8123, seed=3)) as source:
+        take(source, 2)
+        assert server.settings.synchronous_mode and server.settings.fixed_delta_seconds == 0.1
+        assert server.settings.max_substeps == 7  # other settings kept
+        assert server.map_name == "Town10HD" and server.load_world_calls == [("Town10HD", False)]
+        assert server.load_world_timeouts == [120.0]  # map loads get the long timeout
+        assert server.traffic_managers[8123].synchronous and server.traffic_managers[8123].seed == 3
+        assert server.weather.name == "ClearNoon"
+        cameras = server.alive("sensor.camera.")
+        assert [c.attributes["image_size_x"] for c in cameras] == ["8", "8"]
+        assert {c.attributes["fov"] for c in cameras} == {"70.0"}
+        assert {c.parent.attributes["role_name"] for c in cameras} == {"hero"}
+        assert {c.attachment_type for c in cameras} == {0}  # Rigid
+        assert all(v.autopilot_port == 8123 for v in server.alive("vehicle."))
+        assert len(server.alive("vehicle.")) == 4 and len(server.alive("walker.")) == 2
+        assert all(c.running for c in server.alive("controller.ai.walker"))
+    assert_clean(server)
+
+
+class ConsumerError(Exception):
+    pass
+
+
+def test_cleanup_after_consumer_exception(fake: FakeCarla) -> None:
+    server = add_server(fake)
+    with pytest.raises(ConsumerError):
+        with CarlaSource(settings()) as source:
+            for _ in source.frames():
+                raise ConsumerError
+    assert_clean(server)
+
+
+@pytest.mark.parametrize("where", ["consumer", "blocked_in_tick"])
+def test_cleanup_after_keyboard_interrupt(fake: FakeCarla, where: str) -> None:
+    server = add_server(fake, interrupt_at_tick=4 if where == "blocked_in_tick" else None)
+    with pytest.raises(KeyboardInterrupt):
+        with CarlaSource(settings()) as source:
+            for index, _ in enumerate(source.frames()):
+                if index == 1 and where == "consumer":
+                    raise KeyboardInterrupt
+    assert_clean(server)
+
+
+def test_cleanup_when_setup_fails(fake: FakeCarla) -> None:
+    server = add_server(fake, spawn_points=0)
+    with pytest.raises(CarlaSpawnError, match="ego vehicle"):
+        with CarlaSource(settings()):
+            pass
+    assert_clean(server)
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_reconnects_after_server_stops_answering_and_continues(fake: FakeCarla, restart: bool) -> None:
+    # stall: the tick, then the controller stop during teardown, then the first reconnect all time out
+    server = add_server(fake, stall_at_tick=6, stall_calls=1 if restart else 3, restart_on_stall=restart)
+    with CarlaSource(settings()) as source:
+        frames = take(source, 8)
+        assert len(server.alive("vehicle.")) == 4 and len(server.alive("sensor.")) == 2  # nothing left twice
+    assert source.stats["reconnects"] == 1
+    for frame in frames:
+        assert_matched(frame, "0.9.15")
+    if restart:  # the restarted server counts frames from 1 again
+        assert frames[-1].meta["frame"] < 1000
+    assert_clean(server)
+
+
+def test_gives_up_after_bounded_reconnects(fake: FakeCarla) -> None:
+    add_server(fake, stall_at_tick=3, stall_calls=10_000)
+    start = time.monotonic()
+    with pytest.raises(CarlaConnectionLostError, match=r"localhost:2000.*2 reconnect attempts"):
+        with CarlaSource(settings(max_reconnects=2, reconnect_backoff_s=0.01)) as source:
+            take(source, 5)
+    assert time.monotonic() - start < 5.0
+    assert source.stats["reconnects"] == 0 and source.stats["cleanup_failures"] > 0
+
+
+def test_unreachable_server_names_address_and_suggests_procedural(fake: FakeCarla) -> None:
+    start = time.monotonic()
+    with pytest.raises(CarlaUnreachableError, match=r"localhost:2999.*--backend procedural") as caught:
+        with CarlaSource(settings(port=2999, timeout_s=0.3)):
+            pass
+    assert time.monotonic() - start < 0.3 + 1.0
+    assert isinstance(caught.value, RuntimeError)
+
+
+def test_missing_client_package_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "carla", None)  # `import carla` now raises ImportError
+    monkeypatch.delitem(sys.modules, "simreal.collect.carla_source")
+    module = importlib.import_module("simreal.collect.carla_source")  # importable without the client
+    with pytest.raises(CarlaClientMissingError, match=r"pip install carla.*--backend procedural"):
+        with module.CarlaSource(settings()):
+            pass
+
+
+def test_spawn_failures_are_counted_not_fatal(fake: FakeCarla) -> None:
+    server = add_server(
+        fake, spawn_points=5, vehicle_spawn_failures=1, walker_spawn_failures=1, navigation_misses=1
+    )
+    with CarlaSource(settings(n_vehicles=6, n_walkers=4)) as source:
+        take(source, 1)
+        assert len(server.alive("vehicle.")) == 1 + 3
+        assert len(server.alive("walker.")) == 2 and len(server.alive("controller.")) == 2
+    stats = source.stats
+    # 4 spawn points left after the ego: 2 vehicles find none, 1 of the 4 batched collides
+    assert (stats["vehicles_spawned"], stats["vehicles_failed"]) == (3, 3)
+    # 1 walker finds no navigation point, 1 of the 3 batched collides
+    assert (stats["walkers_spawned"], stats["walkers_failed"]) == (2, 2)
+    assert_clean(server)
+
+
+def test_weather_and_town_schedules(fake: FakeCarla) -> None:
+    server = add_server(fake)
+    schedule = settings(
+        towns=["Town01", "Town02"],
+        frames_per_town=3,
+        weathers=["ClearNoon", "WetSunset", "HardRainNight"],
+        frames_per_weather=2,
+    )
+    with CarlaSource(schedule) as source:
+        frames = take(source, 7)
+        assert len(server.alive("vehicle.")) == 4  # the old town's actors are not carried over
+    assert [f.meta["town"] for f in frames] == ["Town01"] * 3 + ["Town02"] * 3 + ["Town01"]
+    assert [f.meta["weather"] for f in frames] == ["ClearNoon"] * 2 + ["WetSunset"] * 2 + [
+        "HardRainNight"
+    ] * 2 + ["ClearNoon"]
+    assert server.load_world_calls == [("Town01", False), ("Town02", False), ("Town01", False)]
+    assert (source.stats["town_switches"], source.stats["weather_switches"]) == (2, 3)
+    for frame in frames:
+        assert_matched(frame, "0.9.15")
+    assert_clean(server)
+
+
+def test_parallel_streams_start_at_different_schedule_positions(fake: FakeCarla) -> None:
+    add_server(fake)
+    with CarlaSource(
+        settings(towns=["Town01", "Town02"], weathers=["ClearNoon", "WetSunset"]), stream=1
+    ) as source:
+        meta = take(source, 1)[0].meta
+    assert (meta["town"], meta["weather"], meta["stream"]) == ("Town02", "WetSunset", 1)
+
+
+def test_sensor_that_stops_delivering_times_out_with_clear_error(fake: FakeCarla) -> None:
+    server = add_server(fake, dropped={("rgb", f) for f in range(1000, 1100)})
+    with pytest.raises(CarlaSensorTimeoutError, match=r"rgb camera .* 2 captures in a row"):
+        with CarlaSource(settings(max_missed_captures=2, sensor_timeout_s=0.1)) as source:
+            take(source, 1)
+    assert_clean(server)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"weathers": ["Sunny"]}, "unknown CARLA weather preset.*ClearNoon"),
+        ({"towns": ["Town99"]}, r"Town99.*not on the server.*Town01"),
+    ],
+)
+def test_unknown_names_rejected_before_spawning(fake: FakeCarla, overrides: dict, message: str) -> None:
+    server = add_server(fake)
+    with pytest.raises(CarlaSettingsError, match=message):
+        with CarlaSource(settings(**overrides)):
+            pass
+    assert_clean(server)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"capture_every": 0}, {"towns": []}, {"tm_port": 2001}, {"fov": 180.0}, {"fixed_delta_seconds": 0.0}],
+)
+def test_invalid_settings_rejected(overrides: dict) -> None:
+    with pytest.raises(CarlaSettingsError, match=next(iter(overrides))):
+        settings(**overrides)
+
+
+def test_frames_outside_with_block_is_an_error(fake: FakeCarla) -> None:
+    add_server(fake)
+    with pytest.raises(CarlaSourceError, match="with CarlaSource"):
+        next(CarlaSource(settings()).frames())
+
+
+def test_frame_buffer_matches_out_of_order_arrivals_from_other_threads() -> None:
+    buffer = FrameBuffer("rgb")
+    images = [SimpleNamespace(frame=f) for f in (7, 5, 6, 9)]
+    threads = [threading.Timer(0.02 * i, buffer.put, (image,)) for i, image in enumerate(images)]
+    for thread in threads:
+        thread.start()
+    assert buffer.take(6, timeout_s=2.0).frame == 6
+    assert buffer.take(9, timeout_s=2.0).frame == 9
+    assert buffer.discarded == 2  # 5 and 7 were stale once 6 and then 9 were asked for
+    assert buffer.take(10, timeout_s=0.05) is None
+    for thread in threads:
+        thread.join()
