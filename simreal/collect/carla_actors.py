@@ -47,9 +47,7 @@ class BestEffort:
 class Scene:
     """The actors this source spawned into one world, and their removal."""
 
-    def __init__(
-        self, carla: Any, client: Any, world: Any, settings: CarlaSettings, rng: random.Random
-    ) -> None:
+    def __init__(self, carla: Any, client: Any, world: Any, settings: CarlaSettings, rng: random.Random) -> None:
         self._carla = carla
         self._client = client
         self._world = world
@@ -118,21 +116,15 @@ class Scene:
         command, tm_port = self._carla.command, self._settings.tm_port
         wanted = self._settings.n_vehicles
         points = spawn_points[:wanted]
-        self.counts["vehicles_failed"] += wanted - len(
-            points
-        )  # more vehicles asked for than free spawn points
+        self.counts["vehicles_failed"] += wanted - len(points)  # more vehicles asked for than free spawn points
         batch = []
         for point in points:
             blueprint = self._rng.choice(blueprints)
             if blueprint.has_attribute("color"):
-                blueprint.set_attribute(
-                    "color", self._rng.choice(blueprint.get_attribute("color").recommended_values)
-                )
+                blueprint.set_attribute("color", self._rng.choice(blueprint.get_attribute("color").recommended_values))
             blueprint.set_attribute("role_name", "autopilot")
             batch.append(
-                command.SpawnActor(blueprint, point).then(
-                    command.SetAutopilot(command.FutureActor, True, tm_port)
-                )
+                command.SpawnActor(blueprint, point).then(command.SetAutopilot(command.FutureActor, True, tm_port))
             )
         ids = self._spawn_batch(batch, "vehicles")
         self.vehicle_ids.extend(ids)
@@ -173,9 +165,7 @@ class Scene:
             return
 
         controller_blueprint = library.find("controller.ai.walker")
-        batch = [
-            carla.command.SpawnActor(controller_blueprint, carla.Transform(), wid) for wid in self.walker_ids
-        ]
+        batch = [carla.command.SpawnActor(controller_blueprint, carla.Transform(), wid) for wid in self.walker_ids]
         controller_ids = self._spawn_batch(batch, "walker_controllers", count_spawned=False)
         world.tick()  # the client needs one tick to know the controllers' transforms before starting them
         world.set_pedestrians_cross_factor(self._settings.walker_cross_factor)

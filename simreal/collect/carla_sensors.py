@@ -57,7 +57,5 @@ def decode_bgra(image: Any, width: int, height: int) -> np.ndarray:
         )
     raw = np.frombuffer(image.raw_data, dtype=np.uint8)
     if raw.size != height * width * 4:
-        raise ValueError(
-            f"camera image has {raw.size} bytes, expected {height * width * 4} for BGRA {width}x{height}"
-        )
+        raise ValueError(f"camera image has {raw.size} bytes, expected {height * width * 4} for BGRA {width}x{height}")
     return raw.reshape(height, width, 4).copy()

@@ -56,10 +56,7 @@ class CarlaSettings:
             if not 1 <= value <= 65535:
                 yield f"{name}={value} is not a TCP port"
         if self.tm_port in (self.port, self.port + 1):
-            yield (
-                f"tm_port={self.tm_port} collides with the server's RPC/streaming ports "
-                f"{self.port}/{self.port + 1}"
-            )
+            yield (f"tm_port={self.tm_port} collides with the server's RPC/streaming ports {self.port}/{self.port + 1}")
         if not self.towns:
             yield "towns is empty (give at least one, e.g. ['Town10HD'])"
         if not self.weathers:

@@ -63,9 +63,7 @@ def import_carla() -> ModuleType:
 def weather_presets(carla: ModuleType) -> list[str]:
     """Names of the `carla.WeatherParameters` presets this client knows (ClearNoon, WetSunset, ...)."""
     presets = carla.WeatherParameters
-    return sorted(
-        n for n in dir(presets) if not n.startswith("_") and isinstance(getattr(presets, n), presets)
-    )
+    return sorted(n for n in dir(presets) if not n.startswith("_") and isinstance(getattr(presets, n), presets))
 
 
 class CarlaSource:
@@ -144,9 +142,7 @@ class CarlaSource:
     def frames(self) -> Iterator[SensorFrame]:
         """Endless stream of matched frames; ticks the world itself (this must be the only ticking client)."""
         if self._world is None:
-            raise CarlaSourceError(
-                "CarlaSource.frames() needs the connection made by `with CarlaSource(...)`"
-            )
+            raise CarlaSourceError("CarlaSource.frames() needs the connection made by `with CarlaSource(...)`")
         ticks_since_capture, missed_in_a_row = 0, 0
         while True:
             frame = self._tick()
@@ -232,9 +228,7 @@ class CarlaSource:
         known_weathers = weather_presets(self._carla)
         unknown = [w for w in self.settings.weathers if w not in known_weathers]
         if unknown:
-            raise CarlaSettingsError(
-                f"unknown CARLA weather preset(s) {unknown}; known: {', '.join(known_weathers)}"
-            )
+            raise CarlaSettingsError(f"unknown CARLA weather preset(s) {unknown}; known: {', '.join(known_weathers)}")
         maps = sorted({m.rsplit("/", 1)[-1] for m in self._client.get_available_maps()})
         missing = [t for t in self.settings.towns if t not in maps]
         if missing:
@@ -286,9 +280,7 @@ class CarlaSource:
             "height": s.height,
             "fov": s.fov,
         }
-        return SensorFrame(
-            decode_bgra(rgb, s.width, s.height), decode_bgra(semantic, s.width, s.height), meta
-        )
+        return SensorFrame(decode_bgra(rgb, s.width, s.height), decode_bgra(semantic, s.width, s.height), meta)
 
     def _advance_schedules(self) -> None:
         s = self.settings

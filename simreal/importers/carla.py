@@ -49,9 +49,7 @@ def _compile(option: str, regex: str, split: str) -> re.Pattern[str]:
     try:
         compiled = re.compile(regex.replace(SPLIT_FIELD, re.escape(split)))
     except re.error as error:
-        raise InvalidOption(
-            f"carla: {option} {regex!r} is not a valid regular expression ({error})"
-        ) from error
+        raise InvalidOption(f"carla: {option} {regex!r} is not a valid regular expression ({error})") from error
     if "key" not in compiled.groupindex:
         raise InvalidOption(f"carla: {option} {regex!r} must capture a named group (?P<key>...)")
     return compiled
@@ -90,9 +88,7 @@ class CarlaFolderFormat:
 
     def _pairs_by_glob(self, root: Path, split: str) -> list[SamplePair]:
         pattern = self.rgb_pattern.replace(SPLIT_FIELD, split)
-        base = require_dir(
-            self.name, root / _glob_base(pattern), f"base directory of rgb_pattern {pattern!r}"
-        )
+        base = require_dir(self.name, root / _glob_base(pattern), f"base directory of rgb_pattern {pattern!r}")
         rgb_files = sorted(p for p in root.glob(pattern) if p.is_file())
         if not rgb_files:
             raise EmptyDirectory(self.name, base, f"files matching rgb_pattern {pattern!r}")
@@ -121,9 +117,7 @@ class CarlaFolderFormat:
         images = self._match(rgb_regex, files, root, "RGB files matching rgb_regex")
         labels = self._match(label_regex, files, root, "label files matching label_regex")
         keys = check_paired(self.name, images, labels, root, root)
-        return [
-            SamplePair(images[k], labels[k], split, k, _provenance(root, images[k], labels[k])) for k in keys
-        ]
+        return [SamplePair(images[k], labels[k], split, k, _provenance(root, images[k], labels[k])) for k in keys]
 
     def _match(self, regex: re.Pattern[str], files: list[str], root: Path, wanted: str) -> dict[str, Path]:
         found: dict[str, Path] = {}

@@ -39,11 +39,7 @@ class CityscapesFormat(IdLabelFormat):
         require_dir(self.name, root, "dataset root")
         image_dir = require_dir(self.name, root / "leftImg8bit" / split, f"images of split {split!r}")
         label_dir = require_dir(self.name, root / "gtFine" / split, f"fine labels of split {split!r}")
-        images = files_by_key(
-            self.name, image_dir, suffix_key(IMAGE_SUFFIX), f"*{IMAGE_SUFFIX}", recursive=True
-        )
-        labels = files_by_key(
-            self.name, label_dir, suffix_key(LABEL_SUFFIX), f"*{LABEL_SUFFIX}", recursive=True
-        )
+        images = files_by_key(self.name, image_dir, suffix_key(IMAGE_SUFFIX), f"*{IMAGE_SUFFIX}", recursive=True)
+        labels = files_by_key(self.name, label_dir, suffix_key(LABEL_SUFFIX), f"*{LABEL_SUFFIX}", recursive=True)
         keys = check_paired(self.name, images, labels, image_dir, label_dir)
         return [SamplePair(images[k], labels[k], split, k, _meta(k)) for k in keys]

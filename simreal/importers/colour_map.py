@@ -54,9 +54,7 @@ def parse_colour_map(source: str | Path | Mapping[object, object]) -> dict[Colou
     for key, value in raw.items():
         colour = _parse_colour(key, origin)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-            raise InvalidOption(
-                f"colour map {origin}: id for {key!r} must be an integer 0-255, got {value!r}"
-            )
+            raise InvalidOption(f"colour map {origin}: id for {key!r} must be an integer 0-255, got {value!r}")
         if colour in colours:
             raise InvalidOption(f"colour map {origin}: colour {colour} is listed twice")
         colours[colour] = value

@@ -88,9 +88,7 @@ class InvalidOption(ImportFailure):
 class UnreadableImage(ImportFailure):
     """OpenCV could not decode the file, or it decoded to a pixel type the importers do not accept."""
 
-    def __init__(
-        self, path: Path, reason: str = "cannot be decoded (missing, truncated or not an image)"
-    ) -> None:
+    def __init__(self, path: Path, reason: str = "cannot be decoded (missing, truncated or not an image)") -> None:
         self.path = path
         super().__init__(f"{path}: {reason}")
 
@@ -109,8 +107,7 @@ class NotSingleChannel(InvalidLabel):
     def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
         super().__init__(
             path,
-            f"label must be a single-channel id image, got shape {shape} "
-            "(a colour-coded label needs a colour map)",
+            f"label must be a single-channel id image, got shape {shape} (a colour-coded label needs a colour map)",
         )
 
 
@@ -120,17 +117,13 @@ class UnmappedColour(InvalidLabel):
     def __init__(self, path: Path, colours: Sequence[tuple[int, int, int]], pixels: int) -> None:
         self.colours = list(colours)
         names = [f"({r},{g},{b})" for r, g, b in self.colours]
-        super().__init__(
-            path, f"{len(names)} RGB colours ({pixels} pixels) are not in the colour map: {_few(names)}"
-        )
+        super().__init__(path, f"{len(names)} RGB colours ({pixels} pixels) are not in the colour map: {_few(names)}")
 
 
 class SizeMismatch(ImportFailure):
     """Image and label of one sample differ in size."""
 
-    def __init__(
-        self, image: Path, label: Path, image_size: tuple[int, int], label_size: tuple[int, int]
-    ) -> None:
+    def __init__(self, image: Path, label: Path, image_size: tuple[int, int], label_size: tuple[int, int]) -> None:
         self.image_size = image_size
         self.label_size = label_size
         super().__init__(

@@ -106,9 +106,7 @@ def read_colour_ids(path: Path, colour_to_id: Mapping[tuple[int, int, int], int]
     """Read an RGB colour-coded label and translate every colour to its id; unknown colours are an error."""
     decoded = _decode(path)
     if decoded.dtype != np.uint8 or decoded.ndim != 3 or decoded.shape[2] not in (3, 4):
-        raise InvalidLabel(
-            path, f"colour label must be 8-bit RGB or RGBA, got {decoded.dtype} {decoded.shape}"
-        )
+        raise InvalidLabel(path, f"colour label must be 8-bit RGB or RGBA, got {decoded.dtype} {decoded.shape}")
     packed = _pack_rgb(decoded[:, :, 2::-1])
     keys = np.array(sorted(_pack_rgb(np.array(c)) for c in colour_to_id), dtype=np.uint32)
     by_key = {int(_pack_rgb(np.array(c))): i for c, i in colour_to_id.items()}

@@ -1,0 +1,178 @@
+"""`simreal collect`: Ray actors capture and filter frames, Ray tasks write whole shards, the driver commits.
+
+    source actor (one per CARLA server or procedural stream)      writer task (one per shard)
+      capture -> decode -> filter -> remap -> resize  ──batch──▶   FrameStore.write_frames  ──▶  ordered commit
+
+The store is created on the first run and continued on later ones: rerunning the same command collects only the
+frames still missing, procedural streams resume exactly where their last committed frame left off, and a run
+killed at any moment leaves a store that verifies.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from pipelines.commit import OrderedCommitter
+from pipelines.progress import progress_bar
+from pipelines.ray_runtime import ray_session, task_error_cause
+from simreal.collect.collector import Batch, SourceSpec, StreamCollector
+from simreal.collect.filters import KEPT, FilterConfig, merge_counts
+from simreal.data.convert import FrameSpec
+from simreal.data.store import FrameStore, StoreError, shard_ranges
+
+
+@dataclass
+class CollectJob:
+    out: Path
+    frames: int
+    sources: list[SourceSpec]
+    frame_spec: FrameSpec = FrameSpec()
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    class_set: str = "shared16"
+    shard_size: int = 32
+    cpus_per_source: float = 1.0
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved user config, stored for provenance
+
+
+@dataclass
+class CollectResult:
+    out: Path
+    frames: int
+    added: int
+    captured: int
+    filter_report: dict[str, int]
+    seconds: float
+
+
+def _write_batch(path: str, start: int, batch: Batch) -> tuple[int, int]:
+    store = FrameStore.open(path, mode="a")
+    store.write_frames(start, batch.rgb, batch.label, batch.provenance, batch.source_label)
+    return start, start + len(batch.rgb)
+
+
+def _open_store(job: CollectJob) -> FrameStore:
+    if (Path(job.out) / "zarr.json").is_file():
+        store = FrameStore.open(job.out, mode="a")
+        width, height = job.frame_spec.size
+        if (store.width, store.height) != (width, height) or store.class_set.name != job.class_set:
+            raise StoreError(
+                f"{job.out} holds {store.width}x{store.height} {store.class_set.name} frames; this collection "
+                f"makes {width}x{height} {job.class_set}: use another --out"
+            )
+        return store
+    width, height = job.frame_spec.size
+    return FrameStore.create(
+        job.out,
+        height=height,
+        width=width,
+        class_set=job.class_set,
+        shard_size=job.shard_size,
+        with_source_label=job.frame_spec.keep_source_label,
+        source=f"simreal collect ({job.sources[0].backend})",
+    )
+
+
+def _resume_points(store: FrameStore, job: CollectJob) -> dict[int, tuple[int, int]]:
+    """stream -> (index of its last committed frame, its sim frame id), for streams of the same backend."""
+    last: dict[int, tuple[int, int]] = {}
+    backend = job.sources[0].backend
+    for index, prov in enumerate(store.provenance_table()):
+        if prov.get("backend") == backend and "stream" in prov and "frame" in prov:
+            last[int(prov["stream"])] = (index, int(prov["frame"]))
+    return last
+
+
+def run_collect(job: CollectJob, address: str | None = None, num_cpus: int | None = None) -> CollectResult:
+    began = time.perf_counter()
+    store = _open_store(job)
+    committed_before = len(store)
+    previous = Counter(store.attrs.get("filter_report", {}))
+    if committed_before >= job.frames:
+        return CollectResult(Path(job.out), committed_before, 0, 0, dict(previous), 0.0)
+    resume = _resume_points(store, job)
+    store.reserve(job.frames)
+    committer = OrderedCommitter(store)
+    pending_ranges = shard_ranges(committed_before, job.frames, store.shard_size)
+    counts: dict[int, Counter] = {}
+    captured: dict[int, int] = {}
+
+    with ray_session(address, num_cpus):
+        actor_cls = ray.remote(num_cpus=job.cpus_per_source)(StreamCollector)
+        writer = ray.remote(num_cpus=0)(_write_batch)
+        actors = []
+        try:
+            for spec in job.sources:
+                params = dict(spec.params)
+                last_rgb = None
+                if spec.stream in resume and spec.backend == "procedural":
+                    index, frame_id = resume[spec.stream]
+                    params["frame_offset"] = frame_id + int(params.get("capture_every", 1))
+                    last_rgb = store.rgb(index)
+                actor = actor_cls.remote(
+                    SourceSpec(spec.backend, params, spec.stream), job.frame_spec, job.filter, job.class_set
+                )
+                actors.append((actor, actor.start.remote(last_rgb)))
+            for _, started in actors:
+                _get(started)
+            with progress_bar("collect", total=job.frames, completed=committed_before) as bar:
+                gathering: dict[ray.ObjectRef, tuple[int, Any, int, int, ray.ObjectRef]] = {}
+                writing: dict[ray.ObjectRef, tuple[int, int]] = {}
+
+                def dispatch(slot: int) -> None:
+                    if pending_ranges:
+                        start, stop = pending_ranges.pop(0)
+                        actor = actors[slot][0]
+                        batch_ref = actor.collect.remote(stop - start)
+                        gathering[actor.counts.remote()] = (slot, actor, start, stop, batch_ref)
+
+                for slot in range(len(actors)):
+                    dispatch(slot)
+                while gathering or writing:
+                    ready, _ = ray.wait([*gathering, *writing], num_returns=1)
+                    ref = ready[0]
+                    if ref in writing:
+                        start, stop = _get(ref)
+                        writing.pop(ref)
+                        committer.written(start, stop)
+                        bar.advance(stop - start)
+                        continue
+                    slot, actor, start, stop, batch_ref = gathering.pop(ref)
+                    # counts() runs after collect() on the same actor, so it reflects this batch
+                    counts[slot] = _get(ref)
+                    captured[slot] = sum(counts[slot].values())
+                    writing[writer.remote(str(store.path), start, batch_ref)] = (start, stop)
+                    dispatch(slot)
+                    report = merge_counts(previous, *counts.values())
+                    dropped = ", ".join(f"{k} {v}" for k, v in report.items() if k != KEPT and v)
+                    bar.info(f"captured {sum(captured.values())}" + (f" · dropped: {dropped}" if dropped else ""))
+        finally:
+            closing = [actor.close.remote() for actor, _ in actors]
+            try:
+                ray.get(closing, timeout=60)
+            except Exception:  # noqa: BLE001 - cleanup must not hide the original error
+                pass
+            store.update_attrs(
+                filter_report=merge_counts(previous, *counts.values()),
+                collect={"config": job.config, "frame_spec": asdict(job.frame_spec), "filter": asdict(job.filter)},
+            )
+    return CollectResult(
+        Path(job.out),
+        len(store),
+        len(store) - committed_before,
+        sum(captured.values()),
+        merge_counts(previous, *counts.values()),
+        time.perf_counter() - began,
+    )
+
+
+def _get(ref: ray.ObjectRef) -> Any:
+    try:
+        return ray.get(ref)
+    except Exception as err:
+        raise task_error_cause(err) from None

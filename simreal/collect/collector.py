@@ -1,0 +1,124 @@
+"""One camera stream turned into store-ready frames: capture -> decode -> filter -> remap -> resize.
+
+Both backends run through this same code; the collection pipeline wraps one `StreamCollector` per Ray actor.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from simreal.collect.decode import decode_sensor_frame
+from simreal.collect.filters import KEPT, FilterConfig, FrameFilter
+from simreal.collect.frame import FrameSource
+from simreal.data.convert import FrameSpec, prepare_frame
+from simreal.labels import LabelMapping, get_class_set, get_mapping
+
+
+@dataclass
+class SourceSpec:
+    """Everything needed to open a source inside a worker process (plain values, so it pickles)."""
+
+    backend: str  # "procedural" | "carla"
+    params: dict[str, Any] = field(default_factory=dict)
+    stream: int = 0
+
+
+def open_source(spec: SourceSpec) -> FrameSource:
+    if spec.backend == "procedural":
+        from simreal.sim import ProceduralSource
+
+        return ProceduralSource(stream=spec.stream, **spec.params)
+    if spec.backend == "carla":
+        from simreal.collect.carla_source import CarlaSettings, CarlaSource
+
+        return CarlaSource(CarlaSettings(**spec.params), stream=spec.stream)
+    raise ValueError(f"unknown backend {spec.backend!r}; choose 'procedural' or 'carla'")
+
+
+@dataclass
+class Batch:
+    rgb: np.ndarray
+    label: np.ndarray
+    source_label: np.ndarray | None
+    provenance: list[dict[str, Any]]
+
+
+class StreamCollector:
+    """Pulls frames from one source until it has as many kept frames as asked for."""
+
+    def __init__(
+        self,
+        source: SourceSpec,
+        frame_spec: FrameSpec,
+        filter_config: FilterConfig,
+        class_set: str = "shared16",
+        expected_hw: tuple[int, int] | None = None,
+    ) -> None:
+        self.source_spec = source
+        self.frame_spec = frame_spec
+        self.class_set = class_set
+        self.expected_hw = expected_hw
+        target = get_class_set(class_set)
+        traffic = tuple(target.id_of(name) for name in filter_config.traffic_classes)
+        self.filter = FrameFilter(filter_config, traffic, target.ignore_index)
+        self.captured = 0
+        self._mappings: dict[str, LabelMapping] = {}
+        self._source: FrameSource | None = None
+        self._frames = None
+
+    def start(self, last_kept_rgb: np.ndarray | None = None) -> None:
+        """Open the source (connects to CARLA, builds the procedural world); errors surface here."""
+        self._source = open_source(self.source_spec)
+        self._source.__enter__()
+        self._frames = self._source.frames()
+        if last_kept_rgb is not None:
+            self.filter.remember(last_kept_rgb)
+
+    def close(self) -> None:
+        """Release the source: CARLA actors destroyed and server settings restored."""
+        if self._source is not None:
+            source, self._source = self._source, None
+            source.__exit__(None, None, None)
+
+    def collect(self, count: int) -> Batch:
+        if self._frames is None:
+            raise RuntimeError("StreamCollector.start() must be called before collect()")
+        rgbs, labels, sources, provenance = [], [], [], []
+        while len(rgbs) < count:
+            frame = next(self._frames)
+            self.captured += 1
+            rgb, tags = decode_sensor_frame(frame)
+            expected = self.expected_hw or (
+                int(frame.meta.get("height", rgb.shape[0])),
+                int(frame.meta.get("width", rgb.shape[1])),
+            )
+            if self.filter.check_sizes(rgb.shape[:2], tags.shape[:2], expected) != KEPT:
+                continue
+            mapping = self._mapping(str(frame.meta["tag_scheme"]))
+            where = f"{self.source_spec.backend} stream {self.source_spec.stream} frame {frame.meta.get('frame')}"
+            out_rgb, label, source, _ = prepare_frame(rgb, tags, mapping, self.frame_spec, where=where)
+            if self.filter.check(out_rgb, label) != KEPT:
+                continue
+            rgbs.append(out_rgb)
+            labels.append(label)
+            sources.append(source)
+            provenance.append({**frame.meta, "split": "train"})
+        return Batch(
+            np.stack(rgbs),
+            np.stack(labels),
+            np.stack(sources) if self.frame_spec.keep_source_label else None,
+            provenance,
+        )
+
+    def _mapping(self, scheme: str) -> LabelMapping:
+        # CARLA reports its scheme per frame (it follows the server version), so map lazily per scheme.
+        if scheme not in self._mappings:
+            self._mappings[scheme] = get_mapping(scheme, self.class_set)
+        return self._mappings[scheme]
+
+    def counts(self) -> Counter:
+        return Counter(self.filter.counts)
