@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from simreal.cli.collect import collect
 from simreal.cli.datasets import datasets_app
 from simreal.cli.labels import labels_app
 
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(labels_app, name="labels")
 app.add_typer(datasets_app, name="datasets")
+app.command("collect")(collect)
 
 if __name__ == "__main__":
     app()
