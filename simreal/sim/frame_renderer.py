@@ -10,8 +10,10 @@ from simreal.sim.camera import MOUNT_HEIGHT, MOUNT_PITCH_DEG, Intrinsics, Pose, 
 from simreal.sim.hashing import key_rng
 from simreal.sim.looks import (
     TexturedLook,
-    apply_fog,
     draw_rain,
+    fog_amount,
+    fog_faces,
+    fog_ground,
     ground_distance,
     lambert,
     sky_image,
@@ -21,10 +23,9 @@ from simreal.sim.mesh import FaceSet
 from simreal.sim.presets import WeatherPreset, check_look
 from simreal.sim.render import build_draw_list, rasterise
 
-
-def view_distance(weather: WeatherPreset) -> float:
-    """Beyond this distance fog (or plain distance) makes geometry irrelevant."""
-    return float(np.clip(5.0 / max(weather.fog_density, 1e-6), 90.0, 220.0))
+# Geometry farther than this is not drawn. It does not depend on the weather: like CARLA's, the semantic
+# image must not change when only the weather does.
+VIEW_DISTANCE = 200.0
 
 
 class FrameRenderer:
@@ -38,8 +39,10 @@ class FrameRenderer:
         self.sun_gain, self.ambient_gain = (1.15, 0.9) if textured else (1.0, 1.0)
         nominal = camera_rotation(0.0, np.radians(MOUNT_PITCH_DEG))
         self.sky = np.clip(sky_image(intr, nominal, weather, self.sun), 0, 255).astype(np.uint8)
-        self.ground_depth = ground_distance(intr, nominal, MOUNT_HEIGHT)
-        self.view_distance = view_distance(weather)
+        self.ground_fog = fog_amount(ground_distance(intr, nominal, MOUNT_HEIGHT), weather)
+        self.fog_image = np.empty_like(self.sky)
+        self.fog_image[:] = weather.fog_colour
+        self.view_distance = VIEW_DISTANCE
         self.textured = TexturedLook(intr, seed) if textured else None
 
     def render(self, faces: FaceSet, pose: Pose, frame: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,19 +51,25 @@ class FrameRenderer:
         idx = draw.index
         colours = faces.colours[idx]
         if self.textured is not None:
-            colours = colours * self.textured.face_jitter(faces.tags[idx], faces.colours[idx], faces.box_min[idx],
-                                                          faces.box_max[idx])
-        shaded = lambert(faces.normals[idx], colours, faces.layers[idx], self.weather, self.sun, self.sun_gain,
-                         self.ambient_gain)
+            colours = colours * self.textured.face_jitter(
+                faces.tags[idx], faces.colours[idx], faces.box_min[idx], faces.box_max[idx]
+            )
+        shaded = lambert(
+            faces.normals[idx],
+            colours,
+            faces.layers[idx],
+            self.weather,
+            self.sun,
+            self.sun_gain,
+            self.ambient_gain,
+        )
+        shaded = fog_faces(shaded, draw.depth, draw.is_object, self.weather)
         rgb = self.sky.copy()
         semantic = np.full((self.intr.height, self.intr.width), T.SKY, np.uint8)
-        depth = self.ground_depth.copy()
-        rasterise(draw, shaded, faces.tags[idx], rgb, semantic, depth)
-        rgb_f = apply_fog(rgb.astype(np.float32), depth, self.weather)
+        rasterise(draw, shaded, faces.tags[idx], rgb, semantic)
+        rgb = fog_ground(rgb, semantic, self.ground_fog, self.fog_image)
         if self.textured is not None:
-            rgb = self.textured.finish(rgb_f, semantic, pose, frame, self.seed)
-        else:
-            rgb = np.clip(rgb_f + 0.5, 0, 255).astype(np.uint8)
+            rgb = self.textured.finish(rgb, semantic, pose, frame, self.seed)
         draw_rain(rgb, self.weather, key_rng(self.seed, frame, 31))
         semantic_bgra = np.zeros((self.intr.height, self.intr.width, 4), np.uint8)
         semantic_bgra[..., 2] = semantic

@@ -55,8 +55,15 @@ def ground_distance(intr: Intrinsics, rotation: np.ndarray, height: float) -> np
     return dist.astype(np.float32)
 
 
-def lambert(normals: np.ndarray, colours: np.ndarray, layers: np.ndarray, weather: WeatherPreset,
-            sun: np.ndarray, sun_gain: float = 1.0, ambient_gain: float = 1.0) -> np.ndarray:
+def lambert(
+    normals: np.ndarray,
+    colours: np.ndarray,
+    layers: np.ndarray,
+    weather: WeatherPreset,
+    sun: np.ndarray,
+    sun_gain: float = 1.0,
+    ambient_gain: float = 1.0,
+) -> np.ndarray:
     """Per-face colour: ambient sky light (brighter facing up) plus direct sun light."""
     direct = np.clip(normals @ sun, 0.0, None) * weather.sun_intensity * sun_gain
     ambient = weather.ambient * ambient_gain * (0.8 + 0.2 * normals[:, 2])
@@ -67,10 +74,25 @@ def lambert(normals: np.ndarray, colours: np.ndarray, layers: np.ndarray, weathe
     return np.clip(lit, 0.0, 255.0)
 
 
-def apply_fog(rgb: np.ndarray, depth: np.ndarray, weather: WeatherPreset) -> np.ndarray:
-    amount = 1.0 - np.exp(-weather.fog_density * depth)
-    fog = np.array(weather.fog_colour, np.float32)
-    return rgb + (fog - rgb) * amount[..., None]
+def fog_amount(depth: np.ndarray, weather: WeatherPreset) -> np.ndarray:
+    """Fraction of the fog colour seen through ``depth`` metres of air."""
+    return (1.0 - np.exp(-weather.fog_density * depth)).astype(np.float32)
+
+
+def fog_faces(
+    colours: np.ndarray, depth: np.ndarray, is_object: np.ndarray, weather: WeatherPreset
+) -> np.ndarray:
+    """Bakes fog into object faces (one depth per face); ground pieces are fogged per pixel later."""
+    amount = np.where(is_object, fog_amount(depth, weather), 0.0)[:, None]
+    return colours + (np.array(weather.fog_colour, np.float32) - colours) * amount
+
+
+def fog_ground(
+    rgb: np.ndarray, semantic: np.ndarray, ground_fog: np.ndarray, fog_image: np.ndarray
+) -> np.ndarray:
+    """Per-pixel fog on ground pixels, whose distance follows from the row (flat ground plane)."""
+    weight = ground_fog * _IS_GROUND[semantic]
+    return cv2.blendLinear(fog_image, rgb, weight, 1.0 - weight)
 
 
 def draw_rain(rgb: np.ndarray, weather: WeatherPreset, rng: np.random.Generator) -> None:
@@ -113,24 +135,26 @@ class TexturedLook:
     """Post-processing of the textured look; built once per source (textures are seeded)."""
 
     size = 256
+    texels_per_metre = 6.0
 
     def __init__(self, intr: Intrinsics, seed: int) -> None:
         rng = key_rng(seed, 9001)
-        self.ground_noise = periodic_noise(self.size, rng, 1.3)
-        self.screen_noise = periodic_noise(self.size, rng, 0.9)
-        self.rays = pixel_rays(intr)
+        self.ground_noise = periodic_noise(self.size, rng, 1.3) * 2.0 - 1.0
+        screen = periodic_noise(self.size, rng, 0.9) * 2.0 - 1.0
+        self.rays = pixel_rays(intr).reshape(-1, 3)
         h, w = intr.height, intr.width
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        yy, xx = np.mgrid[0:h, 0:w]
+        self.screen_noise = screen[(yy * 2) % self.size, (xx * 2) % self.size]
         r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
         self.vignette = (1.0 - 0.22 * r2).astype(np.float32)
-        self.screen_rows = (yy.astype(np.int32) * 2) % self.size
-        self.screen_cols = (xx.astype(np.int32) * 2) % self.size
-        self.sensor_noise = rng.normal(0.0, 3.5, size=(h + 64, w + 64, 3)).astype(np.float32)
-        gamma = np.arange(256, dtype=np.float32) / 255.0
-        self.tone = np.clip(255.0 * (gamma**1.1 * 1.08 - 0.02), 0, 255).astype(np.uint8)
+        self.sensor_noise = np.round(rng.normal(0.0, 3.5, size=(h + 64, w + 64, 3))).astype(np.int16)
+        level = np.arange(256, dtype=np.float32) / 255.0
+        self.tone = np.clip(255.0 * (level**1.1 * 1.08 - 0.02), 0, 255).astype(np.uint8)
 
     @staticmethod
-    def face_jitter(tags: np.ndarray, colours: np.ndarray, box_min: np.ndarray, box_max: np.ndarray) -> np.ndarray:
+    def face_jitter(
+        tags: np.ndarray, colours: np.ndarray, box_min: np.ndarray, box_max: np.ndarray
+    ) -> np.ndarray:
         """A stable per-part brightness/tint factor (keyed by what the part is, not where it is drawn)."""
         height = np.round((box_max[:, 2] - box_min[:, 2]) * 10).astype(np.int64)
         key = colours.astype(np.int64) @ np.array([65536, 256, 1]) + tags.astype(np.int64) * (1 << 24)
@@ -139,23 +163,30 @@ class TexturedLook:
         factor = np.stack([0.85 + 0.3 * base, 0.9 + 0.2 * tint, 0.85 + 0.3 * base], axis=1)
         return factor.astype(np.float32)
 
-    def finish(self, rgb: np.ndarray, semantic: np.ndarray, pose: Pose, frame: int, seed: int) -> np.ndarray:
-        """Textures, lens blur, vignette, sensor noise and tone curve on a float RGB image -> uint8 RGB."""
+    def _ground_texture(self, pose: Pose, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Noise sampled at each pixel's ground-plane point (so it moves with the world) and a slab-joint mask."""
         world = self.rays @ pose.rotation.astype(np.float32)
-        down = np.maximum(-world[..., 2], 1e-4)
-        t = pose.position[2] / down
-        wx = pose.position[0] + t * world[..., 0]
-        wy = pose.position[1] + t * world[..., 1]
+        t = np.float32(pose.position[2]) / np.maximum(-world[:, 2], 1e-3)
+        period = self.size / self.texels_per_metre  # keep coordinates small before float32 maths
+        wx = (np.float32(pose.position[0] % period) + t * world[:, 0]).reshape(shape)
+        wy = (np.float32(pose.position[1] % period) + t * world[:, 1]).reshape(shape)
+        scale = np.float32(self.texels_per_metre)
+        noise = cv2.remap(
+            self.ground_noise, wx * scale, wy * scale, cv2.INTER_NEAREST, borderMode=cv2.BORDER_WRAP
+        )
+        joints = ((wx % 1.5) < 0.06) | ((wy % 1.5) < 0.06)
+        return noise, joints
+
+    def finish(self, rgb: np.ndarray, semantic: np.ndarray, pose: Pose, frame: int, seed: int) -> np.ndarray:
+        """Textures, vignette, lens blur, sensor noise and a tone curve on a uint8 RGB image."""
+        ground_noise, joints = self._ground_texture(pose, semantic.shape)
         ground = _IS_GROUND[semantic]
-        gx = (np.floor(wx * 6.0).astype(np.int64) % self.size)
-        gy = (np.floor(wy * 6.0).astype(np.int64) % self.size)
-        noise = np.where(ground, self.ground_noise[gy, gx], self.screen_noise[self.screen_rows, self.screen_cols])
-        slabs = ground & (semantic == T.SIDEWALKS) & (((wx % 1.5) < 0.06) | ((wy % 1.5) < 0.06))
-        modulation = 1.0 + _TEXTURE_AMPLITUDE[semantic] * (noise - 0.5) * 2.0 - 0.25 * slabs
-        rgb = rgb * modulation[..., None]
-        rgb = cv2.GaussianBlur(rgb, (0, 0), 0.9)
-        rgb *= self.vignette[..., None]
+        noise = np.where(ground, ground_noise, self.screen_noise)
+        modulation = 1.0 + _TEXTURE_AMPLITUDE[semantic] * noise - 0.25 * (joints & (semantic == T.SIDEWALKS))
+        modulation *= self.vignette
+        shaded = rgb * modulation[..., None]
+        image = cv2.GaussianBlur(np.clip(shaded, 0, 255).astype(np.uint8), (5, 5), 0.9)
         oy, ox = (int(v) for v in (hash_uniform(seed, frame, 77, [0, 1]) * 64))
-        h, w = rgb.shape[:2]
-        rgb += self.sensor_noise[oy : oy + h, ox : ox + w]
-        return cv2.LUT(np.clip(rgb, 0, 255).astype(np.uint8), self.tone)
+        h, w = semantic.shape
+        image = cv2.add(image, self.sensor_noise[oy : oy + h, ox : ox + w], dtype=cv2.CV_8U)
+        return cv2.LUT(image, self.tone)

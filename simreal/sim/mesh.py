@@ -35,15 +35,50 @@ class FaceSet:
 
     def translated(self, offset: np.ndarray) -> FaceSet:
         off = np.asarray(offset, np.float32)
-        return FaceSet(self.verts + off, self.normals, self.colours, self.tags, self.layers, self.groups,
-                       self.sub, self.box_min + off, self.box_max + off)
+        return FaceSet(
+            self.verts + off,
+            self.normals,
+            self.colours,
+            self.tags,
+            self.layers,
+            self.groups,
+            self.sub,
+            self.box_min + off,
+            self.box_max + off,
+        )
+
+    def translated_each(self, offsets: np.ndarray, counts: np.ndarray) -> FaceSet:
+        """Moves consecutive runs of ``counts`` faces by one offset each (placing many agents at once)."""
+        if len(self) == 0:
+            return self
+        per_face = np.repeat(offsets, counts, axis=0)
+        return FaceSet(
+            self.verts + per_face[:, None, :],
+            self.normals,
+            self.colours,
+            self.tags,
+            self.layers,
+            self.groups,
+            self.sub,
+            self.box_min + per_face,
+            self.box_max + per_face,
+        )
 
     def flipped(self) -> FaceSet:
         """Rotated by 180 degrees about the vertical axis (a vehicle driving the other way)."""
         flip = np.array([-1.0, -1.0, 1.0], np.float32)
         lo, hi = self.box_min * flip, self.box_max * flip
-        return FaceSet(self.verts * flip, self.normals * flip, self.colours, self.tags, self.layers,
-                       self.groups, self.sub, np.minimum(lo, hi), np.maximum(lo, hi))
+        return FaceSet(
+            self.verts * flip,
+            self.normals * flip,
+            self.colours,
+            self.tags,
+            self.layers,
+            self.groups,
+            self.sub,
+            np.minimum(lo, hi),
+            np.maximum(lo, hi),
+        )
 
     @staticmethod
     def concat(sets: list[FaceSet]) -> FaceSet:
@@ -66,8 +101,17 @@ class FaceSet:
 
 def empty_faces() -> FaceSet:
     z3 = np.zeros((0, 3), np.float32)
-    return FaceSet(np.zeros((0, MAX_VERTS, 3), np.float32), z3, z3, np.zeros(0, np.uint8),
-                   np.zeros(0, np.int16), np.zeros(0, np.int32), np.zeros(0, np.int8), z3, z3)
+    return FaceSet(
+        np.zeros((0, MAX_VERTS, 3), np.float32),
+        z3,
+        z3,
+        np.zeros(0, np.uint8),
+        np.zeros(0, np.int16),
+        np.zeros(0, np.int32),
+        np.zeros(0, np.int8),
+        z3,
+        z3,
+    )
 
 
 def _pad(poly: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
@@ -102,8 +146,15 @@ class MeshBuilder:
         self._bmin.append(bmin)
         self._bmax.append(bmax)
 
-    def box(self, lo: tuple[float, float, float], hi: tuple[float, float, float], colour: tuple, tag: int,
-            layer: int = LAYER_OBJECT, skip_bottom: bool = True) -> int:
+    def box(
+        self,
+        lo: tuple[float, float, float],
+        hi: tuple[float, float, float],
+        colour: tuple,
+        tag: int,
+        layer: int = LAYER_OBJECT,
+        skip_bottom: bool = True,
+    ) -> int:
         """Axis-aligned box from corner ``lo`` to corner ``hi``; returns its group id (for decals)."""
         (x0, y0, z0), (x1, y1, z1) = lo, hi
         g = self._next_group
@@ -121,21 +172,49 @@ class MeshBuilder:
             self._face(poly, n, colour, tag, layer, g, 0, lo, hi)
         return g
 
-    def flat(self, x0: float, x1: float, y0: float, y1: float, z: float, colour: tuple, tag: int,
-             layer: int) -> None:
+    def flat(
+        self, x0: float, x1: float, y0: float, y1: float, z: float, colour: tuple, tag: int, layer: int
+    ) -> None:
         """Horizontal rectangle facing up (road, markings, lawn)."""
         g = self._next_group
         self._next_group += 1
-        self._face([(x0, y0, z), (x1, y0, z), (x1, y1, z), (x0, y1, z)], (0.0, 0.0, 1.0), colour, tag, layer,
-                   g, 0, (x0, y0, z), (x1, y1, z))
+        self._face(
+            [(x0, y0, z), (x1, y0, z), (x1, y1, z), (x0, y1, z)],
+            (0.0, 0.0, 1.0),
+            colour,
+            tag,
+            layer,
+            g,
+            0,
+            (x0, y0, z),
+            (x1, y1, z),
+        )
 
-    def decal(self, group: int, poly: list[tuple[float, float, float]], normal: tuple[float, float, float],
-              colour: tuple, tag: int, lo: tuple, hi: tuple) -> None:
+    def decal(
+        self,
+        group: int,
+        poly: list[tuple[float, float, float]],
+        normal: tuple[float, float, float],
+        colour: tuple,
+        tag: int,
+        lo: tuple,
+        hi: tuple,
+    ) -> None:
         """A polygon painted on a face of part ``group`` (a window), drawn right after that part."""
         self._face(poly, normal, colour, tag, LAYER_OBJECT, group, 1, lo, hi)
 
-    def frustum(self, cx: float, cy: float, z0: float, z1: float, r0: float, r1: float, colour: tuple,
-                tag: int, sides: int = 8) -> None:
+    def frustum(
+        self,
+        cx: float,
+        cy: float,
+        z0: float,
+        z1: float,
+        r0: float,
+        r1: float,
+        colour: tuple,
+        tag: int,
+        sides: int = 8,
+    ) -> None:
         """Vertical n-sided prism tapering from radius r0 at z0 to r1 at z1 (tree crowns, bushes)."""
         g = self._next_group
         self._next_group += 1
@@ -154,8 +233,9 @@ class MeshBuilder:
             self._face([bot[i], bot[j], top[j], top[i]], tuple(n), colour, tag, LAYER_OBJECT, g, 0, lo, hi)
         self._face(top, (0.0, 0.0, 1.0), colour, tag, LAYER_OBJECT, g, 0, lo, hi)
 
-    def gable_roof(self, x0: float, x1: float, y0: float, y1: float, z0: float, height: float, colour: tuple,
-                   tag: int) -> None:
+    def gable_roof(
+        self, x0: float, x1: float, y0: float, y1: float, z0: float, height: float, colour: tuple, tag: int
+    ) -> None:
         """Pitched roof with its ridge along x, sitting on the rectangle [x0,x1]x[y0,y1] at height z0."""
         g = self._next_group
         self._next_group += 1
@@ -164,22 +244,63 @@ class MeshBuilder:
         half = (y1 - y0) / 2
         nl = np.array([0.0, -height, half])
         nl /= np.linalg.norm(nl)
-        self._face([(x0, y0, z0), (x1, y0, z0), (x1, ym, z1), (x0, ym, z1)], tuple(nl), colour, tag,
-                   LAYER_OBJECT, g, 0, lo, hi)
-        self._face([(x0, y1, z0), (x1, y1, z0), (x1, ym, z1), (x0, ym, z1)], (0.0, -nl[1], nl[2]), colour, tag,
-                   LAYER_OBJECT, g, 0, lo, hi)
-        self._face([(x0, y0, z0), (x0, y1, z0), (x0, ym, z1)], (-1.0, 0.0, 0.0), colour, tag, LAYER_OBJECT, g,
-                   0, lo, hi)
-        self._face([(x1, y0, z0), (x1, y1, z0), (x1, ym, z1)], (1.0, 0.0, 0.0), colour, tag, LAYER_OBJECT, g,
-                   0, lo, hi)
+        self._face(
+            [(x0, y0, z0), (x1, y0, z0), (x1, ym, z1), (x0, ym, z1)],
+            tuple(nl),
+            colour,
+            tag,
+            LAYER_OBJECT,
+            g,
+            0,
+            lo,
+            hi,
+        )
+        self._face(
+            [(x0, y1, z0), (x1, y1, z0), (x1, ym, z1), (x0, ym, z1)],
+            (0.0, -nl[1], nl[2]),
+            colour,
+            tag,
+            LAYER_OBJECT,
+            g,
+            0,
+            lo,
+            hi,
+        )
+        self._face(
+            [(x0, y0, z0), (x0, y1, z0), (x0, ym, z1)],
+            (-1.0, 0.0, 0.0),
+            colour,
+            tag,
+            LAYER_OBJECT,
+            g,
+            0,
+            lo,
+            hi,
+        )
+        self._face(
+            [(x1, y0, z0), (x1, y1, z0), (x1, ym, z1)],
+            (1.0, 0.0, 0.0),
+            colour,
+            tag,
+            LAYER_OBJECT,
+            g,
+            0,
+            lo,
+            hi,
+        )
 
     def build(self) -> FaceSet:
         if not self._tags:
             return empty_faces()
         f32 = np.float32
         return FaceSet(
-            np.asarray(self._verts, f32), np.asarray(self._normals, f32), np.asarray(self._colours, f32),
-            np.asarray(self._tags, np.uint8), np.asarray(self._layers, np.int16),
-            np.asarray(self._groups, np.int32), np.asarray(self._sub, np.int8),
-            np.asarray(self._bmin, f32), np.asarray(self._bmax, f32),
+            np.asarray(self._verts, f32),
+            np.asarray(self._normals, f32),
+            np.asarray(self._colours, f32),
+            np.asarray(self._tags, np.uint8),
+            np.asarray(self._layers, np.int16),
+            np.asarray(self._groups, np.int32),
+            np.asarray(self._sub, np.int8),
+            np.asarray(self._bmin, f32),
+            np.asarray(self._bmax, f32),
         )

@@ -16,6 +16,8 @@ from simreal.sim.camera import Intrinsics, Pose
 from simreal.sim.mesh import LAYER_OBJECT, FaceSet
 
 NEAR = 0.3
+DECAL_DISTANCE = 70.0  # windows farther than this melt into their facade
+MIN_EXTENT_PX = 0.8  # faces smaller than this in both directions would not cover a pixel centre anyway
 SUBPIXEL_BITS = 4
 _SCALE = float(1 << SUBPIXEL_BITS)
 
@@ -26,8 +28,8 @@ class DrawList:
 
     index: np.ndarray  # (n,) indices into the FaceSet
     polygons: list[np.ndarray]  # int32 (k, 2) fixed-point pixel polygons
-    depth: np.ndarray  # (n,) float32 distance used for fog
-    writes_depth: np.ndarray  # (n,) bool: ground pieces keep the analytic ground depth
+    depth: np.ndarray  # (n,) float32 mean distance of the face, for fog
+    is_object: np.ndarray  # (n,) bool: False for flat ground pieces (fogged per pixel instead)
 
 
 def _clip_near(poly: np.ndarray) -> np.ndarray:
@@ -51,7 +53,9 @@ def build_draw_list(faces: FaceSet, pose: Pose, intr: Intrinsics, view_distance:
     facing = np.einsum("ij,ij->i", cam - faces.verts[:, 0], faces.normals) > 1e-6
     nearest = np.maximum(np.maximum(faces.box_min - cam, cam - faces.box_max), 0.0)
     box_distance = np.sqrt((nearest**2).sum(axis=1))
-    keep = np.flatnonzero(facing & (box_distance < view_distance))
+    is_ground = faces.layers < LAYER_OBJECT
+    near_enough = (box_distance < view_distance) & ((faces.sub == 0) | (box_distance < DECAL_DISTANCE))
+    keep = np.flatnonzero(facing & (near_enough | is_ground))
     verts = (faces.verts[keep] - cam) @ pose.rotation.T.astype(np.float32)  # (n, 8, 3) camera space
     x, y, z = verts[..., 0], verts[..., 1], verts[..., 2]
     cx, cy = intr.centre
@@ -76,6 +80,16 @@ def build_draw_list(faces: FaceSet, pose: Pose, intr: Intrinsics, view_distance:
     safe_z = np.maximum(verts[..., 2:3], NEAR)
     pixels = verts[..., :2] / safe_z * f + np.array([cx, cy], np.float32)
     fixed = np.round(pixels * _SCALE).astype(np.int32)
+    extent = pixels.max(axis=1) - pixels.min(axis=1)
+    visible = needs_clip | (extent.max(axis=1) >= MIN_EXTENT_PX)
+    keep, verts, layers, depth, fixed = (
+        keep[visible],
+        verts[visible],
+        layers[visible],
+        depth[visible],
+        fixed[visible],
+    )
+    needs_clip = needs_clip[visible]
     polygons = list(fixed)
     for i in np.flatnonzero(needs_clip):
         clipped = _clip_near(verts[i].astype(np.float64))
@@ -87,21 +101,18 @@ def build_draw_list(faces: FaceSet, pose: Pose, intr: Intrinsics, view_distance:
     return DrawList(keep, polygons, depth, layers >= LAYER_OBJECT)
 
 
-def rasterise(draw: DrawList, colours: np.ndarray, tags: np.ndarray, rgb: np.ndarray, semantic: np.ndarray,
-              depth: np.ndarray) -> None:
-    """Paint the draw list in order into ``rgb`` (H,W,3), ``semantic`` (H,W) and ``depth`` (H,W) in place.
+def rasterise(
+    draw: DrawList, colours: np.ndarray, tags: np.ndarray, rgb: np.ndarray, semantic: np.ndarray
+) -> None:
+    """Paint the draw list in order into ``rgb`` (H,W,3) and ``semantic`` (H,W) in place.
 
     ``colours`` and ``tags`` are per entry of the draw list (already gathered and shaded).
     """
     colour_list = colours.tolist()
     tag_list = tags.tolist()
-    depth_list = draw.depth.tolist()
-    writes = draw.writes_depth.tolist()
     fill = cv2.fillConvexPoly
     for i, poly in enumerate(draw.polygons):
         if len(poly) < 3:
             continue
         fill(rgb, poly, colour_list[i], cv2.LINE_8, SUBPIXEL_BITS)
         fill(semantic, poly, tag_list[i], cv2.LINE_8, SUBPIXEL_BITS)
-        if writes[i]:
-            fill(depth, poly, depth_list[i], cv2.LINE_8, SUBPIXEL_BITS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from simreal.collect.frame import SensorFrame
 from simreal.sim.agents import Agents
@@ -23,9 +23,19 @@ class ProceduralSource:
     stream, look, k)``, so a stream resumed with ``frame_offset=k`` continues exactly where it stopped.
     """
 
-    def __init__(self, town: str = "Town10HD", weather: str = "ClearNoon", seed: int = 0, width: int = 800,
-                 height: int = 600, fov: float = 90.0, look: str = "flat", stream: int = 0,
-                 capture_every: int = 1, frame_offset: int = 0) -> None:
+    def __init__(
+        self,
+        town: str = "Town10HD",
+        weather: str = "ClearNoon",
+        seed: int = 0,
+        width: int = 800,
+        height: int = 600,
+        fov: float = 90.0,
+        look: str = "flat",
+        stream: int = 0,
+        capture_every: int = 1,
+        frame_offset: int = 0,
+    ) -> None:
         for name, value in (("width", width), ("height", height), ("capture_every", capture_every)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -42,7 +52,9 @@ class ProceduralSource:
         self.world = StreetWorld(self.town, self.seed, self.stream)
         self.route = EgoRoute(self.town, self.seed, self.stream)
         self.agents = Agents(self.town, self.seed, self.stream, self.route.lane)
-        self.renderer = FrameRenderer(Intrinsics(self.width, self.height, self.fov), self.weather, look, self.seed)
+        self.renderer = FrameRenderer(
+            Intrinsics(self.width, self.height, self.fov), self.weather, look, self.seed
+        )
 
     def __enter__(self) -> ProceduralSource:
         return self
@@ -60,18 +72,29 @@ class ProceduralSource:
         reach = self.renderer.view_distance
         far = MeshBuilder()
         far.flat(x + reach, x + reach + 4000.0, -4000.0, 4000.0, 0.0, GRASS, TERRAIN, LAYER_GROUND)
-        return FaceSet.concat([
-            self.world.faces(x - BEHIND, x + reach),
-            self.agents.faces(frame * SIM_DT, x, x - BEHIND, x + reach),
-            far.build(),
-        ])
+        return FaceSet.concat(
+            [
+                self.world.faces(x - BEHIND, x + reach),
+                self.agents.faces(frame * SIM_DT, x, x - BEHIND, x + reach),
+                far.build(),
+            ]
+        )
 
     def render_frame(self, frame: int) -> SensorFrame:
         rgb, semantic = self.renderer.render(self.scene(frame), self.pose(frame), frame)
         meta = {
-            "backend": "procedural", "town": self.town_name, "weather": self.weather_name, "frame": int(frame),
-            "stream": self.stream, "seed": self.seed, "look": self.look, "server_version": "procedural",
-            "tag_scheme": TAG_SCHEME, "width": self.width, "height": self.height, "fov": self.fov,
+            "backend": "procedural",
+            "town": self.town_name,
+            "weather": self.weather_name,
+            "frame": int(frame),
+            "stream": self.stream,
+            "seed": self.seed,
+            "look": self.look,
+            "server_version": "procedural",
+            "tag_scheme": TAG_SCHEME,
+            "width": self.width,
+            "height": self.height,
+            "fov": self.fov,
         }
         return SensorFrame(rgb_bgra=rgb, semantic_bgra=semantic, meta=meta)
 

@@ -34,12 +34,31 @@ GRASS = (92, 128, 58)
 DIRT = (128, 112, 86)
 PAVED_GROUND = (120, 118, 112)
 FACADES = {
-    "downtown": [(150, 150, 155), (185, 175, 160), (120, 130, 145), (200, 195, 185), (140, 110, 95),
-                 (95, 105, 120), (170, 160, 140)],
-    "urban": [(175, 150, 125), (150, 95, 75), (190, 185, 170), (135, 135, 140), (205, 190, 150),
-              (120, 110, 100)],
-    "suburb": [(225, 215, 190), (200, 170, 140), (170, 190, 200), (230, 230, 225), (190, 140, 110),
-               (215, 200, 160)],
+    "downtown": [
+        (150, 150, 155),
+        (185, 175, 160),
+        (120, 130, 145),
+        (200, 195, 185),
+        (140, 110, 95),
+        (95, 105, 120),
+        (170, 160, 140),
+    ],
+    "urban": [
+        (175, 150, 125),
+        (150, 95, 75),
+        (190, 185, 170),
+        (135, 135, 140),
+        (205, 190, 150),
+        (120, 110, 100),
+    ],
+    "suburb": [
+        (225, 215, 190),
+        (200, 170, 140),
+        (170, 190, 200),
+        (230, 230, 225),
+        (190, 140, 110),
+        (215, 200, 160),
+    ],
 }
 FACADES["rural"] = FACADES["suburb"] + [(160, 60, 50), (140, 120, 95)]
 FACADES["highway"] = FACADES["suburb"]
@@ -89,8 +108,9 @@ class StreetWorld:
         inter = self.has_intersection(block)
         next_inter = self.has_intersection(block + 1)
         cw = self.cross_width() if inter else 0.0
-        ground_tag, ground_col = (T.GROUND, PAVED_GROUND) if town.style in ("downtown", "urban") else (
-            T.TERRAIN, GRASS)
+        ground_tag, ground_col = (
+            (T.GROUND, PAVED_GROUND) if town.style in ("downtown", "urban") else (T.TERRAIN, GRASS)
+        )
         mb.flat(x0, x1, -SIDE_EXTENT, SIDE_EXTENT, 0.0, ground_col, ground_tag, LAYER_GROUND)
         mb.flat(x0, x1, -rh, rh, 0.0, ASPHALT, T.ROADS, LAYER_ROAD)
         if inter:
@@ -107,7 +127,9 @@ class StreetWorld:
                 self._traffic_light(mb, side, x0, cw)
         return mb.build()
 
-    def _markings(self, mb: MeshBuilder, x0: float, x1: float, cw: float, inter: bool, next_inter: bool) -> None:
+    def _markings(
+        self, mb: MeshBuilder, x0: float, x1: float, cw: float, inter: bool, next_inter: bool
+    ) -> None:
         town, rh, z = self.town, self.half_width, 0.0
         lw = town.lane_width
         start = x0 + (cw + 5.0 if inter else 0.0)
@@ -158,8 +180,9 @@ class StreetWorld:
                     self._lot_edge(mb, rng, side, x, x + width, front + 0.4)
             x += width
 
-    def _building(self, mb: MeshBuilder, rng: np.random.Generator, side: int, xa: float, xb: float,
-                  facade: float) -> None:
+    def _building(
+        self, mb: MeshBuilder, rng: np.random.Generator, side: int, xa: float, xb: float, facade: float
+    ) -> None:
         town = self.town
         height = float(rng.uniform(*town.building_height))
         depth = float(rng.uniform(*town.building_depth))
@@ -167,8 +190,16 @@ class StreetWorld:
         ya, yb = sorted((side * facade, side * (facade + depth)))
         group = mb.box((xa, ya, 0.0), (xb, yb, height), colour, T.BUILDINGS)
         if town.pitched_roofs:
-            mb.gable_roof(xa - 0.3, xb + 0.3, ya - 0.3, yb + 0.3, height, float(rng.uniform(2.0, 4.0)),
-                          ROOFS[rng.integers(len(ROOFS))], T.BUILDINGS)
+            mb.gable_roof(
+                xa - 0.3,
+                xb + 0.3,
+                ya - 0.3,
+                yb + 0.3,
+                height,
+                float(rng.uniform(2.0, 4.0)),
+                ROOFS[rng.integers(len(ROOFS))],
+                T.BUILDINGS,
+            )
         # Windows on the facade that faces the road, a hair in front of it.
         yf = side * (facade - 0.05)
         normal = (0.0, -float(side), 0.0)
@@ -179,8 +210,15 @@ class StreetWorld:
         if town.style in ("downtown", "urban") and rng.random() < 0.5:  # ribbon windows
             for f in range(1, min(floors, 18)):
                 z = f * floor_h + 0.6
-                mb.decal(group, [(xa + 0.8, yf, z), (xb - 0.8, yf, z), (xb - 0.8, yf, z + 1.7),
-                                 (xa + 0.8, yf, z + 1.7)], normal, glass, T.BUILDINGS, lo, hi)
+                mb.decal(
+                    group,
+                    [(xa + 0.8, yf, z), (xb - 0.8, yf, z), (xb - 0.8, yf, z + 1.7), (xa + 0.8, yf, z + 1.7)],
+                    normal,
+                    glass,
+                    T.BUILDINGS,
+                    lo,
+                    hi,
+                )
         else:
             spacing = float(rng.uniform(2.6, 3.6))
             cols = max(1, int((xb - xa - 1.0) // spacing))
@@ -189,22 +227,51 @@ class StreetWorld:
                 z = f * floor_h + 1.0
                 for c in range(min(cols, 8)):
                     wx = xa + margin + c * spacing + 0.5
-                    mb.decal(group, [(wx, yf, z), (wx + spacing - 1.0, yf, z), (wx + spacing - 1.0, yf, z + 1.5),
-                                     (wx, yf, z + 1.5)], normal, glass, T.BUILDINGS, lo, hi)
+                    mb.decal(
+                        group,
+                        [
+                            (wx, yf, z),
+                            (wx + spacing - 1.0, yf, z),
+                            (wx + spacing - 1.0, yf, z + 1.5),
+                            (wx, yf, z + 1.5),
+                        ],
+                        normal,
+                        glass,
+                        T.BUILDINGS,
+                        lo,
+                        hi,
+                    )
         door_x = (xa + xb) / 2
-        mb.decal(group, [(door_x - 0.7, yf, 0.0), (door_x + 0.7, yf, 0.0), (door_x + 0.7, yf, 2.3),
-                         (door_x - 0.7, yf, 2.3)], normal, (70, 55, 45), T.BUILDINGS, lo, hi)
+        mb.decal(
+            group,
+            [
+                (door_x - 0.7, yf, 0.0),
+                (door_x + 0.7, yf, 0.0),
+                (door_x + 0.7, yf, 2.3),
+                (door_x - 0.7, yf, 2.3),
+            ],
+            normal,
+            (70, 55, 45),
+            T.BUILDINGS,
+            lo,
+            hi,
+        )
 
-    def _empty_lot(self, mb: MeshBuilder, rng: np.random.Generator, side: int, xa: float, xb: float,
-                   front: float) -> None:
+    def _empty_lot(
+        self, mb: MeshBuilder, rng: np.random.Generator, side: int, xa: float, xb: float, front: float
+    ) -> None:
         depth = 25.0
         ya, yb = sorted((side * (front + 0.5), side * (front + depth)))
         kind = rng.random()
         if self.town.style in ("downtown", "urban") and kind < 0.5:  # parking lot behind a low wall
             mb.flat(xa, xb, ya, yb, 0.0, (85, 85, 88), T.GROUND, LAYER_ROAD)
             wy = side * (front + 0.5)
-            mb.box((xa, min(wy, wy + side * 0.3), 0.0), (xb, max(wy, wy + side * 0.3), 1.1), (170, 165, 155),
-                   T.WALLS)
+            mb.box(
+                (xa, min(wy, wy + side * 0.3), 0.0),
+                (xb, max(wy, wy + side * 0.3), 1.1),
+                (170, 165, 155),
+                T.WALLS,
+            )
             return
         mb.flat(xa, xb, ya, yb, 0.0, GRASS if kind < 0.8 else DIRT, T.TERRAIN, LAYER_ROAD)
         for _ in range(int(rng.integers(1, 4))):  # bushes and a tree or two
@@ -213,33 +280,60 @@ class StreetWorld:
             if rng.random() < 0.5:
                 self._tree(mb, rng, cx, cy, scale=float(rng.uniform(1.0, 1.6)))
             else:
-                mb.frustum(cx, cy, 0.0, float(rng.uniform(0.8, 1.6)), float(rng.uniform(0.8, 1.5)), 0.6,
-                           FOLIAGE[rng.integers(len(FOLIAGE))], T.VEGETATION, sides=6)
+                mb.frustum(
+                    cx,
+                    cy,
+                    0.0,
+                    float(rng.uniform(0.8, 1.6)),
+                    float(rng.uniform(0.8, 1.5)),
+                    0.6,
+                    FOLIAGE[rng.integers(len(FOLIAGE))],
+                    T.VEGETATION,
+                    sides=6,
+                )
         self._lot_edge(mb, rng, side, xa, xb, front + 0.4)
 
-    def _lot_edge(self, mb: MeshBuilder, rng: np.random.Generator, side: int, xa: float, xb: float,
-                  y: float) -> None:
+    def _lot_edge(
+        self, mb: MeshBuilder, rng: np.random.Generator, side: int, xa: float, xb: float, y: float
+    ) -> None:
         """Fence, wall or hedge along the front of a lot."""
         kind = rng.random()
         ya, yb = sorted((side * y, side * (y + 0.12)))
         if kind < 0.45:
             mb.box((xa, ya, 0.0), (xb, yb, float(rng.uniform(1.0, 1.8))), (90, 95, 90), T.FENCES)
         elif kind < 0.7:
-            mb.box((xa, ya, 0.0), (xb, yb + side * 0.2, float(rng.uniform(0.8, 1.6))), (175, 170, 160), T.WALLS)
+            mb.box(
+                (xa, ya, 0.0), (xb, yb + side * 0.2, float(rng.uniform(0.8, 1.6))), (175, 170, 160), T.WALLS
+            )
         else:
             ya, yb = sorted((side * y, side * (y + 0.9)))
-            mb.box((xa, ya, 0.0), (xb, yb, float(rng.uniform(0.8, 1.3))), FOLIAGE[rng.integers(len(FOLIAGE))],
-                   T.VEGETATION)
+            mb.box(
+                (xa, ya, 0.0),
+                (xb, yb, float(rng.uniform(0.8, 1.3))),
+                FOLIAGE[rng.integers(len(FOLIAGE))],
+                T.VEGETATION,
+            )
 
-    def _tree(self, mb: MeshBuilder, rng: np.random.Generator, cx: float, cy: float, scale: float = 1.0) -> None:
+    def _tree(
+        self, mb: MeshBuilder, rng: np.random.Generator, cx: float, cy: float, scale: float = 1.0
+    ) -> None:
         trunk = 2.4 * scale
         mb.box((cx - 0.15, cy - 0.15, 0.0), (cx + 0.15, cy + 0.15, trunk + 0.3), (95, 70, 50), T.VEGETATION)
         r = float(rng.uniform(1.5, 2.4)) * scale
-        mb.frustum(cx, cy, trunk, trunk + float(rng.uniform(3.0, 4.5)) * scale, r, r * 0.45,
-                   FOLIAGE[rng.integers(len(FOLIAGE))], T.VEGETATION)
+        mb.frustum(
+            cx,
+            cy,
+            trunk,
+            trunk + float(rng.uniform(3.0, 4.5)) * scale,
+            r,
+            r * 0.45,
+            FOLIAGE[rng.integers(len(FOLIAGE))],
+            T.VEGETATION,
+        )
 
-    def _street_furniture(self, mb: MeshBuilder, rng: np.random.Generator, side: int, start: float, end: float,
-                          block: int) -> None:
+    def _street_furniture(
+        self, mb: MeshBuilder, rng: np.random.Generator, side: int, start: float, end: float, block: int
+    ) -> None:
         town, rh = self.town, self.half_width
         sw = town.sidewalk_width
         curb_y = side * (rh + 0.6)
@@ -269,16 +363,24 @@ class StreetWorld:
         tip = y - side * 1.8
         mb.box((x - 0.35, tip - 0.2, z0 + 7.1), (x + 0.35, tip + 0.2, z0 + 7.35), (200, 200, 190), T.POLES)
 
-    def _sign(self, mb: MeshBuilder, rng: np.random.Generator, side: int, x: float, y: float, z0: float) -> None:
+    def _sign(
+        self, mb: MeshBuilder, rng: np.random.Generator, side: int, x: float, y: float, z0: float
+    ) -> None:
         mb.box((x - 0.05, y - 0.05, z0), (x + 0.05, y + 0.05, z0 + 2.9), (150, 150, 150), T.POLES)
         size = float(rng.uniform(0.6, 0.9))
         plate = SIGN_PLATES[rng.integers(len(SIGN_PLATES))]
         face_x = x - side * 0.08  # the sign faces the vehicles approaching on this side
         xa, xb = sorted((face_x, x))
-        mb.box((xa, y - size / 2, z0 + 2.9 - size / 2), (xb, y + size / 2, z0 + 2.9 + size / 2), plate,
-               T.TRAFFIC_SIGNS)
+        mb.box(
+            (xa, y - size / 2, z0 + 2.9 - size / 2),
+            (xb, y + size / 2, z0 + 2.9 + size / 2),
+            plate,
+            T.TRAFFIC_SIGNS,
+        )
 
-    def _prop(self, mb: MeshBuilder, rng: np.random.Generator, side: int, x: float, y: float, z0: float) -> None:
+    def _prop(
+        self, mb: MeshBuilder, rng: np.random.Generator, side: int, x: float, y: float, z0: float
+    ) -> None:
         kind = rng.random()
         if kind < 0.35:  # bench
             mb.box((x - 0.9, y - 0.3, z0), (x + 0.9, y + 0.3, z0 + 0.5), (120, 85, 55), T.STATIC)
@@ -303,6 +405,8 @@ class StreetWorld:
         ya, yb = sorted((y, tip))
         mb.box((x - 0.08, ya, z0 + 5.9), (x + 0.08, yb, z0 + 6.05), dark, T.POLES)
         for hy in (tip, side * rh * 0.75):
-            mb.box((x - 0.2, hy - 0.2, z0 + 4.8), (x + 0.2, hy + 0.2, z0 + 5.9), (35, 38, 35), T.TRAFFIC_LIGHT)
+            mb.box(
+                (x - 0.2, hy - 0.2, z0 + 4.8), (x + 0.2, hy + 0.2, z0 + 5.9), (35, 38, 35), T.TRAFFIC_LIGHT
+            )
         # Small pedestrian-height signal on the pole itself.
         mb.box((x - 0.15, y - 0.15, z0 + 2.4), (x + 0.15, y + 0.15, z0 + 3.2), (35, 38, 35), T.TRAFFIC_LIGHT)
