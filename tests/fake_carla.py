@@ -190,9 +190,7 @@ def _library() -> BlueprintLibrary:
 
 # -- actors and sensor data -------------------------------------------------------------------------------
 class Image:
-    def __init__(
-        self, kind: str, frame: int, timestamp: float, width: int, height: int, fov: float, version: str
-    ):
+    def __init__(self, kind: str, frame: int, timestamp: float, width: int, height: int, fov: float, version: str):
         self.frame, self.timestamp, self.width, self.height, self.fov = frame, timestamp, width, height, fov
         self.kind = kind
         self.transform = Transform()
@@ -209,9 +207,7 @@ class Image:
 
 
 class Actor:
-    def __init__(
-        self, server: FakeServer, actor_id: int, blueprint: ActorBlueprint, transform: Any, parent: Any
-    ):
+    def __init__(self, server: FakeServer, actor_id: int, blueprint: ActorBlueprint, transform: Any, parent: Any):
         self.server = server
         self.id = actor_id
         self.type_id = blueprint.id
@@ -346,9 +342,7 @@ class FakeServerConfig:
     vehicle_spawn_failures: int = 0  # the first n batch-spawned vehicles fail (collision at spawn point)
     walker_spawn_failures: int = 0
     navigation_misses: int = 0  # the first n get_random_location_from_navigation calls return None
-    stall_at_tick: int | None = (
-        None  # the n-th tick call (1-based) and the next stall_calls - 1 RPCs time out
-    )
+    stall_at_tick: int | None = None  # the n-th tick call (1-based) and the next stall_calls - 1 RPCs time out
     stall_calls: int = 1
     restart_on_stall: bool = False  # the stall is a crash: actors gone, settings default, frame counter reset
     interrupt_at_tick: int | None = None  # the n-th tick raises KeyboardInterrupt (Ctrl-C while blocked)
@@ -356,9 +350,7 @@ class FakeServerConfig:
 
 
 class FakeServer:
-    def __init__(
-        self, config: FakeServerConfig | None = None, host: str = "localhost", port: int = 2000
-    ) -> None:
+    def __init__(self, config: FakeServerConfig | None = None, host: str = "localhost", port: int = 2000) -> None:
         self.config = config or FakeServerConfig()
         self.host, self.port = host, port
         self.lock = threading.RLock()
@@ -609,9 +601,7 @@ class FakeClient:
 
     def get_trafficmanager(self, client_connection: int = 8000) -> TrafficManager:
         server = self._server
-        return server.traffic_managers.setdefault(
-            client_connection, TrafficManager(server, client_connection)
-        )
+        return server.traffic_managers.setdefault(client_connection, TrafficManager(server, client_connection))
 
     def apply_batch_sync(self, commands: list[Any], do_tick: bool = False) -> list[Response]:
         server = self._server

@@ -106,9 +106,7 @@ def test_capture_every_k_ticks(fake: FakeCarla) -> None:
 
 
 @pytest.mark.parametrize(("version", "scheme"), [("0.9.13", "carla-0.9.13"), ("0.9.15", "carla-0.9.14")])
-def test_tags_from_red_channel_and_scheme_from_server_version(
-    fake: FakeCarla, version: str, scheme: str
-) -> None:
+def test_tags_from_red_channel_and_scheme_from_server_version(fake: FakeCarla, version: str, scheme: str) -> None:
     add_server(fake, version=version)
     with CarlaSource(settings(seed=7), stream=0) as source:
         frame = take(source, 1)[0]
@@ -231,9 +229,7 @@ def test_missing_client_package_gives_install_hint(monkeypatch: pytest.MonkeyPat
 
 
 def test_spawn_failures_are_counted_not_fatal(fake: FakeCarla) -> None:
-    server = add_server(
-        fake, spawn_points=5, vehicle_spawn_failures=1, walker_spawn_failures=1, navigation_misses=1
-    )
+    server = add_server(fake, spawn_points=5, vehicle_spawn_failures=1, walker_spawn_failures=1, navigation_misses=1)
     with CarlaSource(settings(n_vehicles=6, n_walkers=4)) as source:
         take(source, 1)
         assert len(server.alive("vehicle.")) == 1 + 3
@@ -258,9 +254,9 @@ def test_weather_and_town_schedules(fake: FakeCarla) -> None:
         frames = take(source, 7)
         assert len(server.alive("vehicle.")) == 4  # the old town's actors are not carried over
     assert [f.meta["town"] for f in frames] == ["Town01"] * 3 + ["Town02"] * 3 + ["Town01"]
-    assert [f.meta["weather"] for f in frames] == ["ClearNoon"] * 2 + ["WetSunset"] * 2 + [
-        "HardRainNight"
-    ] * 2 + ["ClearNoon"]
+    assert [f.meta["weather"] for f in frames] == ["ClearNoon"] * 2 + ["WetSunset"] * 2 + ["HardRainNight"] * 2 + [
+        "ClearNoon"
+    ]
     assert server.load_world_calls == [("Town01", False), ("Town02", False), ("Town01", False)]
     assert (source.stats["town_switches"], source.stats["weather_switches"]) == (2, 3)
     for frame in frames:
@@ -270,9 +266,7 @@ def test_weather_and_town_schedules(fake: FakeCarla) -> None:
 
 def test_parallel_streams_start_at_different_schedule_positions(fake: FakeCarla) -> None:
     add_server(fake)
-    with CarlaSource(
-        settings(towns=["Town01", "Town02"], weathers=["ClearNoon", "WetSunset"]), stream=1
-    ) as source:
+    with CarlaSource(settings(towns=["Town01", "Town02"], weathers=["ClearNoon", "WetSunset"]), stream=1) as source:
         meta = take(source, 1)[0].meta
     assert (meta["town"], meta["weather"], meta["stream"]) == ("Town02", "WetSunset", 1)
 

@@ -18,8 +18,15 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 def job(root: Path, out: Path, **kw) -> ImportJob:
-    base = dict(format="cityscapes", root=root, split="train", scheme="cityscapes", out=out,
-                spec=FrameSpec(size=(32, 16)), shard_size=2)
+    base = dict(
+        format="cityscapes",
+        root=root,
+        split="train",
+        scheme="cityscapes",
+        out=out,
+        spec=FrameSpec(size=(32, 16)),
+        shard_size=2,
+    )
     base.update(kw)
     return ImportJob(**base)
 
@@ -42,8 +49,15 @@ def test_cityscapes_import_remaps_resizes_and_keeps_order(tmp_path: Path) -> Non
 
 def test_source_labels_kept_on_request(tmp_path: Path) -> None:
     written = write_kitti(tmp_path / "kitti", n=2, size=(32, 16))
-    run_import(job(tmp_path / "kitti", tmp_path / "k.zarr", format="kitti", scheme="kitti",
-                   spec=FrameSpec(size=(32, 16), keep_source_label=True)))
+    run_import(
+        job(
+            tmp_path / "kitti",
+            tmp_path / "k.zarr",
+            format="kitti",
+            scheme="kitti",
+            spec=FrameSpec(size=(32, 16), keep_source_label=True),
+        )
+    )
     store = FrameStore.open(tmp_path / "k.zarr")
     np.testing.assert_array_equal(store[1].source_label, written[1].ids)
 

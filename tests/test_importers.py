@@ -133,9 +133,7 @@ def test_carla_label_pattern_and_split_placeholder(tmp_path: Path) -> None:
     written = write_carla(tmp_path / "val", rgb_dir="cam0", label_dir="seg")
     for sample in written:
         sample.label_path.rename(sample.label_path.with_name(f"{sample.key}_seg.png"))
-    fmt = get_format(
-        "carla", rgb_pattern="{split}/cam0/*.png", label_pattern="{parent}/../seg/{stem}_seg.png"
-    )
+    fmt = get_format("carla", rgb_pattern="{split}/cam0/*.png", label_pattern="{parent}/../seg/{stem}_seg.png")
     pairs = fmt.pairs(tmp_path, "val")
     assert [p.key for p in pairs] == [s.key for s in written]
     np.testing.assert_array_equal(fmt.load(pairs[1])[1], written[1].ids)

@@ -76,9 +76,7 @@ def test_every_town_renders_valid_tags_with_road_and_sky(town: str) -> None:
 
 def test_weathers_change_the_rgb_only() -> None:
     assert len(WEATHERS) >= 6 and {"ClearSunset", "HardRainNoon"} <= set(WEATHERS)
-    frames = {
-        w: small(weather=w, seed=4).render_frame(30) for w in ("ClearNoon", "ClearSunset", "HardRainNoon")
-    }
+    frames = {w: small(weather=w, seed=4).render_frame(30) for w in ("ClearNoon", "ClearSunset", "HardRainNoon")}
     reference = frames["ClearNoon"]
     for name in ("ClearSunset", "HardRainNoon"):
         assert np.array_equal(frames[name].semantic_bgra, reference.semantic_bgra)

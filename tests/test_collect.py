@@ -1,0 +1,236 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_carla import FakeCarla, FakeServerConfig
+from typer.testing import CliRunner
+
+from pipelines.collect import CollectJob, run_collect
+from simreal.cli.main import app
+from simreal.collect.collector import SourceSpec, StreamCollector
+from simreal.collect.filters import (
+    KEPT,
+    LOW_TRAFFIC,
+    NEAR_DUPLICATE,
+    SIZE_MISMATCH,
+    UNIFORM_IMAGE,
+    UNLABELLED,
+    FilterConfig,
+    FrameFilter,
+)
+from simreal.data.convert import FrameSpec
+from simreal.data.store import FrameStore
+from simreal.data.verify import verify_store
+from simreal.labels import get_class_set
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED16 = get_class_set("shared16")
+VEHICLE, PERSON, ROAD = (SHARED16.id_of(n) for n in ("vehicle", "person", "road"))
+
+# Small camera and store so the end-to-end runs take seconds on two cores.
+SMALL = [
+    "camera.width=160",
+    "camera.height=120",
+    "store.size=[64,32]",
+    "store.shard_size=4",
+    "filter.min_blob_pixels=4",
+    "camera.capture_every=2",
+]
+
+
+def procedural_job(out: Path, frames: int, workers: int = 2, **kw) -> CollectJob:
+    params = dict(town="Town10HD", weather="ClearNoon", seed=3, width=160, height=120, capture_every=2)
+    sources = [SourceSpec("procedural", dict(params), stream=i) for i in range(workers)]
+    base = dict(
+        out=out,
+        frames=frames,
+        sources=sources,
+        frame_spec=FrameSpec(size=(64, 32)),
+        filter=FilterConfig(min_blob_pixels=4),
+        shard_size=4,
+    )
+    base.update(kw)
+    return CollectJob(**base)
+
+
+# ------------------------------------------------------------------ filter rules on crafted frames
+def street(vehicle_box: tuple[int, int, int, int] | None = (10, 20, 10, 30), seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 255, (32, 64, 3), dtype=np.uint8)
+    label = np.full((32, 64), ROAD, np.uint8)
+    if vehicle_box:
+        y0, y1, x0, x1 = vehicle_box
+        label[y0:y1, x0:x1] = VEHICLE
+    return rgb, label
+
+
+def make_filter(**kw) -> FrameFilter:
+    return FrameFilter(FilterConfig(min_blob_pixels=20, **kw), (VEHICLE, PERSON))
+
+
+def test_filter_keeps_a_street_with_traffic_and_counts_reasons() -> None:
+    f = make_filter()
+    assert f.check(*street()) == KEPT
+    assert f.check(*street(vehicle_box=None, seed=1)) == LOW_TRAFFIC
+    assert f.check(*street(vehicle_box=(0, 2, 0, 2), seed=2)) == LOW_TRAFFIC  # a speck is no traffic actor
+    assert f.check(np.full((32, 64, 3), 90, np.uint8), street()[1]) == UNIFORM_IMAGE
+    assert f.check(street(seed=3)[0], np.full((32, 64), 255, np.uint8)) == UNLABELLED
+    assert f.check_sizes((32, 64), (32, 60), (32, 64)) == SIZE_MISMATCH
+    assert f.check_sizes((30, 64), (30, 64), (32, 64)) == SIZE_MISMATCH
+    assert f.counts == {KEPT: 1, LOW_TRAFFIC: 2, UNIFORM_IMAGE: 1, UNLABELLED: 1, SIZE_MISMATCH: 2}
+
+
+def test_blob_rule_counts_separate_traffic_actors() -> None:
+    f = make_filter(min_traffic_share=0.0, min_traffic_blobs=2)
+    rgb, label = street(vehicle_box=(10, 20, 10, 30))
+    assert f.check(rgb, label) == LOW_TRAFFIC
+    label[10:20, 40:50] = PERSON
+    assert f.check(rgb, label) == KEPT
+
+
+def test_near_duplicates_of_the_last_kept_frame_are_dropped() -> None:
+    f = make_filter()
+    rgb, label = street()
+    assert f.check(rgb, label) == KEPT
+    nudged = np.clip(rgb.astype(int) + 1, 0, 255).astype(np.uint8)
+    assert f.check(nudged, label) == NEAR_DUPLICATE
+    assert f.check(street(seed=9)[0], label) == KEPT
+
+
+def test_rules_can_be_switched_off() -> None:
+    f = make_filter(enabled=(NEAR_DUPLICATE,))
+    assert f.check(*street(vehicle_box=None)) == KEPT
+
+
+# ------------------------------------------------------------------ the pipeline, in Ray local mode
+@pytest.mark.usefixtures("ray_local")
+def test_procedural_collection_end_to_end(tmp_path: Path) -> None:
+    result = run_collect(procedural_job(tmp_path / "c.zarr", frames=10))
+    assert result.frames == 10 and result.added == 10
+    report = verify_store(tmp_path / "c.zarr")
+    assert report.ok, report.problems
+    store = FrameStore.open(tmp_path / "c.zarr")
+    assert (store.height, store.width) == (32, 64)
+    provenance = store.provenance_table()
+    assert {p["stream"] for p in provenance} == {0, 1}
+    assert all(p["backend"] == "procedural" and p["tag_scheme"] == "carla-0.9.14" for p in provenance)
+    assert len({(p["stream"], p["frame"]) for p in provenance}) == 10
+    assert sum(store.attrs["filter_report"].values()) == result.captured >= 10
+    assert store.attrs["filter_report"]["kept"] == 10
+    # every kept frame has traffic, as the rule demands
+    for i in range(len(store)):
+        assert np.isin(store.label(i), [VEHICLE, PERSON]).mean() >= 0.005
+    # rerunning with a higher count continues; the same count does nothing
+    assert run_collect(procedural_job(tmp_path / "c.zarr", frames=10)).added == 0
+    assert run_collect(procedural_job(tmp_path / "c.zarr", frames=14)).added == 4
+    provenance = FrameStore.open(tmp_path / "c.zarr").provenance_table()
+    assert len({(p["stream"], p["frame"]) for p in provenance}) == 14
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    target = 24
+    args = ["collect", "--frames", str(target), "--out", str(tmp_path / "killed.zarr"), "workers=1", *SMALL]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simreal.cli.main", *args],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            path = tmp_path / "killed.zarr"
+            if (path / "zarr.json").is_file() and len(FrameStore.open(path)) >= 4:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the collection never committed a shard")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
+        proc.wait()
+    killed_at = len(FrameStore.open(tmp_path / "killed.zarr"))
+    assert verify_store(tmp_path / "killed.zarr").ok
+    assert killed_at < target, "the run finished before it was killed; nothing was resumed"
+
+    runner = CliRunner()
+    resumed = runner.invoke(app, args)
+    assert resumed.exit_code == 0, resumed.output
+    fresh = runner.invoke(app, [*args[:3], "--out", str(tmp_path / "fresh.zarr"), *args[5:]])
+    assert fresh.exit_code == 0, fresh.output
+    a, b = FrameStore.open(tmp_path / "killed.zarr"), FrameStore.open(tmp_path / "fresh.zarr")
+    assert len(a) == len(b) == target
+    assert [p["frame"] for p in a.provenance_table()] == [p["frame"] for p in b.provenance_table()]
+    np.testing.assert_array_equal(a.array("rgb")[:target], b.array("rgb")[:target])
+    np.testing.assert_array_equal(a.array("label")[:target], b.array("label")[:target])
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_unreachable_carla_server_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "collect",
+            "--backend",
+            "carla",
+            "--servers",
+            "127.0.0.1:9",
+            "--out",
+            str(tmp_path / "x.zarr"),
+            "--frames",
+            "4",
+            "carla.timeout_s=1.0",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "127.0.0.1:9" in result.output and "--backend procedural" in result.output
+
+
+def test_bad_overrides_are_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["collect", "--out", str(tmp_path / "x.zarr"), "camera.fovv=3"])
+    assert result.exit_code == 1 and "camera.fovv" in result.output
+
+
+# ------------------------------------------------------------------ CARLA frames through the shared code path
+@pytest.mark.parametrize(("version", "scheme"), [("0.9.13", "carla-0.9.13"), ("0.9.15", "carla-0.9.14")])
+def test_carla_frames_use_the_servers_tag_scheme(monkeypatch: pytest.MonkeyPatch, version: str, scheme: str) -> None:
+    fake = FakeCarla()
+    monkeypatch.setitem(sys.modules, "carla", fake.module)
+    server = fake.add_server(FakeServerConfig(version=version))
+    params = dict(
+        width=16,
+        height=8,
+        capture_every=1,
+        n_vehicles=2,
+        n_walkers=1,
+        timeout_s=0.5,
+        sensor_timeout_s=0.5,
+        reconnect_backoff_s=0.0,
+    )
+    collector = StreamCollector(
+        SourceSpec("carla", params),
+        FrameSpec(size=(16, 8), keep_source_label=True),
+        FilterConfig(enabled=()),  # the fake's tag pattern is not a street: keep everything
+    )
+    collector.start()
+    try:
+        batch = collector.collect(3)
+    finally:
+        collector.close()
+    from simreal.labels import get_mapping
+
+    lut = get_mapping(scheme).lut
+    np.testing.assert_array_equal(batch.label, lut[batch.source_label])
+    assert {p["tag_scheme"] for p in batch.provenance} == {scheme}
+    assert server.alive() == []  # cleanup ran
+    server.wait_for_deliveries()
