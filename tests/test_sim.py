@@ -43,7 +43,7 @@ def small(**kwargs: object) -> ProceduralSource:
 def test_same_seed_is_byte_identical_and_other_seeds_or_streams_differ() -> None:
     a = take(small(seed=5, capture_every=7), 3)
     b = take(small(seed=5, capture_every=7), 3)
-    for fa, fb in zip(a, b):
+    for fa, fb in zip(a, b, strict=True):
         assert fa.rgb_bgra.tobytes() == fb.rgb_bgra.tobytes()
         assert fa.semantic_bgra.tobytes() == fb.semantic_bgra.tobytes()
     other_seed = small(seed=6).render_frame(14)
@@ -152,7 +152,7 @@ def test_frame_offset_resumes_the_same_stream() -> None:
     assert [f.meta["frame"] for f in full] == [0, 3, 6, 9]
     resumed = take(small(seed=9, stream=2, capture_every=3, frame_offset=6), 2)
     assert [f.meta["frame"] for f in resumed] == [6, 9]
-    for a, b in zip(full[2:], resumed):
+    for a, b in zip(full[2:], resumed, strict=True):
         assert a.rgb_bgra.tobytes() == b.rgb_bgra.tobytes()
         assert a.semantic_bgra.tobytes() == b.semantic_bgra.tobytes()
     fresh, continued = small(seed=9, stream=2), small(seed=9, stream=2, frame_offset=9)

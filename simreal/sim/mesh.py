@@ -92,7 +92,7 @@ class FaceSet:
             np.concatenate([s.colours for s in sets]),
             np.concatenate([s.tags for s in sets]),
             np.concatenate([s.layers for s in sets]),
-            np.concatenate([s.groups + o for s, o in zip(sets, offsets)]).astype(np.int32),
+            np.concatenate([s.groups + o for s, o in zip(sets, offsets, strict=True)]).astype(np.int32),
             np.concatenate([s.sub for s in sets]),
             np.concatenate([s.box_min for s in sets]),
             np.concatenate([s.box_max for s in sets]),
@@ -220,8 +220,8 @@ class MeshBuilder:
         self._next_group += 1
         ang = np.arange(sides) * (2 * np.pi / sides) + np.pi / sides
         ca, sa = np.cos(ang), np.sin(ang)
-        bot = [(cx + r0 * c, cy + r0 * s, z0) for c, s in zip(ca, sa)]
-        top = [(cx + r1 * c, cy + r1 * s, z1) for c, s in zip(ca, sa)]
+        bot = [(cx + r0 * c, cy + r0 * s, z0) for c, s in zip(ca, sa, strict=True)]
+        top = [(cx + r1 * c, cy + r1 * s, z1) for c, s in zip(ca, sa, strict=True)]
         r = max(r0, r1)
         lo, hi = (cx - r, cy - r, z0), (cx + r, cy + r, z1)
         slope = (r0 - r1) / max(z1 - z0, 1e-6)
