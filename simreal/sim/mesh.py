@@ -33,20 +33,6 @@ class FaceSet:
     def __len__(self) -> int:
         return len(self.tags)
 
-    def translated(self, offset: np.ndarray) -> FaceSet:
-        off = np.asarray(offset, np.float32)
-        return FaceSet(
-            self.verts + off,
-            self.normals,
-            self.colours,
-            self.tags,
-            self.layers,
-            self.groups,
-            self.sub,
-            self.box_min + off,
-            self.box_max + off,
-        )
-
     def translated_each(self, offsets: np.ndarray, counts: np.ndarray) -> FaceSet:
         """Moves consecutive runs of ``counts`` faces by one offset each (placing many agents at once)."""
         if len(self) == 0:
