@@ -86,6 +86,23 @@ def test_weathers_change_the_rgb_only() -> None:
         assert diff > 10, name
 
 
+@pytest.mark.parametrize("weather", sorted(WEATHERS))
+def test_every_weather_renders(weather: str) -> None:
+    frame = ProceduralSource(width=64, height=32, weather=weather, seed=2).render_frame(10)
+    assert frame.meta["weather"] == weather
+    assert frame.rgb_bgra[..., :3].std() > 3, "an image, not a flat colour"
+
+
+def test_town_presets_set_the_layout_style() -> None:
+    def tags_over(town: str) -> set[int]:
+        frames = take(small(town=town, seed=5, capture_every=40), 5)
+        return set(np.unique(np.stack([f.semantic_bgra[..., 2] for f in frames])).tolist())
+
+    downtown, rural = tags_over("Town10HD"), tags_over("Town07")
+    assert T.SIDEWALKS in downtown and T.SIDEWALKS not in rural
+    assert T.TERRAIN in rural
+
+
 def test_town10hd_shows_the_main_classes() -> None:
     frames = take(ProceduralSource(width=400, height=200, seed=0, capture_every=20), 20)
     seen = set()
@@ -164,6 +181,8 @@ def test_textured_look_keeps_semantics_and_changes_rgb() -> None:
     assert set(LOOKS) == {"flat", "textured"}
     flat = small(seed=7).render_frame(50)
     textured = small(seed=7, look="textured").render_frame(50)
+    again = small(seed=7, look="textured").render_frame(50)
+    assert textured.rgb_bgra.tobytes() == again.rgb_bgra.tobytes()
     assert np.array_equal(flat.semantic_bgra, textured.semantic_bgra)
     assert textured.meta["look"] == "textured"
     assert np.abs(flat.rgb_bgra.astype(int) - textured.rgb_bgra.astype(int))[..., :3].mean() > 5
