@@ -43,7 +43,7 @@ def small(**kwargs: object) -> ProceduralSource:
 def test_same_seed_is_byte_identical_and_other_seeds_or_streams_differ() -> None:
     a = take(small(seed=5, capture_every=7), 3)
     b = take(small(seed=5, capture_every=7), 3)
-    for fa, fb in zip(a, b):
+    for fa, fb in zip(a, b, strict=True):
         assert fa.rgb_bgra.tobytes() == fb.rgb_bgra.tobytes()
         assert fa.semantic_bgra.tobytes() == fb.semantic_bgra.tobytes()
     other_seed = small(seed=6).render_frame(14)
@@ -82,6 +82,23 @@ def test_weathers_change_the_rgb_only() -> None:
         assert np.array_equal(frames[name].semantic_bgra, reference.semantic_bgra)
         diff = np.abs(frames[name].rgb_bgra.astype(int) - reference.rgb_bgra.astype(int)).mean()
         assert diff > 10, name
+
+
+@pytest.mark.parametrize("weather", sorted(WEATHERS))
+def test_every_weather_renders(weather: str) -> None:
+    frame = ProceduralSource(width=64, height=32, weather=weather, seed=2).render_frame(10)
+    assert frame.meta["weather"] == weather
+    assert frame.rgb_bgra[..., :3].std() > 3, "an image, not a flat colour"
+
+
+def test_town_presets_set_the_layout_style() -> None:
+    def tags_over(town: str) -> set[int]:
+        frames = take(small(town=town, seed=5, capture_every=40), 5)
+        return set(np.unique(np.stack([f.semantic_bgra[..., 2] for f in frames])).tolist())
+
+    downtown, rural = tags_over("Town10HD"), tags_over("Town07")
+    assert T.SIDEWALKS in downtown and T.SIDEWALKS not in rural
+    assert T.TERRAIN in rural
 
 
 def test_town10hd_shows_the_main_classes() -> None:
@@ -150,7 +167,7 @@ def test_frame_offset_resumes_the_same_stream() -> None:
     assert [f.meta["frame"] for f in full] == [0, 3, 6, 9]
     resumed = take(small(seed=9, stream=2, capture_every=3, frame_offset=6), 2)
     assert [f.meta["frame"] for f in resumed] == [6, 9]
-    for a, b in zip(full[2:], resumed):
+    for a, b in zip(full[2:], resumed, strict=True):
         assert a.rgb_bgra.tobytes() == b.rgb_bgra.tobytes()
         assert a.semantic_bgra.tobytes() == b.semantic_bgra.tobytes()
     fresh, continued = small(seed=9, stream=2), small(seed=9, stream=2, frame_offset=9)
@@ -162,6 +179,8 @@ def test_textured_look_keeps_semantics_and_changes_rgb() -> None:
     assert set(LOOKS) == {"flat", "textured"}
     flat = small(seed=7).render_frame(50)
     textured = small(seed=7, look="textured").render_frame(50)
+    again = small(seed=7, look="textured").render_frame(50)
+    assert textured.rgb_bgra.tobytes() == again.rgb_bgra.tobytes()
     assert np.array_equal(flat.semantic_bgra, textured.semantic_bgra)
     assert textured.meta["look"] == "textured"
     assert np.abs(flat.rgb_bgra.astype(int) - textured.rgb_bgra.astype(int))[..., :3].mean() > 5

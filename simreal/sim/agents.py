@@ -48,11 +48,26 @@ FAR_VEHICLE_BOXES = {
     "bicycle": (T.BICYCLE, (0.95, 0.2, 1.5)),
 }
 WINDSHIELD = (50, 60, 75)
+HEADLIGHT = (235, 235, 215)
+TAILLIGHT = (200, 20, 20)
 
 
 def _car(mb: MeshBuilder, paint: tuple) -> None:
-    mb.box((-2.2, -0.9, 0.3), (2.2, 0.9, 1.0), paint, T.CAR)
-    mb.box((-1.2, -0.8, 1.0), (1.0, 0.8, 1.5), WINDSHIELD, T.CAR)
+    body_lo, body_hi = (-2.2, -0.9, 0.3), (2.2, 0.9, 1.0)
+    body = mb.box(body_lo, body_hi, paint, T.CAR)
+    for sign, colour in ((1.0, HEADLIGHT), (-1.0, TAILLIGHT)):  # lamps on the front and rear faces
+        x = sign * 2.21
+        for y in (-0.6, 0.6):
+            lamp = [(x, y - 0.2, 0.7), (x, y + 0.2, 0.7), (x, y + 0.2, 0.88), (x, y - 0.2, 0.88)]
+            mb.decal(body, lamp, (sign, 0.0, 0.0), colour, T.CAR, body_lo, body_hi)
+    cab_lo, cab_hi = (-1.2, -0.8, 1.0), (1.0, 0.8, 1.5)
+    cab = mb.box(cab_lo, cab_hi, paint, T.CAR)
+    for x, n in ((1.01, 1.0), (-1.21, -1.0)):  # windscreen and rear window
+        glass = [(x, -0.7, 1.03), (x, 0.7, 1.03), (x, 0.7, 1.45), (x, -0.7, 1.45)]
+        mb.decal(cab, glass, (n, 0.0, 0.0), WINDSHIELD, T.CAR, cab_lo, cab_hi)
+    for y in (-0.81, 0.81):  # side windows
+        glass = [(-1.1, y, 1.05), (0.9, y, 1.05), (0.9, y, 1.45), (-1.1, y, 1.45)]
+        mb.decal(cab, glass, (0.0, float(np.sign(y)), 0.0), WINDSHIELD, T.CAR, cab_lo, cab_hi)
     for x in (-1.4, 1.4):
         mb.box((x - 0.35, -0.95, 0.0), (x + 0.35, 0.95, 0.6), TIRE, T.CAR)
 

@@ -45,7 +45,7 @@ def camera_rotation(yaw: float, pitch: float) -> np.ndarray:
 
 
 class EgoRoute:
-    """The ego drives its lane at constant speed with a slight weave; the pose is a function of the frame id."""
+    """The ego drives its lane at constant speed with a slight weave; the pose depends only on the frame."""
 
     def __init__(self, town: TownPreset, seed: int, stream: int) -> None:
         self.town = town

@@ -1,4 +1,4 @@
-"""Stateless, vectorised random numbers keyed by integers, so any frame can be built without replaying others."""
+"""Stateless, vectorised random numbers keyed by integers: any frame is built without replaying others."""
 
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def draw_rain(rgb: np.ndarray, weather: WeatherPreset, rng: np.random.Generator)
     starts = rng.uniform([0, 0], [w, h], size=(count, 2))
     lengths = rng.uniform(0.03, 0.08, size=count) * h
     ends = starts + np.stack([lengths * 0.15, lengths], axis=1)
-    for (xa, ya), (xb, yb) in zip(starts.astype(int).tolist(), ends.astype(int).tolist()):
+    for (xa, ya), (xb, yb) in zip(starts.astype(int).tolist(), ends.astype(int).tolist(), strict=True):
         cv2.line(overlay, (xa, ya), (xb, yb), (210, 215, 220), 1)
     cv2.addWeighted(overlay, 0.35, rgb, 0.65, 0.0, dst=rgb)
 
@@ -164,7 +164,7 @@ class TexturedLook:
         return factor.astype(np.float32)
 
     def _ground_texture(self, pose: Pose, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Noise sampled at each pixel's ground-plane point (so it moves with the world) and a slab-joint mask."""
+        """Noise sampled where each pixel's ray meets the ground (it moves with the world), slab joints."""
         world = self.rays @ pose.rotation.astype(np.float32)
         t = np.float32(pose.position[2]) / np.maximum(-world[:, 2], 1e-3)
         period = self.size / self.texels_per_metre  # keep coordinates small before float32 maths

@@ -33,20 +33,6 @@ class FaceSet:
     def __len__(self) -> int:
         return len(self.tags)
 
-    def translated(self, offset: np.ndarray) -> FaceSet:
-        off = np.asarray(offset, np.float32)
-        return FaceSet(
-            self.verts + off,
-            self.normals,
-            self.colours,
-            self.tags,
-            self.layers,
-            self.groups,
-            self.sub,
-            self.box_min + off,
-            self.box_max + off,
-        )
-
     def translated_each(self, offsets: np.ndarray, counts: np.ndarray) -> FaceSet:
         """Moves consecutive runs of ``counts`` faces by one offset each (placing many agents at once)."""
         if len(self) == 0:
@@ -92,7 +78,7 @@ class FaceSet:
             np.concatenate([s.colours for s in sets]),
             np.concatenate([s.tags for s in sets]),
             np.concatenate([s.layers for s in sets]),
-            np.concatenate([s.groups + o for s, o in zip(sets, offsets)]).astype(np.int32),
+            np.concatenate([s.groups + o for s, o in zip(sets, offsets, strict=True)]).astype(np.int32),
             np.concatenate([s.sub for s in sets]),
             np.concatenate([s.box_min for s in sets]),
             np.concatenate([s.box_max for s in sets]),
@@ -220,8 +206,8 @@ class MeshBuilder:
         self._next_group += 1
         ang = np.arange(sides) * (2 * np.pi / sides) + np.pi / sides
         ca, sa = np.cos(ang), np.sin(ang)
-        bot = [(cx + r0 * c, cy + r0 * s, z0) for c, s in zip(ca, sa)]
-        top = [(cx + r1 * c, cy + r1 * s, z1) for c, s in zip(ca, sa)]
+        bot = [(cx + r0 * c, cy + r0 * s, z0) for c, s in zip(ca, sa, strict=True)]
+        top = [(cx + r1 * c, cy + r1 * s, z1) for c, s in zip(ca, sa, strict=True)]
         r = max(r0, r1)
         lo, hi = (cx - r, cy - r, z0), (cx + r, cy + r, z1)
         slope = (r0 - r1) / max(z1 - z0, 1e-6)

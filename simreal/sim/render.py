@@ -1,8 +1,8 @@
 """Painter's-algorithm rasteriser: cull and clip convex faces, sort them back to front, fill them with OpenCV.
 
 Flat ground pieces are painted first in a fixed layer order (terrain, road, markings, sidewalks); then each
-convex part, farthest first, ordered by the distance from the camera to its bounding box. Back faces are culled,
-so the faces of one convex part never overlap and may be drawn in any order; decals follow their part.
+convex part, farthest first, ordered by the distance from the camera to its bounding box. Back faces are
+culled, so the faces of one convex part never overlap and may be drawn in any order; decals follow their part.
 """
 
 from __future__ import annotations
