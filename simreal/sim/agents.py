@@ -106,9 +106,7 @@ def _two_wheeler(mb: MeshBuilder, paint: tuple, tag: int, shirt: tuple) -> None:
     mb.box((-0.25, -0.12, 1.6), (0.0, 0.12, 1.85), SKIN[0] if not heavy else (30, 30, 30), T.RIDER)
 
 
-def _pedestrian(
-    mb: MeshBuilder, shirt: tuple, trousers: tuple, skin: tuple, height: float, stride: float
-) -> None:
+def _pedestrian(mb: MeshBuilder, shirt: tuple, trousers: tuple, skin: tuple, height: float, stride: float) -> None:
     leg = 0.47 * height
     for offset, y in ((stride, -0.1), (-stride, 0.1)):
         mb.box((offset - 0.09, y - 0.08, 0.0), (offset + 0.09, y + 0.08, leg), trousers, T.PEDESTRIANS)

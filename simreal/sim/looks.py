@@ -79,17 +79,13 @@ def fog_amount(depth: np.ndarray, weather: WeatherPreset) -> np.ndarray:
     return (1.0 - np.exp(-weather.fog_density * depth)).astype(np.float32)
 
 
-def fog_faces(
-    colours: np.ndarray, depth: np.ndarray, is_object: np.ndarray, weather: WeatherPreset
-) -> np.ndarray:
+def fog_faces(colours: np.ndarray, depth: np.ndarray, is_object: np.ndarray, weather: WeatherPreset) -> np.ndarray:
     """Bakes fog into object faces (one depth per face); ground pieces are fogged per pixel later."""
     amount = np.where(is_object, fog_amount(depth, weather), 0.0)[:, None]
     return colours + (np.array(weather.fog_colour, np.float32) - colours) * amount
 
 
-def fog_ground(
-    rgb: np.ndarray, semantic: np.ndarray, ground_fog: np.ndarray, fog_image: np.ndarray
-) -> np.ndarray:
+def fog_ground(rgb: np.ndarray, semantic: np.ndarray, ground_fog: np.ndarray, fog_image: np.ndarray) -> np.ndarray:
     """Per-pixel fog on ground pixels, whose distance follows from the row (flat ground plane)."""
     weight = ground_fog * _IS_GROUND[semantic]
     return cv2.blendLinear(fog_image, rgb, weight, 1.0 - weight)
@@ -152,9 +148,7 @@ class TexturedLook:
         self.tone = np.clip(255.0 * (level**1.1 * 1.08 - 0.02), 0, 255).astype(np.uint8)
 
     @staticmethod
-    def face_jitter(
-        tags: np.ndarray, colours: np.ndarray, box_min: np.ndarray, box_max: np.ndarray
-    ) -> np.ndarray:
+    def face_jitter(tags: np.ndarray, colours: np.ndarray, box_min: np.ndarray, box_max: np.ndarray) -> np.ndarray:
         """A stable per-part brightness/tint factor (keyed by what the part is, not where it is drawn)."""
         height = np.round((box_max[:, 2] - box_min[:, 2]) * 10).astype(np.int64)
         key = colours.astype(np.int64) @ np.array([65536, 256, 1]) + tags.astype(np.int64) * (1 << 24)
@@ -171,9 +165,7 @@ class TexturedLook:
         wx = (np.float32(pose.position[0] % period) + t * world[:, 0]).reshape(shape)
         wy = (np.float32(pose.position[1] % period) + t * world[:, 1]).reshape(shape)
         scale = np.float32(self.texels_per_metre)
-        noise = cv2.remap(
-            self.ground_noise, wx * scale, wy * scale, cv2.INTER_NEAREST, borderMode=cv2.BORDER_WRAP
-        )
+        noise = cv2.remap(self.ground_noise, wx * scale, wy * scale, cv2.INTER_NEAREST, borderMode=cv2.BORDER_WRAP)
         joints = ((wx % 1.5) < 0.06) | ((wy % 1.5) < 0.06)
         return noise, joints
 

@@ -158,9 +158,7 @@ class MeshBuilder:
             self._face(poly, n, colour, tag, layer, g, 0, lo, hi)
         return g
 
-    def flat(
-        self, x0: float, x1: float, y0: float, y1: float, z: float, colour: tuple, tag: int, layer: int
-    ) -> None:
+    def flat(self, x0: float, x1: float, y0: float, y1: float, z: float, colour: tuple, tag: int, layer: int) -> None:
         """Horizontal rectangle facing up (road, markings, lawn)."""
         g = self._next_group
         self._next_group += 1

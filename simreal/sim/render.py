@@ -101,9 +101,7 @@ def build_draw_list(faces: FaceSet, pose: Pose, intr: Intrinsics, view_distance:
     return DrawList(keep, polygons, depth, layers >= LAYER_OBJECT)
 
 
-def rasterise(
-    draw: DrawList, colours: np.ndarray, tags: np.ndarray, rgb: np.ndarray, semantic: np.ndarray
-) -> None:
+def rasterise(draw: DrawList, colours: np.ndarray, tags: np.ndarray, rgb: np.ndarray, semantic: np.ndarray) -> None:
     """Paint the draw list in order into ``rgb`` (H,W,3) and ``semantic`` (H,W) in place.
 
     ``colours`` and ``tags`` are per entry of the draw list (already gathered and shaded).

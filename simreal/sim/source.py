@@ -52,9 +52,7 @@ class ProceduralSource:
         self.world = StreetWorld(self.town, self.seed, self.stream)
         self.route = EgoRoute(self.town, self.seed, self.stream)
         self.agents = Agents(self.town, self.seed, self.stream, self.route.lane)
-        self.renderer = FrameRenderer(
-            Intrinsics(self.width, self.height, self.fov), self.weather, look, self.seed
-        )
+        self.renderer = FrameRenderer(Intrinsics(self.width, self.height, self.fov), self.weather, look, self.seed)
 
     def __enter__(self) -> ProceduralSource:
         return self

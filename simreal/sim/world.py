@@ -108,9 +108,7 @@ class StreetWorld:
         inter = self.has_intersection(block)
         next_inter = self.has_intersection(block + 1)
         cw = self.cross_width() if inter else 0.0
-        ground_tag, ground_col = (
-            (T.GROUND, PAVED_GROUND) if town.style in ("downtown", "urban") else (T.TERRAIN, GRASS)
-        )
+        ground_tag, ground_col = (T.GROUND, PAVED_GROUND) if town.style in ("downtown", "urban") else (T.TERRAIN, GRASS)
         mb.flat(x0, x1, -SIDE_EXTENT, SIDE_EXTENT, 0.0, ground_col, ground_tag, LAYER_GROUND)
         mb.flat(x0, x1, -rh, rh, 0.0, ASPHALT, T.ROADS, LAYER_ROAD)
         if inter:
@@ -127,9 +125,7 @@ class StreetWorld:
                 self._traffic_light(mb, side, x0, cw)
         return mb.build()
 
-    def _markings(
-        self, mb: MeshBuilder, x0: float, x1: float, cw: float, inter: bool, next_inter: bool
-    ) -> None:
+    def _markings(self, mb: MeshBuilder, x0: float, x1: float, cw: float, inter: bool, next_inter: bool) -> None:
         town, rh, z = self.town, self.half_width, 0.0
         lw = town.lane_width
         start = x0 + (cw + 5.0 if inter else 0.0)
@@ -293,18 +289,14 @@ class StreetWorld:
                 )
         self._lot_edge(mb, rng, side, xa, xb, front + 0.4)
 
-    def _lot_edge(
-        self, mb: MeshBuilder, rng: np.random.Generator, side: int, xa: float, xb: float, y: float
-    ) -> None:
+    def _lot_edge(self, mb: MeshBuilder, rng: np.random.Generator, side: int, xa: float, xb: float, y: float) -> None:
         """Fence, wall or hedge along the front of a lot."""
         kind = rng.random()
         ya, yb = sorted((side * y, side * (y + 0.12)))
         if kind < 0.45:
             mb.box((xa, ya, 0.0), (xb, yb, float(rng.uniform(1.0, 1.8))), (90, 95, 90), T.FENCES)
         elif kind < 0.7:
-            mb.box(
-                (xa, ya, 0.0), (xb, yb + side * 0.2, float(rng.uniform(0.8, 1.6))), (175, 170, 160), T.WALLS
-            )
+            mb.box((xa, ya, 0.0), (xb, yb + side * 0.2, float(rng.uniform(0.8, 1.6))), (175, 170, 160), T.WALLS)
         else:
             ya, yb = sorted((side * y, side * (y + 0.9)))
             mb.box(
@@ -314,9 +306,7 @@ class StreetWorld:
                 T.VEGETATION,
             )
 
-    def _tree(
-        self, mb: MeshBuilder, rng: np.random.Generator, cx: float, cy: float, scale: float = 1.0
-    ) -> None:
+    def _tree(self, mb: MeshBuilder, rng: np.random.Generator, cx: float, cy: float, scale: float = 1.0) -> None:
         trunk = 2.4 * scale
         mb.box((cx - 0.15, cy - 0.15, 0.0), (cx + 0.15, cy + 0.15, trunk + 0.3), (95, 70, 50), T.VEGETATION)
         r = float(rng.uniform(1.5, 2.4)) * scale
@@ -363,9 +353,7 @@ class StreetWorld:
         tip = y - side * 1.8
         mb.box((x - 0.35, tip - 0.2, z0 + 7.1), (x + 0.35, tip + 0.2, z0 + 7.35), (200, 200, 190), T.POLES)
 
-    def _sign(
-        self, mb: MeshBuilder, rng: np.random.Generator, side: int, x: float, y: float, z0: float
-    ) -> None:
+    def _sign(self, mb: MeshBuilder, rng: np.random.Generator, side: int, x: float, y: float, z0: float) -> None:
         mb.box((x - 0.05, y - 0.05, z0), (x + 0.05, y + 0.05, z0 + 2.9), (150, 150, 150), T.POLES)
         size = float(rng.uniform(0.6, 0.9))
         plate = SIGN_PLATES[rng.integers(len(SIGN_PLATES))]
@@ -378,9 +366,7 @@ class StreetWorld:
             T.TRAFFIC_SIGNS,
         )
 
-    def _prop(
-        self, mb: MeshBuilder, rng: np.random.Generator, side: int, x: float, y: float, z0: float
-    ) -> None:
+    def _prop(self, mb: MeshBuilder, rng: np.random.Generator, side: int, x: float, y: float, z0: float) -> None:
         kind = rng.random()
         if kind < 0.35:  # bench
             mb.box((x - 0.9, y - 0.3, z0), (x + 0.9, y + 0.3, z0 + 0.5), (120, 85, 55), T.STATIC)
@@ -405,8 +391,6 @@ class StreetWorld:
         ya, yb = sorted((y, tip))
         mb.box((x - 0.08, ya, z0 + 5.9), (x + 0.08, yb, z0 + 6.05), dark, T.POLES)
         for hy in (tip, side * rh * 0.75):
-            mb.box(
-                (x - 0.2, hy - 0.2, z0 + 4.8), (x + 0.2, hy + 0.2, z0 + 5.9), (35, 38, 35), T.TRAFFIC_LIGHT
-            )
+            mb.box((x - 0.2, hy - 0.2, z0 + 4.8), (x + 0.2, hy + 0.2, z0 + 5.9), (35, 38, 35), T.TRAFFIC_LIGHT)
         # Small pedestrian-height signal on the pole itself.
         mb.box((x - 0.15, y - 0.15, z0 + 2.4), (x + 0.15, y + 0.15, z0 + 3.2), (35, 38, 35), T.TRAFFIC_LIGHT)
