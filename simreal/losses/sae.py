@@ -248,18 +248,18 @@ class SAELoss:
         cfg, nets = self.cfg, self.nets
         with frozen(nets.discriminator, nets.patch_discriminator):
             syn = self.synthesize(batch)
-            n_rec = syn.reconstructions.shape[0]
-            logits = nets.discriminator(torch.cat([syn.reconstructions, syn.hybrids]))
-            losses = {
-                "G_l1": cfg.lambda_l1
-                * F.l1_loss(syn.reconstructions.float(), syn.reconstruction_targets.float()),
-                "G_gan_rec": cfg.lambda_gan
-                * cfg.gan_rec_weight
-                * nonsaturating_loss(logits[:n_rec], real=True),
-                "G_gan_swap": cfg.lambda_gan
-                * cfg.gan_swap_weight
-                * nonsaturating_loss(logits[n_rec:], real=True),
-            }
+            losses: dict[str, torch.Tensor] = {}
+            if cfg.lambda_l1 > 0:
+                losses["G_l1"] = cfg.lambda_l1 * F.l1_loss(
+                    syn.reconstructions.float(), syn.reconstruction_targets.float()
+                )
+            if cfg.lambda_gan > 0:
+                n_rec = syn.reconstructions.shape[0]
+                logits = nets.discriminator(torch.cat([syn.reconstructions, syn.hybrids]))
+                rec_weight = cfg.lambda_gan * cfg.gan_rec_weight
+                swap_weight = cfg.lambda_gan * cfg.gan_swap_weight
+                losses["G_gan_rec"] = rec_weight * nonsaturating_loss(logits[:n_rec], real=True)
+                losses["G_gan_swap"] = swap_weight * nonsaturating_loss(logits[n_rec:], real=True)
             if cfg.lambda_patch_gan > 0:
                 patch_d = nets.patch_discriminator
                 with torch.no_grad():
@@ -309,18 +309,18 @@ class SAELoss:
         return cross_entropy_loss(logits, labels, self.cfg.ignore_index, weight)
 
     def discriminator_losses(self, batch: SimRealBatch) -> dict[str, torch.Tensor]:
-        """sim and real images are real, reconstructions and hybrids fake; patch D on real textures."""
+        """Sim and real images count as real, reconstructions and hybrids as fake; patch D on real images."""
         cfg, nets = self.cfg, self.nets
         with torch.no_grad():
             syn = self.synthesize(batch)
-        real_logits = nets.discriminator(torch.cat([batch.sim_images, batch.real_images]))
-        fake_logits = nets.discriminator(torch.cat([syn.reconstructions, syn.hybrids]))
-        n_rec = syn.reconstructions.shape[0]
-        losses = {
-            "D_real": cfg.lambda_gan * nonsaturating_loss(real_logits, real=True),
-            "D_rec": cfg.lambda_gan * 0.5 * nonsaturating_loss(fake_logits[:n_rec], real=False),
-            "D_swap": cfg.lambda_gan * 0.5 * nonsaturating_loss(fake_logits[n_rec:], real=False),
-        }
+        losses: dict[str, torch.Tensor] = {}
+        if cfg.lambda_gan > 0:
+            real_logits = nets.discriminator(torch.cat([batch.sim_images, batch.real_images]))
+            fake_logits = nets.discriminator(torch.cat([syn.reconstructions, syn.hybrids]))
+            n_rec = syn.reconstructions.shape[0]
+            losses["D_real"] = cfg.lambda_gan * nonsaturating_loss(real_logits, real=True)
+            losses["D_rec"] = cfg.lambda_gan * 0.5 * nonsaturating_loss(fake_logits[:n_rec], real=False)
+            losses["D_swap"] = cfg.lambda_gan * 0.5 * nonsaturating_loss(fake_logits[n_rec:], real=False)
         if cfg.lambda_patch_gan > 0:
             patch_d = nets.patch_discriminator
             reference = patch_d.extract_features(
@@ -340,7 +340,7 @@ class SAELoss:
         """Lazy R1 on real inputs, already multiplied by ``r1_interval`` (StyleGAN2 lazy regularisation)."""
         cfg, nets = self.cfg, self.nets
         losses: dict[str, torch.Tensor] = {}
-        if cfg.r1_gamma > 0:
+        if cfg.r1_gamma > 0 and cfg.lambda_gan > 0:
             images = torch.cat([batch.sim_images, batch.real_images]).detach().requires_grad_(True)
             logits = nets.discriminator(images)
             (grad,) = torch.autograd.grad(logits.float().sum(), images, create_graph=True)
