@@ -1,0 +1,238 @@
+"""SAE / LC-SAE losses (tiny config): phases, gradients, sim x real pairing, frozen segmenter, optimizers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from simreal.losses.sae import (
+    SAELoss,
+    SAELossConfig,
+    SAELossError,
+    SimRealBatch,
+    build_optimizers,
+    cross_entropy_loss,
+    dice_loss,
+    downsample_labels,
+)
+from simreal.models.sae import SAEConfig, build_networks
+
+N_CLASSES = 16
+
+
+def make_networks(use_noise: bool = True):
+    torch.manual_seed(0)
+    cfg = SAEConfig.preset("tiny")
+    if not use_noise:
+        cfg = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, use_noise=False))
+    return build_networks(cfg)
+
+
+def make_batch(size: int = 2, side: int = 64, seed: int = 1) -> SimRealBatch:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, N_CLASSES, (size, side, side), generator=g)
+    labels[:, :4] = 255  # an ignored band, as unlabelled pixels arrive
+    return SimRealBatch(
+        sim_images=smooth_images(size, side, g), sim_labels=labels, real_images=smooth_images(size, side, g)
+    )
+
+
+def smooth_images(size: int, side: int, generator: torch.Generator) -> torch.Tensor:
+    """Image-like (spatially correlated) values in [-1, 1]; white noise cannot be reconstructed."""
+    coarse = torch.rand(size, 3, side // 8, side // 8, generator=generator) * 2 - 1
+    return torch.nn.functional.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False)
+
+
+class TinySegmenter(nn.Module):
+    """Stand-in for the frozen outer segmenter: image in [-1, 1] -> logits at half resolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, N_CLASSES, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def grads_of(module: nn.Module) -> list[torch.Tensor | None]:
+    return [p.grad for p in module.parameters()]
+
+
+def has_grad(module: nn.Module) -> bool:
+    return any(g is not None and g.abs().sum() > 0 for g in grads_of(module))
+
+
+def no_grad_at_all(module: nn.Module) -> bool:
+    return all(g is None for g in grads_of(module))
+
+
+def test_generator_phase_updates_only_encoder_generator_and_head():
+    nets = make_networks()
+    loss = SAELoss(nets, SAELossConfig(lambda_inner=1.0), generator=torch.Generator().manual_seed(0))
+    terms = loss.accumulate_gradients("G", make_batch())
+    assert {"G_l1", "G_gan_rec", "G_gan_swap", "G_patch_gan", "G_sem_inner", "total"} <= set(terms)
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert has_grad(nets.encoder) and has_grad(nets.generator) and has_grad(nets.semantic_head)
+    assert no_grad_at_all(nets.discriminator) and no_grad_at_all(nets.patch_discriminator)
+    # Freezing the discriminators during the G phase is temporary.
+    assert all(p.requires_grad for p in nets.discriminator.parameters())
+
+
+def test_discriminator_phase_updates_only_discriminators():
+    nets = make_networks()
+    loss = SAELoss(nets, generator=torch.Generator().manual_seed(0))
+    terms = loss.accumulate_gradients("D", make_batch())
+    assert {"D_real", "D_rec", "D_swap", "D_patch_real", "D_patch_swap"} <= set(terms)
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert has_grad(nets.discriminator) and has_grad(nets.patch_discriminator)
+    assert no_grad_at_all(nets.encoder) and no_grad_at_all(nets.generator)
+
+
+def test_lazy_r1_phase_gives_gradients_only_to_discriminators():
+    nets = make_networks()
+    loss = SAELoss(nets, generator=torch.Generator().manual_seed(0))
+    terms = loss.accumulate_gradients("Dreg", make_batch())
+    assert set(terms) == {"D_r1", "D_patch_r1", "total"}
+    assert terms["D_r1"] > 0 and terms["D_patch_r1"] > 0
+    assert has_grad(nets.discriminator) and has_grad(nets.patch_discriminator)
+    for module in (nets.encoder, nets.generator, nets.semantic_head):
+        assert no_grad_at_all(module)
+
+
+def test_r1_is_scaled_by_the_lazy_interval():
+    nets = make_networks()
+    batch = make_batch()
+    values = {}
+    for interval in (1, 16):
+        cfg = SAELossConfig(r1_interval=interval, patch_r1_gamma=0.0)
+        values[interval] = SAELoss(nets, cfg).r1_losses(batch)["D_r1"].item()
+    assert values[16] == pytest.approx(16 * values[1], rel=1e-4)
+
+
+def test_hybrids_pair_sim_structure_with_real_texture_only():
+    nets = make_networks(use_noise=False)
+    batch = make_batch(size=4)
+    loss = SAELoss(nets, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        syn = loss.synthesize(batch)
+        sim_structure, sim_texture = nets.encoder(batch.sim_images)
+        _, real_texture = nets.encoder(batch.real_images)
+        expected = nets.generator(sim_structure[syn.structure_index], real_texture[syn.texture_index])
+        expected_rec = nets.generator(sim_structure[:2], sim_texture[:2])
+    # Every sim structure and every real texture is used exactly once.
+    assert sorted(syn.structure_index.tolist()) == [0, 1, 2, 3]
+    assert sorted(syn.texture_index.tolist()) == [0, 1, 2, 3]
+    torch.testing.assert_close(syn.hybrids, expected, atol=1e-4, rtol=1e-4)
+    assert syn.reconstructions.shape[0] == 4  # half of the sim and half of the real images
+    torch.testing.assert_close(syn.reconstructions[:2], expected_rec, atol=1e-4, rtol=1e-4)
+
+
+def test_reconstruction_loss_falls_on_a_fixed_batch():
+    nets = make_networks()
+    # Momentum makes 50 steps enough to see the fall; with the GAN default beta1 = 0 it is ~0.8x slower.
+    cfg = SAELossConfig(lambda_gan=0.0, lambda_patch_gan=0.0, betas=(0.9, 0.99))
+    loss = SAELoss(nets, cfg, generator=torch.Generator().manual_seed(0))
+    optimizer = build_optimizers(nets, cfg).generator
+    batch = make_batch()
+    history = []
+    for _ in range(50):
+        optimizer.zero_grad(set_to_none=True)
+        history.append(loss.accumulate_gradients("G", batch)["G_l1"].item())
+        optimizer.step()
+    history = torch.tensor(history)
+    assert torch.isfinite(history).all()
+    assert history[-10:].mean() < 0.8 * history[:10].mean()
+
+
+@pytest.mark.parametrize(
+    "outer",
+    [
+        {"outer_loss": "ce"},
+        {"outer_loss": "ce", "outer_class_weights": (2.0,) * N_CLASSES},
+        {"outer_loss": "dice"},
+    ],
+)
+def test_outer_segmenter_stays_frozen_but_passes_gradients(outer):
+    nets = make_networks()
+    segmenter = TinySegmenter().train()
+    before = {k: v.clone() for k, v in segmenter.state_dict().items()}
+    # Only the outer term is active, so any E/G gradient must flow through the segmenter.
+    cfg = SAELossConfig(lambda_l1=0.0, lambda_gan=0.0, lambda_patch_gan=0.0, lambda_outer=1.0, **outer)
+    loss = SAELoss(nets, cfg, segmenter=segmenter, generator=torch.Generator().manual_seed(0))
+    optimizers = build_optimizers(nets, cfg)
+    terms = loss.accumulate_gradients("G", make_batch())
+    optimizers.generator.step()
+    assert set(terms) == {"G_sem_outer", "total"} and terms["total"] > 0
+    assert has_grad(nets.encoder) and has_grad(nets.generator)
+    assert no_grad_at_all(segmenter) and not segmenter.training
+    for key, value in segmenter.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_outer_loss_requires_a_segmenter_and_matching_weights():
+    nets = make_networks()
+    with pytest.raises(SAELossError, match="segmenter"):
+        SAELoss(nets, SAELossConfig(lambda_outer=1.0))
+    cfg = SAELossConfig(lambda_outer=1.0, outer_class_weights=(1.0, 2.0))
+    loss = SAELoss(nets, cfg, segmenter=TinySegmenter())
+    with pytest.raises(SAELossError, match="outer_class_weights has 2 entries"):
+        loss.accumulate_gradients("G", make_batch())
+
+
+def test_baseline_leaves_semantic_head_untouched():
+    nets = make_networks()
+    SAELoss(nets, SAELossConfig()).accumulate_gradients("G", make_batch())
+    assert no_grad_at_all(nets.semantic_head)
+
+
+def test_semantic_helpers_respect_the_ignore_index():
+    labels = torch.tensor([[[1, 1, 255, 255], [1, 1, 255, 255], [2, 2, 3, 3], [2, 2, 3, 3]]])
+    small = downsample_labels(labels, (2, 2))
+    assert small.tolist() == [[[1, 255], [2, 3]]]
+    logits = torch.randn(1, 4, 2, 2)
+    all_ignored = torch.full((1, 2, 2), 255)
+    assert cross_entropy_loss(logits, all_ignored, 255).item() == 0.0
+    expected = torch.nn.functional.cross_entropy(logits, small, ignore_index=255)
+    torch.testing.assert_close(cross_entropy_loss(logits, small, 255), expected)
+    perfect = torch.nn.functional.one_hot(small.clamp(max=3), 4).permute(0, 3, 1, 2).float() * 50
+    assert dice_loss(perfect, small, 255).item() < 0.05
+    assert dice_loss(-perfect, small, 255).item() > 0.5
+
+
+def test_optimizers_use_lazy_regularisation_correction():
+    nets = make_networks()
+    opts = build_optimizers(nets, SAELossConfig())
+    g_group, d_group = opts.generator.param_groups[0], opts.discriminator.param_groups[0]
+    assert g_group["lr"] == pytest.approx(0.002) and g_group["betas"] == pytest.approx((0.0, 0.99))
+    c = 16 / 17
+    assert d_group["lr"] == pytest.approx(0.002 * c)
+    assert d_group["betas"] == pytest.approx((0.0, 0.99**c))
+    n_g = sum(p.numel() for group in opts.generator.param_groups for p in group["params"])
+    n_d = sum(p.numel() for group in opts.discriminator.param_groups for p in group["params"])
+    assert n_g + n_d == sum(p.numel() for p in nets.parameters())
+
+
+def test_bad_batches_and_phases_are_rejected():
+    batch = make_batch()
+    with pytest.raises(SAELossError, match="must match sim_images"):
+        SimRealBatch(batch.sim_images, batch.sim_labels, batch.real_images[:1])
+    with pytest.raises(SAELossError, match="torch.long"):
+        SimRealBatch(batch.sim_images, batch.sim_labels.int(), batch.real_images)
+    with pytest.raises(SAELossError, match="unknown phase"):
+        SAELoss(make_networks()).accumulate_gradients("E", batch)
+    with pytest.raises(SAELossError, match="outer_loss"):
+        SAELoss(make_networks(), SAELossConfig(outer_loss="focal"))
+
+
+def test_generator_phase_runs_under_bf16_autocast():
+    nets = make_networks()
+    loss = SAELoss(nets, SAELossConfig(lambda_inner=1.0), generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = loss.accumulate_gradients("G", make_batch())
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert has_grad(nets.encoder)
