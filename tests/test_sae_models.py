@@ -118,9 +118,7 @@ def test_crops_at_full_scale_recover_image_or_its_mirror():
     for b in range(2):
         for c in range(6):
             crop = crops[b, c]
-            assert torch.allclose(crop, image[b], atol=1e-5) or torch.allclose(
-                crop, image[b].flip(-1), atol=1e-5
-            )
+            assert torch.allclose(crop, image[b], atol=1e-5) or torch.allclose(crop, image[b].flip(-1), atol=1e-5)
 
 
 def test_small_crops_see_a_local_region():

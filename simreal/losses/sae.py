@@ -100,18 +100,14 @@ class Synthesis:
 
     reconstructions: torch.Tensor  # (2 * n_rec, 3, H, W): first n_rec sim, then n_rec real
     reconstruction_targets: torch.Tensor
-    hybrids: (
-        torch.Tensor
-    )  # (B, 3, H, W): hybrid i = G(structure of sim[structure_index[i]], texture of real[...])
+    hybrids: torch.Tensor  # (B, 3, H, W): hybrid i = G(structure of sim[structure_index[i]], texture of real[...])
     structure_index: torch.Tensor  # indices into batch.sim_images
     texture_index: torch.Tensor  # indices into batch.real_images
     sim_structure: torch.Tensor
     real_structure: torch.Tensor
 
 
-def sim_to_real_pairs(
-    batch_size: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def sim_to_real_pairs(batch_size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Hybrid pairing: every sim structure code once, every real texture code once (random bijection)."""
     return torch.arange(batch_size), torch.randperm(batch_size, generator=generator)
 
@@ -142,9 +138,7 @@ def cross_entropy_loss(
     return total / count.clamp_min(1e-6)
 
 
-def dice_loss(
-    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, eps: float = 1.0
-) -> torch.Tensor:
+def dice_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, eps: float = 1.0) -> torch.Tensor:
     """1 - mean soft Dice over classes, ignored pixels masked out of both prediction and target."""
     n_classes = logits.shape[1]
     valid = (labels != ignore_index)[:, None].float()
@@ -186,9 +180,7 @@ class SAELoss:
         self.nets = networks
         self.rng = generator
         if self.cfg.lambda_outer > 0 and segmenter is None:
-            raise SAELossError(
-                "lambda_outer > 0 needs a frozen segmenter (nn.Module: image in [-1,1] -> logits)"
-            )
+            raise SAELossError("lambda_outer > 0 needs a frozen segmenter (nn.Module: image in [-1,1] -> logits)")
         if segmenter is not None:
             # Frozen for good: eval mode (fixed BN statistics) and no parameter gradients.
             segmenter.eval().requires_grad_(False)
@@ -207,9 +199,7 @@ class SAELoss:
         structure_index, texture_index = sim_to_real_pairs(n, self.rng)
         structure_index = structure_index.to(structure.device)
         texture_index = texture_index.to(structure.device)
-        codes_structure = torch.cat(
-            [sim_structure[:n_rec], real_structure[:n_rec], sim_structure[structure_index]]
-        )
+        codes_structure = torch.cat([sim_structure[:n_rec], real_structure[:n_rec], sim_structure[structure_index]])
         codes_texture = torch.cat([sim_texture[:n_rec], real_texture[:n_rec], real_texture[texture_index]])
         images = self.nets.generator(codes_structure, codes_texture)
         return Synthesis(
@@ -223,9 +213,7 @@ class SAELoss:
         )
 
     # ------------------------------------------------------------------ phases
-    def accumulate_gradients(
-        self, phase: str, batch: SimRealBatch, gain: float = 1.0
-    ) -> dict[str, torch.Tensor]:
+    def accumulate_gradients(self, phase: str, batch: SimRealBatch, gain: float = 1.0) -> dict[str, torch.Tensor]:
         """Compute the losses of ``phase``, backpropagate ``gain * total`` and return detached terms."""
         if phase == "G":
             losses = self.generator_losses(batch)
@@ -293,9 +281,7 @@ class SAELoss:
         logits = self.segmenter(syn.hybrids)
         labels = batch.sim_labels[syn.structure_index]
         if tuple(logits.shape[-2:]) != tuple(labels.shape[-2:]):
-            logits = F.interpolate(
-                logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False
-            )
+            logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
         if self.cfg.outer_loss == "dice":
             return dice_loss(logits, labels, self.cfg.ignore_index)
         weight = None
@@ -351,9 +337,7 @@ class SAELoss:
             reference = patch_d.sample_crops(batch.real_images, self.rng).detach().requires_grad_(True)
             query = patch_d.sample_crops(batch.real_images, self.rng).detach().requires_grad_(True)
             logits = patch_d(reference, query)
-            grad_ref, grad_query = torch.autograd.grad(
-                logits.float().sum(), [reference, query], create_graph=True
-            )
+            grad_ref, grad_query = torch.autograd.grad(logits.float().sum(), [reference, query], create_graph=True)
             penalty = grad_ref.float().square().sum(dim=(1, 2, 3, 4)).mean()
             penalty = penalty + grad_query.float().square().sum(dim=(1, 2, 3, 4)).mean()
             losses["D_patch_r1"] = 0.25 * cfg.patch_r1_gamma * penalty * cfg.r1_interval

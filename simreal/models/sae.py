@@ -104,9 +104,7 @@ class SAEConfig:
             cfg = cls(
                 crop_size=64,
                 frame_size=(64, 128),
-                encoder=EncoderConfig(
-                    base_channels=8, max_channels=128, texture_downsamplings=1, texture_dim=64
-                ),
+                encoder=EncoderConfig(base_channels=8, max_channels=128, texture_downsamplings=1, texture_dim=64),
                 generator=GeneratorConfig(base_channels=16, max_channels=64),
                 discriminator=DiscriminatorConfig(base_channels=16, max_channels=64),
                 patch_discriminator=PatchDiscriminatorConfig(
@@ -122,9 +120,7 @@ class SAEConfig:
         factor = 2**self.encoder.structure_downsamplings
         for side in (self.crop_size, *self.frame_size):
             if side % factor:
-                raise SAEConfigError(
-                    f"image side {side} must be a multiple of {factor} (structure code stride)"
-                )
+                raise SAEConfigError(f"image side {side} must be a multiple of {factor} (structure code stride)")
         if not _is_power_of_two(self.crop_size) or self.crop_size < 8:
             raise SAEConfigError(f"crop_size must be a power of two >= 8, got {self.crop_size}")
         patch = self.patch_discriminator.patch_size
@@ -249,13 +245,11 @@ class Generator(nn.Module):
     def forward(self, structure: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
         if structure.ndim != 4 or structure.shape[1] != self.structure_channels:
             raise SAEInputError(
-                f"Generator expects a structure code (B, {self.structure_channels}, h, w), "
-                f"got {tuple(structure.shape)}"
+                f"Generator expects a structure code (B, {self.structure_channels}, h, w), got {tuple(structure.shape)}"
             )
         if texture.ndim != 2 or texture.shape != (structure.shape[0], self.style_dim):
             raise SAEInputError(
-                f"Generator expects a texture code ({structure.shape[0]}, {self.style_dim}), "
-                f"got {tuple(texture.shape)}"
+                f"Generator expects a texture code ({structure.shape[0]}, {self.style_dim}), got {tuple(texture.shape)}"
             )
         structure, texture = l2_normalize(structure), l2_normalize(texture)
         scale = self.modulation_scale(texture)[:, :, None, None]
@@ -370,9 +364,7 @@ class PatchDiscriminator(nn.Module):
         """(B, n, 3, P, P) -> (B, n, C, 2, 2); with ``aggregate`` the mean over crops, (B, 1, C, 2, 2)."""
         p = self.cfg.patch_size
         if crops.ndim != 5 or tuple(crops.shape[2:]) != (3, p, p):
-            raise SAEInputError(
-                f"PatchDiscriminator expects crops (B, n, 3, {p}, {p}), got {tuple(crops.shape)}"
-            )
+            raise SAEInputError(f"PatchDiscriminator expects crops (B, n, 3, {p}, {p}), got {tuple(crops.shape)}")
         batch, n_crops = crops.shape[:2]
         feats = self.features(crops.flatten(0, 1)).reshape(batch, n_crops, *self.feature_shape)
         return feats.mean(dim=1, keepdim=True) if aggregate else feats

@@ -74,9 +74,7 @@ class FusedLeakyReLU(nn.Module):
 class EqualLinear(nn.Module):
     """Linear layer with equalised learning rate and optional fused leaky ReLU."""
 
-    def __init__(
-        self, in_features: int, out_features: int, bias_init: float = 0.0, activate: bool = False
-    ) -> None:
+    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, activate: bool = False) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_features, in_features))
         self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
@@ -261,9 +259,7 @@ class ModulatedConv2d(nn.Module):
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         style = self.modulation(style)
         if self.demodulate:
-            style = style * torch.rsqrt(style.float().square().mean(dim=1, keepdim=True) + 1e-8).to(
-                style.dtype
-            )
+            style = style * torch.rsqrt(style.float().square().mean(dim=1, keepdim=True) + 1e-8).to(style.dtype)
         x = x * style[:, :, None, None].to(x.dtype)
         weight = self.weight * self.scale
         if self.demodulate:
