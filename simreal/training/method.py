@@ -105,6 +105,8 @@ class TrainingMethod:
     """Base class of all training methods; see the module docstring for the contract."""
 
     data_roles: tuple[str, ...] = ("data",)
+    #: further config keys that hold filesystem paths (made absolute before launching remote workers)
+    path_keys: tuple[str, ...] = ()
 
     def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         self.cfg = cfg

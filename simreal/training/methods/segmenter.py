@@ -31,6 +31,7 @@ def poly_lr_factor(step: int, total_steps: int, power: float) -> float:
 @register_method("segmenter", "DeepLabV3+ segmenter: LC-SAE's outer-loss network and the held-out scorer")
 class SegmenterMethod(TrainingMethod):
     data_roles = ("data",)
+    path_keys = ("val",)
 
     @classmethod
     def make_dataset(cls, cfg: DictConfig, role: str, store_path: str) -> Dataset:
