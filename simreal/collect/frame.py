@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class SensorFrame:
 class FrameSource(Protocol):
     """A stream of sensor frames. Used as a context manager so that cleanup always runs."""
 
-    def __enter__(self) -> "FrameSource": ...
+    def __enter__(self) -> FrameSource: ...
 
     def __exit__(self, *exc: object) -> None: ...
 

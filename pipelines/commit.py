@@ -1,0 +1,24 @@
+"""Publishing frames written out of order by parallel writers, in order."""
+
+from __future__ import annotations
+
+from simreal.data.store import FrameStore
+
+
+class OrderedCommitter:
+    """Advance a store's committed count as soon as every row before it has been written."""
+
+    def __init__(self, store: FrameStore) -> None:
+        self.store = store
+        self._written: dict[int, int] = {}
+
+    def written(self, start: int, stop: int) -> int:
+        """Record rows [start, stop) as written; commit what is contiguous; return the committed count."""
+        self._written[start] = stop
+        count = len(self.store)
+        advanced = count
+        while advanced in self._written:
+            advanced = self._written.pop(advanced)
+        if advanced != count:
+            self.store.commit(advanced)
+        return advanced

@@ -1,0 +1,135 @@
+"""`simreal datasets import`: read a dataset in parallel Ray tasks, one task and one writer per shard.
+
+Frames go into ``<out>.partial`` first; the finished store is moved to ``<out>`` only when every frame made it, so
+a failed import (bad file, unknown id, size mismatch) leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+
+from pipelines.commit import OrderedCommitter
+from pipelines.progress import progress_bar
+from pipelines.ray_runtime import ray_session, task_error_cause
+from simreal.data.convert import FrameSpec, prepare_frame
+from simreal.data.store import FrameStore, StoreError, shard_ranges
+from simreal.importers import SamplePair, get_format
+from simreal.labels import RemapReport, get_mapping
+
+
+@dataclass(frozen=True)
+class ImportJob:
+    format: str
+    root: Path
+    split: str
+    scheme: str
+    out: Path
+    class_set: str = "shared16"
+    spec: FrameSpec = FrameSpec()
+    options: tuple[tuple[str, Any], ...] = ()
+    shard_size: int = 32
+    dataset_name: str = ""
+    overwrite: bool = False
+
+
+@dataclass
+class ImportResult:
+    out: Path
+    frames: int
+    unknown_pixels: dict[int, int]
+
+
+def _import_shard(job: ImportJob, partial: str, start: int, pairs: list[SamplePair]) -> tuple[int, int, dict]:
+    fmt = get_format(job.format, **dict(job.options))
+    mapping = get_mapping(job.scheme, job.class_set)
+    store = FrameStore.open(partial, mode="a")
+    rgbs, labels, sources, provenance = [], [], [], []
+    report = RemapReport()
+    for pair in pairs:
+        rgb, ids = fmt.load(pair)
+        rgb, label, source, unknown = prepare_frame(rgb, ids, mapping, job.spec, where=str(pair.label))
+        report.add(unknown)
+        rgbs.append(rgb)
+        labels.append(label)
+        sources.append(source)
+        provenance.append(
+            {
+                "dataset": job.dataset_name or job.format,
+                "format": job.format,
+                "split": pair.split,
+                "key": pair.key,
+                "image": str(pair.image),
+                "label": str(pair.label),
+                "scheme": mapping.source.name,
+                **pair.meta,
+            }
+        )
+    store.write_frames(
+        start,
+        np.stack(rgbs),
+        np.stack(labels),
+        provenance,
+        np.stack(sources) if job.spec.keep_source_label else None,
+    )
+    return start, start + len(pairs), report.unknown_pixels
+
+
+def run_import(job: ImportJob, address: str | None = None, num_cpus: int | None = None) -> ImportResult:
+    out = Path(job.out)
+    if out.exists() and not job.overwrite:
+        raise StoreError(f"{out} already exists; choose another --out or pass --overwrite")
+    mapping = get_mapping(job.scheme, job.class_set)  # fail on a bad scheme/class set before any work
+    pairs = get_format(job.format, **dict(job.options)).pairs(Path(job.root), job.split)
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    width, height = job.spec.size
+    try:
+        store = FrameStore.create(
+            partial,
+            height=height,
+            width=width,
+            class_set=job.class_set,
+            shard_size=job.shard_size,
+            with_source_label=job.spec.keep_source_label,
+            source=f"{job.dataset_name or job.format} {job.split} from {job.root} (scheme {mapping.source.name})",
+            attrs={
+                "evaluable_classes": mapping.evaluable_classes,
+                "eval_merge": {str(k): v for k, v in mapping.eval_merge.items()},
+                "import": {"format": job.format, "split": job.split, "spec": asdict(job.spec)},
+            },
+        )
+        store.reserve(len(pairs))
+        committer = OrderedCommitter(store)
+        unknown = RemapReport()
+        with ray_session(address, num_cpus), progress_bar(f"import {job.split}", total=len(pairs)) as bar:
+            task = ray.remote(_import_shard)
+            pending = [
+                task.remote(job, str(partial), start, pairs[start:stop])
+                for start, stop in shard_ranges(0, len(pairs), job.shard_size)
+            ]
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                try:
+                    start, stop, counts = ray.get(ready[0])
+                except Exception as err:
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
+                    raise task_error_cause(err) from None
+                unknown.add(RemapReport(dict(counts)))
+                committer.written(start, stop)
+                bar.advance(stop - start)
+        store.update_attrs(unknown_ids_ignored={str(k): v for k, v in sorted(unknown.unknown_pixels.items())})
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return ImportResult(out, len(pairs), unknown.unknown_pixels)

@@ -1,0 +1,21 @@
+"""The `simreal` command: parses arguments and hands over to a pipeline; no work is done here."""
+
+from __future__ import annotations
+
+import typer
+
+from simreal.cli.datasets import datasets_app
+from simreal.cli.labels import labels_app
+
+app = typer.Typer(
+    name="simreal",
+    help="Turn CARLA (or procedural) simulator frames into realistic, correctly labelled training data.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+app.add_typer(labels_app, name="labels")
+app.add_typer(datasets_app, name="datasets")
+
+if __name__ == "__main__":
+    app()

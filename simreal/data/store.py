@@ -1,0 +1,308 @@
+"""The simreal frame store: a versioned zarr v3 group of RGB frames, labels and per-frame provenance.
+
+Layout (format version 1, documented for users in docs/store-format.md)::
+
+    store.zarr/
+      zarr.json          group attributes under "simreal": format_version, committed_frames, height, width,
+                         shard_size, class_set {name, ignore_index, classes}, source, evaluable_classes, ...
+      rgb/               uint8 (N, H, W, 3)   one frame per chunk, `shard_size` frames per shard, zstd
+      label/             uint8 (N, H, W)      target-class ids, 255 = ignore
+      source_label/      uint8 (N, H, W)      optional: the raw ids of the source scheme
+      provenance/        string (N,)          one JSON object per frame, one chunk per shard
+
+Only the first ``committed_frames`` frames exist for readers. Writers put frame data first and advance the count
+afterwards, and zarr's local store replaces every file atomically, so a writer killed at any point leaves the
+committed frames intact; rows past the count are leftovers that the next append overwrites. A shard is never
+written by two processes: parallel writers are handed whole shards (see ``shard_ranges``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+from simreal.labels import IGNORE, LabelTable, get_class_set
+
+FORMAT_VERSION = 1
+ATTRS_KEY = "simreal"
+DEFAULT_SHARD_SIZE = 32
+_ZSTD = ZstdCodec(level=3)
+
+
+class StoreError(RuntimeError):
+    """A frame store that cannot be opened or written as asked."""
+
+
+@dataclass
+class Frame:
+    rgb: np.ndarray  # (H, W, 3) uint8
+    label: np.ndarray  # (H, W) uint8, target ids
+    provenance: dict[str, Any]
+    source_label: np.ndarray | None = None
+
+
+class FrameStore:
+    """Reading and appending frames. Open with :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: Path, group: zarr.Group, writable: bool) -> None:
+        self.path = path
+        self._group = group
+        self.writable = writable
+        self._attrs: dict[str, Any] = dict(group.attrs[ATTRS_KEY])
+        version = self._attrs.get("format_version")
+        if version != FORMAT_VERSION:
+            raise StoreError(f"{path}: store format version {version}, this simreal reads {FORMAT_VERSION}")
+        self.class_set = LabelTable.from_dict(self._attrs["class_set"])
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        height: int,
+        width: int,
+        class_set: str | LabelTable = "shared16",
+        shard_size: int = DEFAULT_SHARD_SIZE,
+        with_source_label: bool = False,
+        source: str = "",
+        attrs: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> FrameStore:
+        path = Path(path)
+        if path.exists():
+            if not overwrite:
+                raise StoreError(f"{path} already exists; choose another --out or remove it first")
+            shutil.rmtree(path)
+        table = get_class_set(class_set) if isinstance(class_set, str) else class_set
+        group = zarr.open_group(path, mode="w", zarr_format=3)
+        frame_arrays = {"rgb": (height, width, 3), "label": (height, width)}
+        if with_source_label:
+            frame_arrays["source_label"] = (height, width)
+        for name, frame_shape in frame_arrays.items():
+            group.create_array(
+                name,
+                shape=(0, *frame_shape),
+                dtype="uint8",
+                chunks=(1, *frame_shape),
+                shards=(shard_size, *frame_shape),
+                compressors=_ZSTD,
+                fill_value=IGNORE if name != "rgb" else 0,
+                dimension_names=("frame", "h", "w", "c")[: 1 + len(frame_shape)],
+            )
+        group.create_array("provenance", shape=(0,), dtype=str, chunks=(shard_size,), compressors=_ZSTD)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "committed_frames": 0,
+            "height": int(height),
+            "width": int(width),
+            "shard_size": int(shard_size),
+            "class_set": table.to_attrs(),
+            "source": source,
+            "evaluable_classes": table.ids,
+            "eval_merge": {},
+        }
+        meta.update(attrs or {})
+        group.attrs[ATTRS_KEY] = meta
+        return cls(path, group, writable=True)
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r") -> FrameStore:
+        """Open an existing store; ``mode="a"`` to append."""
+        path = Path(path)
+        if not (path / "zarr.json").is_file():
+            raise StoreError(
+                f"{path} is not a simreal frame store (no zarr.json); create one with an import or collect"
+            )
+        try:
+            group = zarr.open_group(path, mode="r" if mode == "r" else "r+", use_consolidated=False)
+        except Exception as err:  # zarr raises several types for broken metadata
+            raise StoreError(f"{path}: cannot open as zarr group: {err}") from err
+        if ATTRS_KEY not in group.attrs:
+            raise StoreError(f"{path} is a zarr group but not a simreal frame store (no '{ATTRS_KEY}' attributes)")
+        return cls(path, group, writable=mode != "r")
+
+    # ---------------------------------------------------------------- metadata
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self._attrs)
+
+    @property
+    def height(self) -> int:
+        return int(self._attrs["height"])
+
+    @property
+    def width(self) -> int:
+        return int(self._attrs["width"])
+
+    @property
+    def shard_size(self) -> int:
+        return int(self._attrs["shard_size"])
+
+    @property
+    def evaluable_classes(self) -> list[int]:
+        return [int(c) for c in self._attrs.get("evaluable_classes", self.class_set.ids)]
+
+    @property
+    def has_source_label(self) -> bool:
+        return "source_label" in self._group
+
+    def array(self, name: str) -> zarr.Array:
+        return self._group[name]  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return int(self._attrs["committed_frames"])
+
+    def update_attrs(self, **values: Any) -> None:
+        """Merge JSON-able values into the store attributes (e.g. a filter report)."""
+        self._require_writable()
+        fresh = dict(self._group.attrs[ATTRS_KEY])
+        fresh.update(values)
+        self._group.attrs[ATTRS_KEY] = fresh
+        self._attrs = fresh
+
+    # ---------------------------------------------------------------- reading
+    def _check_index(self, index: int) -> int:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"frame {index} out of range: {self.path} holds {n} committed frames")
+        return index % n
+
+    def rgb(self, index: int) -> np.ndarray:
+        return self.array("rgb")[self._check_index(index)]
+
+    def label(self, index: int) -> np.ndarray:
+        return self.array("label")[self._check_index(index)]
+
+    def provenance(self, index: int) -> dict[str, Any]:
+        return json.loads(str(self.array("provenance")[self._check_index(index)]))
+
+    def provenance_table(self) -> list[dict[str, Any]]:
+        """Provenance of every committed frame, in frame order."""
+        n = len(self)
+        return [json.loads(str(s)) for s in self.array("provenance")[:n]] if n else []
+
+    def select(self, **criteria: Any) -> list[int]:
+        """Indices of frames whose provenance matches every ``key=value`` (e.g. ``town="Town10HD"``)."""
+        return [i for i, p in enumerate(self.provenance_table()) if all(p.get(k) == v for k, v in criteria.items())]
+
+    def __getitem__(self, index: int) -> Frame:
+        index = self._check_index(index)
+        source = self.array("source_label")[index] if self.has_source_label else None
+        return Frame(self.rgb(index), self.label(index), self.provenance(index), source)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def read_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rgb, label) of committed frames [start, stop) in one read per array."""
+        stop = min(stop, len(self))
+        return self.array("rgb")[start:stop], self.array("label")[start:stop]
+
+    # ---------------------------------------------------------------- writing
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise StoreError(f"{self.path} was opened read-only")
+
+    def reserve(self, capacity: int) -> None:
+        """Grow every frame array to hold at least ``capacity`` rows, in whole shards. One process only."""
+        self._require_writable()
+        capacity = -(-capacity // self.shard_size) * self.shard_size
+        for name in ("rgb", "label", "source_label", "provenance"):
+            if name in self._group:
+                arr = self.array(name)
+                if arr.shape[0] < capacity:
+                    arr.resize((capacity, *arr.shape[1:]))
+
+    def write_frames(
+        self,
+        start: int,
+        rgb: np.ndarray,
+        label: np.ndarray,
+        provenance: Sequence[dict[str, Any]],
+        source_label: np.ndarray | None = None,
+    ) -> None:
+        """Write frames at rows [start, start+k) without committing them. Rows must already be reserved.
+
+        Parallel writers must each own whole shards; a single writer may write anywhere past the committed count.
+        """
+        self._require_writable()
+        k = len(rgb)
+        self._validate(rgb, label, provenance, source_label)
+        stop = start + k
+        if start < len(self):
+            raise StoreError(f"refusing to overwrite committed frames {start}..{len(self) - 1} of {self.path}")
+        if self.array("rgb").shape[0] < stop:
+            raise StoreError(f"rows {start}..{stop - 1} not reserved in {self.path}")
+        self.array("rgb")[start:stop] = rgb
+        self.array("label")[start:stop] = label
+        if self.has_source_label:
+            if source_label is None:
+                raise StoreError(f"{self.path} keeps source labels: pass source_label")
+            self.array("source_label")[start:stop] = source_label
+        texts = np.array([json.dumps(p, sort_keys=True, default=str) for p in provenance], dtype=object)
+        self.array("provenance")[start:stop] = texts
+
+    def commit(self, count: int) -> None:
+        """Publish frames [0, count) to readers. Only the one coordinating process calls this."""
+        self._require_writable()
+        if count < len(self):
+            raise StoreError(f"commit count {count} is below the committed {len(self)} frames")
+        self.update_attrs(committed_frames=int(count))
+
+    def append(
+        self,
+        rgb: np.ndarray,
+        label: np.ndarray,
+        provenance: Sequence[dict[str, Any]],
+        source_label: np.ndarray | None = None,
+    ) -> None:
+        """Write and commit frames after the last committed one (single-writer convenience)."""
+        start = len(self)
+        self.reserve(start + len(rgb))
+        self.write_frames(start, rgb, label, provenance, source_label)
+        self.commit(start + len(rgb))
+
+    def _validate(
+        self,
+        rgb: np.ndarray,
+        label: np.ndarray,
+        provenance: Sequence[dict[str, Any]],
+        source_label: np.ndarray | None,
+    ) -> None:
+        h, w = self.height, self.width
+        if rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[1:] != (h, w, 3):
+            raise StoreError(f"rgb must be uint8 (k, {h}, {w}, 3), got {rgb.dtype} {rgb.shape}")
+        if label.dtype != np.uint8 or label.shape != rgb.shape[:3]:
+            raise StoreError(f"label must be uint8 {rgb.shape[:3]}, got {label.dtype} {label.shape}")
+        if source_label is not None and source_label.shape != label.shape:
+            raise StoreError(f"source_label must be {label.shape}, got {source_label.shape}")
+        if len(provenance) != len(rgb):
+            raise StoreError(f"{len(rgb)} frames but {len(provenance)} provenance records")
+        allowed = np.zeros(256, bool)
+        allowed[self.class_set.ids] = True
+        allowed[self.class_set.ignore_index] = True
+        present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
+        bad = [int(i) for i in present if not allowed[i]]
+        if bad:
+            raise StoreError(f"label ids {bad} are not in class set {self.class_set.name!r}")
+
+
+def shard_ranges(start: int, stop: int, shard_size: int) -> list[tuple[int, int]]:
+    """Split rows [start, stop) at shard boundaries, so that each piece can go to a different writer."""
+    ranges = []
+    row = start
+    while row < stop:
+        end = min(stop, (row // shard_size + 1) * shard_size)
+        ranges.append((row, end))
+        row = end
+    return ranges

@@ -1,0 +1,38 @@
+"""BDD100K semantic segmentation (10K images): images/10k/<split>/<name>.jpg +
+labels/sem_seg/masks/<split>/<name>.png. Mask pixels are trainIds (Cityscapes 19 classes, 0-18) and 255.
+
+Downloads made before June 2021 hold a few images without a mask and masks without an image
+(bdd100k/bdd100k#103); ``skip_unpaired=True`` drops those with a warning instead of failing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from simreal.importers.base import (
+    IdLabelFormat,
+    SamplePair,
+    check_paired,
+    files_by_key,
+    require_dir,
+    stem_key,
+)
+
+
+@dataclass(frozen=True)
+class Bdd100kFormat(IdLabelFormat):
+    name: ClassVar[str] = "bdd100k"
+    skip_unpaired: bool = False
+
+    def pairs(self, root: Path, split: str) -> list[SamplePair]:
+        require_dir(self.name, root, "dataset root")
+        image_dir = require_dir(self.name, root / "images" / "10k" / split, f"images of split {split!r}")
+        label_dir = require_dir(
+            self.name, root / "labels" / "sem_seg" / "masks" / split, f"sem_seg masks of split {split!r}"
+        )
+        images = files_by_key(self.name, image_dir, stem_key([".jpg", ".jpeg"]), "*.jpg images")
+        labels = files_by_key(self.name, label_dir, stem_key([".png"]), "*.png masks")
+        keys = check_paired(self.name, images, labels, image_dir, label_dir, self.skip_unpaired)
+        return [SamplePair(images[k], labels[k], split, k, {}) for k in keys]
