@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import typer
 
-from simreal.config import ConfigError
-from simreal.models.segmenter import WeightsUnavailableError
+from simreal.cli.errors import user_errors
 from simreal.training.config import compose_training_config
-from simreal.training.errors import TrainingError
 from simreal.training.registry import MethodSpec, load_builtin_methods
 
 train_app = typer.Typer(
@@ -26,6 +24,12 @@ train_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+@train_app.callback()
+def _group() -> None:
+    """Train a model (segmenters, translators); one sub-command per training method."""
+
+
 OVERRIDES_HELP = (
     "key=value config overrides, e.g. data=STORE preset=tiny steps=100 out=runs/x resume=true "
     "(see configs/train/<method>.yaml)"
@@ -33,19 +37,16 @@ OVERRIDES_HELP = (
 
 
 def _add_method_command(spec: MethodSpec) -> None:
+    @user_errors
     def command(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP)) -> None:
         from pipelines.train import run_training  # the launcher; imports Ray only when it is used
 
-        try:
-            cfg = compose_training_config(spec.name, overrides or [])
-            result = run_training(cfg)
-        except (ConfigError, TrainingError, WeightsUnavailableError, ValueError, FileNotFoundError) as err:
-            typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(code=1) from None
+        cfg = compose_training_config(spec.name, overrides or [])
+        result = run_training(cfg)
         status = "interrupted" if result.interrupted else "finished"
         typer.echo(f"{spec.name}: {status} at step {result.step}; checkpoint: {result.checkpoint}")
         for key, value in sorted(result.scores.items()):
-            if isinstance(value, float):
+            if isinstance(value, float) and "/" not in key:  # headline scores; per-class ones are in metrics.jsonl
                 typer.echo(f"  {key} = {value:.4f}")
 
     roles = " ".join(f"{role}=STORE" for role in spec.cls.data_roles)

@@ -12,9 +12,7 @@ class TrainingError(RuntimeError):
 class NonFiniteLossError(TrainingError):
     """A loss became NaN or Inf. The step is abandoned and nothing is saved over the last good checkpoint."""
 
-    def __init__(
-        self, loss_name: str, value: float, step: int | None = None, checkpoint: Path | None = None
-    ) -> None:
+    def __init__(self, loss_name: str, value: float, step: int | None = None, checkpoint: Path | None = None) -> None:
         self.loss_name = loss_name
         self.value = value
         self.step = step

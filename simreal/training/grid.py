@@ -22,7 +22,9 @@ def make_grid(samples: Sequence[tuple[str, np.ndarray]], columns: int | None = N
     columns = columns or math.ceil(math.sqrt(len(samples)))
     rows = math.ceil(len(samples) / columns)
     cell_h = max(image.shape[0] for _, image in samples) + TITLE_HEIGHT
-    cell_w = max(image.shape[1] for _, image in samples)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    title_w = max(int(draw.textlength(title)) + 4 for title, _ in samples)  # titles must not overlap
+    cell_w = max(title_w, *(image.shape[1] for _, image in samples))
     canvas = Image.new("RGB", (columns * cell_w, rows * cell_h))
     draw = ImageDraw.Draw(canvas)
     for i, (title, image) in enumerate(samples):

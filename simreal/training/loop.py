@@ -50,9 +50,7 @@ class TrainResult:
     interrupted: bool = False
 
 
-def train(
-    cfg: DictConfig, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None
-) -> TrainResult:
+def train(cfg: DictConfig, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> TrainResult:
     """Train ``cfg.method`` for ``cfg.steps`` steps into ``cfg.out``, resuming from its checkpoint if present."""
     spec = get_method(str(cfg.method))
     run_dir = Path(str(cfg.out)).expanduser().resolve()
@@ -221,9 +219,7 @@ def _build_datasets(cfg: DictConfig, method_cls: type[TrainingMethod]) -> dict[s
     return datasets
 
 
-def _build_loaders(
-    cfg: DictConfig, datasets: Mapping[str, Dataset], ctx: TrainContext
-) -> dict[str, InfiniteLoader]:
+def _build_loaders(cfg: DictConfig, datasets: Mapping[str, Dataset], ctx: TrainContext) -> dict[str, InfiniteLoader]:
     batch_size = int(cfg.batch_size)
     if batch_size % ctx.world_size:
         raise TrainingError(f"batch_size={batch_size} must be divisible by the {ctx.world_size} workers")
@@ -252,7 +248,7 @@ def _to_device(batch: Mapping[str, torch.Tensor], ctx: TrainContext) -> dict[str
 def _write_samples(method: TrainingMethod, batch: Mapping, run_dir: Path, log: RunLog, step: int) -> None:
     samples = method.sample_images(batch)
     if samples:
-        grid = save_grid(samples, run_dir / "samples" / f"step_{step:07d}.png")
+        grid = save_grid(samples, run_dir / "samples" / f"step_{step:07d}.png", method.sample_columns)
         log.image("samples", step, grid)
 
 

@@ -14,7 +14,8 @@ A *method* (segmenter, LC-SAE, ...) owns its networks, losses and optimizers; th
   the weights.
 - ``state_dict()`` / ``load_state_dict()``: everything needed to continue bit-for-bit (networks, optimizers,
   schedulers, EMA); the loop adds RNG and data-loader positions.
-- ``sample_images(batch)``: ``[(title, uint8 HxWx3), ...]`` drawn into a grid PNG every ``sample_every`` steps.
+- ``sample_images(batch)``: ``[(title, uint8 HxWx3), ...]`` drawn into a grid PNG every ``sample_every`` steps,
+  ``sample_columns`` images per row (a square-ish grid when None).
 - ``evaluate()``: optional validation scores, logged under ``eval/`` every ``eval_every`` steps and at the end.
 
 Methods are constructed as ``cls(cfg, ctx, datasets)`` with the composed config, a ``TrainContext`` that tells them
@@ -107,6 +108,7 @@ class TrainingMethod:
     data_roles: tuple[str, ...] = ("data",)
     #: further config keys that hold filesystem paths (made absolute before launching remote workers)
     path_keys: tuple[str, ...] = ()
+    sample_columns: int | None = None
 
     def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         self.cfg = cfg

@@ -30,9 +30,7 @@ class TrainingProgress:
     def __enter__(self) -> TrainingProgress:
         if self._progress is not None:
             self._progress.__enter__()
-            self._task = self._progress.add_task(
-                "train", total=self._total, completed=self._start, rate="", losses=""
-            )
+            self._task = self._progress.add_task("train", total=self._total, completed=self._start, rate="", losses="")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -32,6 +32,7 @@ def poly_lr_factor(step: int, total_steps: int, power: float) -> float:
 class SegmenterMethod(TrainingMethod):
     data_roles = ("data",)
     path_keys = ("val",)
+    sample_columns = 3  # image, label, prediction
 
     @classmethod
     def make_dataset(cls, cfg: DictConfig, role: str, store_path: str) -> Dataset:
