@@ -53,23 +53,22 @@ def segmentation_scores(
 ) -> dict[str, float | list[float]]:
     """Pixel accuracy, mean class accuracy, mIoU and per-class IoU from a confusion matrix.
 
-    ``classes`` restricts the scores to those class ids (a dataset's evaluable classes): rows and columns of other
-    classes are dropped first, so their pixels count neither as hits nor as misses. A class absent from both the
-    targets and the predictions has undefined IoU/accuracy: it is NaN in ``per_class_iou`` and left out of the means.
-    A class that is predicted but never present gets IoU 0 and is counted in mIoU (it has false positives).
-    ``per_class_iou`` is indexed by position in ``classes`` (all classes when None).
+    ``classes`` restricts the scores to those class ids (a dataset's evaluable classes): pixels whose *target* is
+    another class are dropped like ignore pixels, while *predictions* of another class still count as misses.
+    A class absent from both the targets and the predictions has undefined IoU/accuracy: it is NaN in
+    ``per_class_iou`` and left out of the means. A class that is predicted but never present gets IoU 0 and is
+    counted in mIoU (it has false positives). ``per_class_iou`` follows the order of ``classes`` (all when None).
     """
     matrix = torch.as_tensor(cm).double().cpu()
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         raise MetricInputError(f"confusion matrix must be square, got shape {tuple(matrix.shape)}")
-    if classes is not None:
-        ids = torch.as_tensor(list(classes), dtype=torch.long)
-        if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= matrix.shape[0]:
-            raise MetricInputError(f"classes {list(classes)} must be non-empty ids in [0, {matrix.shape[0]})")
-        matrix = matrix[ids][:, ids]
-    true_positive = matrix.diagonal()
+    ids = torch.arange(matrix.shape[0]) if classes is None else torch.as_tensor(list(classes), dtype=torch.long)
+    if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= matrix.shape[0]:
+        raise MetricInputError(f"classes {list(ids.tolist())} must be non-empty ids in [0, {matrix.shape[0]})")
+    matrix = matrix[ids]  # rows: evaluable targets only; columns: every prediction
+    true_positive = matrix[:, ids].diagonal()
     per_target = matrix.sum(dim=1)
-    per_pred = matrix.sum(dim=0)
+    per_pred = matrix[:, ids].sum(dim=0)
     union = per_target + per_pred - true_positive
     nan = torch.tensor(float("nan"), dtype=torch.float64)
     iou = torch.where(union > 0, true_positive / union.clamp(min=1), nan)

@@ -29,9 +29,10 @@ class NonFiniteLossError(TrainingError):
         )
         return f"loss {self.loss_name!r} is {self.value}{where}; training stopped, {kept}"
 
-    def at(self, step: int, checkpoint: Path | None) -> NonFiniteLossError:
-        """The same error with the step and the kept checkpoint filled in (the loop knows them, methods do not)."""
-        return NonFiniteLossError(self.loss_name, self.value, step, checkpoint)
+    def at(self, phase: str, step: int, checkpoint: Path | None) -> NonFiniteLossError:
+        """The same error named ``<phase>/<loss>``, with the step and the kept checkpoint (known to the loop)."""
+        name = self.loss_name if self.loss_name.startswith(f"{phase}/") else f"{phase}/{self.loss_name}"
+        return NonFiniteLossError(name, self.value, step, checkpoint)
 
 
 class RunDirectoryError(TrainingError):

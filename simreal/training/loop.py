@@ -113,14 +113,15 @@ def _run(
         while step < total_steps and not stop.is_set():
             batch = {role: _to_device(next(loader), ctx) for role, loader in loaders.items()}
             losses: dict[str, float] = {}
-            try:
-                for phase in iterate_phases(phases, step):
+            for phase in iterate_phases(phases, step):
+                try:
                     for name, value in method.run_phase(phase.name, batch, step).items():
                         if not np.isfinite(value):
-                            raise NonFiniteLossError(f"{phase.name}/{name}", value)
+                            raise NonFiniteLossError(name, value)
                         losses[f"{phase.name}/{name}"] = float(value)
-            except NonFiniteLossError as err:
-                raise err.at(step, checkpoint_path if saved_step is not None else None) from None
+                except NonFiniteLossError as err:
+                    kept = checkpoint_path if saved_step is not None else None
+                    raise err.at(phase.name, step, kept) from None
             step += 1
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value
