@@ -201,8 +201,11 @@ def _load_encoder_file(encoder: nn.Module, path: Path) -> None:
         state = state.get("state_dict", state)
     if all(key.startswith("encoder.") for key in state):
         state = {key.removeprefix("encoder."): value for key, value in state.items()}
-    result = encoder.load_state_dict(state, strict=False)
-    if result.missing_keys:
+    expected = encoder.state_dict()
+    missing = [key for key in expected if key not in state]
+    if missing:
         raise WeightsUnavailableError(
-            f"{path} does not fit the encoder: {len(result.missing_keys)} missing keys, e.g. {result.missing_keys[:3]}"
+            f"{path} does not fit encoder {type(encoder).__name__}: {len(missing)} missing keys, e.g. {missing[:3]}"
         )
+    # Extra entries (a classifier head of an ImageNet checkpoint) are not part of the encoder.
+    encoder.load_state_dict({key: state[key] for key in expected})
