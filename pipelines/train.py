@@ -8,6 +8,7 @@ Ray is imported only on that path.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -66,17 +67,24 @@ def train_with_ray(cfg: DictConfig) -> TrainResult:
         ),
     )
     try:
-        result = trainer.fit()
+        trainer.fit()
     except Exception as err:  # Ray wraps worker errors; keep the worker's message, drop Ray's traceback noise
         raise TrainingError(f"Ray training job failed: {err}") from err
-    metrics = dict(result.metrics or {})
+    return result_from_run_dir(run_dir)
+
+
+def result_from_run_dir(run_dir: Path) -> TrainResult:
+    """The outcome of a run read back from its files (rank 0 wrote them; the driver holds no state)."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    last_train = next((r for r in reversed(records) if any(k.startswith("train/") for k in r)), {})
+    last_eval = next((r for r in reversed(records) if any(k.startswith("eval/") for k in r)), {})
     checkpoint = run_dir / "checkpoint.pt"
     return TrainResult(
         run_dir=run_dir,
-        step=int(metrics.pop("step", 0)),
+        step=max((int(r["step"]) for r in records), default=0),
         checkpoint=checkpoint if checkpoint.exists() else None,
-        losses={key.removeprefix("train/"): value for key, value in metrics.items() if key.startswith("train/")},
-        scores={key.removeprefix("eval/"): value for key, value in metrics.items() if key.startswith("eval/")},
+        losses={k.removeprefix("train/"): v for k, v in last_train.items() if k.startswith("train/")},
+        scores={k.removeprefix("eval/"): v for k, v in last_eval.items() if k.startswith("eval/")},
     )
 
 
@@ -96,17 +104,9 @@ def _ray_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     context = ray.train.get_context()
-    result = train(
+    train(
         OmegaConf.create(config["cfg"]),
         rank=context.get_world_rank(),
         world_size=context.get_world_size(),
         device=ray.train.torch.get_device(),
-    )
-    # Every rank reports once (report is a barrier); rank 0's metrics become the job result.
-    ray.train.report(
-        {
-            "step": result.step,
-            **{f"train/{key}": value for key, value in result.losses.items()},
-            **{f"eval/{key}": value for key, value in result.scores.items() if isinstance(value, float)},
-        }
     )
