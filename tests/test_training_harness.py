@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -64,6 +65,8 @@ class ToyMethod(TrainingMethod):
             loss = nn.functional.cross_entropy(logits, batch["data"]["label"])
             if step == int(self.cfg.nan_at_step):
                 loss = loss * float("nan")
+            if step == int(self.cfg.interrupt_at_step):
+                signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C during this step
             losses = {"ce": loss}
         else:
             self.reg_steps.append(step)
@@ -94,6 +97,7 @@ def toy_cfg(out: Path, **overrides: object) -> DictConfig:
         "data": "in-memory",
         "dataset_size": 10,
         "nan_at_step": -1,
+        "interrupt_at_step": -1,
         "out": str(out),
         "steps": 6,
         "batch_size": 4,
@@ -115,7 +119,7 @@ def logged_losses(run_dir: Path) -> list[tuple[int, float]]:
 
 
 def test_toy_method_trains_and_fills_the_run_directory(tmp_path: Path) -> None:
-    result = train(toy_cfg(tmp_path / "run", tensorboard=True, steps=7))
+    result = train(toy_cfg(tmp_path / "run", tensorboard=True, progress=True, steps=7))
     run_dir = tmp_path / "run"
     assert result.step == 7 and result.checkpoint == run_dir / "checkpoint.pt"
     assert OmegaConf.load(run_dir / "config.yaml").method == "toy"
@@ -169,6 +173,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path
 def test_non_finite_loss_before_any_checkpoint_says_so(tmp_path: Path) -> None:
     with pytest.raises(NonFiniteLossError, match="no checkpoint had been written yet"):
         train(toy_cfg(tmp_path / "run", nan_at_step=0))
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resumes(tmp_path: Path) -> None:
+    result = train(toy_cfg(tmp_path / "run", interrupt_at_step=1))
+    assert result.interrupted and result.step == 2
+    assert ckpt.load(tmp_path / "run" / "checkpoint.pt")["step"] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert train(toy_cfg(tmp_path / "run")).step == 6
 
 
 def test_crash_during_save_leaves_the_previous_checkpoint_intact(tmp_path: Path, monkeypatch) -> None:

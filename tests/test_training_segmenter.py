@@ -10,6 +10,7 @@ import pytest
 import segmentation_models_pytorch as smp
 import torch
 from omegaconf import OmegaConf
+from PIL import Image
 from typer.testing import CliRunner
 
 from simreal.cli.train import train_app
@@ -47,10 +48,12 @@ def invoke(*args: str) -> tuple[int, str]:
 
 def test_cli_trains_tiny_segmenter_and_resumes(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code, output = invoke("segmenter", f"data={store}", "preset=tiny", "steps=3", f"out={out}")
+    code, output = invoke("segmenter", f"data={store}", "preset=tiny", "steps=3", f"out={out}", "sample_every=3")
     assert code == 0, output
     assert "finished at step 3" in output
-    assert {p.name for p in out.iterdir()} >= {"config.yaml", "metrics.jsonl", "checkpoint.pt"}
+    assert {p.name for p in out.iterdir()} >= {"config.yaml", "metrics.jsonl", "checkpoint.pt", "samples"}
+    grid = np.asarray(Image.open(out / "samples" / "step_0000003.png"))
+    assert grid.shape[0] > 2 * 32 and grid.shape[1] >= 3 * 32  # 2 rows of image | label | prediction
     config = OmegaConf.load(out / "config.yaml")
     assert config.model.architecture == "tiny" and config.steps == 3 and config.data == str(store)
 
@@ -79,6 +82,12 @@ def test_cli_reports_missing_data_and_bad_keys_without_traceback(tmp_path: Path)
     assert code == 1 and "stepz" in output
     code, output = invoke("segmenter", f"data={tmp_path}/missing", "preset=tiny")
     assert code == 1 and "not a simreal frame store" in output
+
+
+def test_checkpoint_of_another_architecture_is_refused(store: Path, tmp_path: Path) -> None:
+    assert invoke("segmenter", f"data={store}", "preset=tiny", "steps=1", f"out={tmp_path}/r")[0] == 0
+    code, output = invoke("segmenter", f"data={store}", "preset=tiny", "model.decoder_channels=48", f"out={tmp_path}/r")
+    assert code == 1 and "does not fit the current config" in output
 
 
 def test_load_segmenter_restores_the_trained_network(store: Path, tmp_path: Path) -> None:

@@ -70,7 +70,13 @@ def train(cfg: DictConfig, *, rank: int = 0, world_size: int = 1, device: torch.
     loaders = _build_loaders(cfg, datasets, ctx)
     step = 0
     if saved is not None:
-        method.load_state_dict(saved["method"])
+        try:
+            method.load_state_dict(saved["method"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise RunDirectoryError(
+                f"{checkpoint_path} does not fit the current config ({type(err).__name__}: {str(err)[:300]}); "
+                "train with the settings it was made with, or choose another out="
+            ) from err
         for role, loader in loaders.items():
             loader.load_state_dict(saved["loaders"][role])
         step = int(saved["step"])
