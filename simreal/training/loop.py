@@ -1,0 +1,285 @@
+"""The training loop shared by every method: seeding, loaders, phases, logging, samples, checkpoints, resume.
+
+Run directory layout (``cfg.out``)::
+
+    config.yaml        resolved config of the latest (re)start
+    metrics.jsonl      one JSON record per logged step: train/<phase>/<loss> means, it_s, eval/<score>
+    tensorboard/       the same scalars plus sample grids
+    samples/step_XXXXXXX.png
+    checkpoint.pt      method state + RNG states + loader positions, replaced atomically
+
+Rerunning on a run directory that holds a checkpoint continues from it (``resume=auto``, the default);
+``resume=true`` insists on a checkpoint and ``resume=false`` refuses to start over one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import Dataset
+
+from simreal.training import checkpoint as ckpt
+from simreal.training.data import InfiniteLoader
+from simreal.training.errors import NonFiniteLossError, RunDirectoryError, TrainingError
+from simreal.training.grid import save_grid
+from simreal.training.method import TrainContext, TrainingMethod, iterate_phases
+from simreal.training.progress import TrainingProgress
+from simreal.training.registry import get_method
+from simreal.training.run_log import RunLog
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+    losses: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+def train(cfg: DictConfig, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> TrainResult:
+    """Train ``cfg.method`` for ``cfg.steps`` steps into ``cfg.out``, resuming from its checkpoint if present."""
+    spec = get_method(str(cfg.method))
+    run_dir = Path(str(cfg.out)).expanduser().resolve()
+    checkpoint_path = run_dir / ckpt.CHECKPOINT_NAME
+    saved = _load_for_resume(cfg, checkpoint_path, spec.name)
+    ctx = TrainContext(
+        device=device or _pick_device(str(cfg.device)),
+        bf16=bool(cfg.bf16),
+        channels_last=bool(cfg.channels_last),
+        compile=bool(cfg.compile),
+        rank=rank,
+        world_size=world_size,
+    )
+    seed_everything(int(cfg.seed) + rank)
+    datasets = _build_datasets(cfg, spec.cls)
+    method = spec.cls(cfg, ctx, datasets)
+    loaders = _build_loaders(cfg, datasets, ctx)
+    step = 0
+    if saved is not None:
+        try:
+            method.load_state_dict(saved["method"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise RunDirectoryError(
+                f"{checkpoint_path} does not fit the current config ({type(err).__name__}: {str(err)[:300]}); "
+                "train with the settings it was made with, or choose another out="
+            ) from err
+        for role, loader in loaders.items():
+            loader.load_state_dict(saved["loaders"][role])
+        step = int(saved["step"])
+        if world_size == 1:
+            ckpt.restore_rng_state(saved["rng"])
+        else:  # only rank 0's RNG is saved; give every rank a fresh, distinct stream
+            seed_everything(int(cfg.seed) + rank + 1_000_003 * step)
+
+    log = None
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+        log = RunLog(run_dir, tensorboard=bool(cfg.tensorboard))
+    try:
+        return _run(cfg, spec.name, method, loaders, ctx, log, run_dir, checkpoint_path, step)
+    finally:
+        if log is not None:
+            log.close()
+
+
+def _run(
+    cfg: DictConfig,
+    method_name: str,
+    method: TrainingMethod,
+    loaders: Mapping[str, InfiniteLoader],
+    ctx: TrainContext,
+    log: RunLog | None,
+    run_dir: Path,
+    checkpoint_path: Path,
+    step: int,
+) -> TrainResult:
+    total_steps = int(cfg.steps)
+    phases = list(method.phases())
+    result = TrainResult(run_dir=run_dir, step=step, checkpoint=checkpoint_path if checkpoint_path.exists() else None)
+    sums: dict[str, float] = {}
+    count, window_start = 0, time.perf_counter()
+    saved_step = step if result.checkpoint is not None else None
+    progress = TrainingProgress(total_steps, step, enabled=ctx.is_main and bool(cfg.progress))
+    with progress, _stop_on_sigint() as stop:
+        while step < total_steps and not stop.is_set():
+            batch = {role: _to_device(next(loader), ctx) for role, loader in loaders.items()}
+            losses: dict[str, float] = {}
+            for phase in iterate_phases(phases, step):
+                try:
+                    for name, value in method.run_phase(phase.name, batch, step).items():
+                        if not np.isfinite(value):
+                            raise NonFiniteLossError(name, value)
+                        losses[f"{phase.name}/{name}"] = float(value)
+                except NonFiniteLossError as err:
+                    kept = checkpoint_path if saved_step is not None else None
+                    raise err.at(phase.name, step, kept) from None
+            step += 1
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value
+            count += 1
+            result.losses = losses
+            progress.advance(step, losses)
+
+            if not ctx.is_main:
+                continue
+            assert log is not None
+            if step % int(cfg.log_every) == 0 or step == total_steps:
+                elapsed = time.perf_counter() - window_start
+                scalars = {f"train/{key}": value / count for key, value in sums.items()}
+                scalars["it_s"] = count / elapsed if elapsed > 0 else float("nan")
+                log.scalars(step, scalars)
+                sums, count, window_start = {}, 0, time.perf_counter()
+            if int(cfg.sample_every) > 0 and step % int(cfg.sample_every) == 0:
+                _write_samples(method, batch, run_dir, log, step)
+            if int(cfg.eval_every) > 0 and step % int(cfg.eval_every) == 0:
+                result.scores = _evaluate(method, log, step)
+            if step % int(cfg.checkpoint_every) == 0:
+                save_checkpoint(checkpoint_path, method_name, method, loaders, step)
+                saved_step = step
+
+    result.step = step
+    result.interrupted = stop.is_set()
+    if ctx.is_main and saved_step != step:
+        save_checkpoint(checkpoint_path, method_name, method, loaders, step)
+    if ctx.is_main and int(cfg.eval_every) > 0 and step % int(cfg.eval_every) != 0 and step == total_steps:
+        assert log is not None
+        result.scores = _evaluate(method, log, step)
+    result.checkpoint = checkpoint_path if checkpoint_path.exists() else None
+    return result
+
+
+def save_checkpoint(
+    path: Path, method_name: str, method: TrainingMethod, loaders: Mapping[str, InfiniteLoader], step: int
+) -> None:
+    ckpt.save_atomic(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "method_name": method_name,
+            "step": step,
+            "method": method.state_dict(),
+            "loaders": {role: loader.state_dict() for role, loader in loaders.items()},
+            "rng": ckpt.capture_rng_state(),
+        },
+        path,
+    )
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _load_for_resume(cfg: DictConfig, checkpoint_path: Path, method_name: str) -> dict | None:
+    resume = cfg.resume
+    if resume not in (True, False, "auto"):
+        raise RunDirectoryError(f"resume must be true, false or auto, got {resume!r}")
+    exists = checkpoint_path.is_file()
+    if resume is True and not exists:
+        raise RunDirectoryError(f"resume=true but {checkpoint_path} does not exist; check out={cfg.out}")
+    if resume is False and exists:
+        raise RunDirectoryError(
+            f"{checkpoint_path} exists and resume=false; pass resume=true to continue it or choose another out="
+        )
+    if not exists:
+        return None
+    saved = ckpt.load(checkpoint_path)
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise RunDirectoryError(f"{checkpoint_path} has checkpoint format {saved.get('format')}, expected 1")
+    if saved["method_name"] != method_name:
+        raise RunDirectoryError(
+            f"{checkpoint_path} belongs to method {saved['method_name']!r}, not {method_name!r}; choose another out="
+        )
+    return saved
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"device={name} requested but CUDA is not available; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def _build_datasets(cfg: DictConfig, method_cls: type[TrainingMethod]) -> dict[str, Dataset]:
+    datasets = {}
+    for role in method_cls.data_roles:
+        store_path = cfg.get(role)
+        if not store_path:
+            raise TrainingError(f"method {cfg.method!r} needs a dataset for role {role!r}: pass {role}=STORE_PATH")
+        datasets[role] = method_cls.make_dataset(cfg, role, str(store_path))
+    return datasets
+
+
+def _build_loaders(cfg: DictConfig, datasets: Mapping[str, Dataset], ctx: TrainContext) -> dict[str, InfiniteLoader]:
+    batch_size = int(cfg.batch_size)
+    if batch_size % ctx.world_size:
+        raise TrainingError(f"batch_size={batch_size} must be divisible by the {ctx.world_size} workers")
+    loaders = {}
+    for role, dataset in datasets.items():
+        loaders[role] = InfiniteLoader(
+            dataset,
+            batch_size // ctx.world_size,
+            seed=int(cfg.seed),
+            num_workers=int(cfg.num_workers),
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+            pin_memory=ctx.device.type == "cuda",
+            role=role,
+        )
+    return loaders
+
+
+def _to_device(batch: Mapping[str, torch.Tensor], ctx: TrainContext) -> dict[str, torch.Tensor]:
+    return {
+        key: value.to(ctx.device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+        for key, value in batch.items()
+    }
+
+
+def _write_samples(method: TrainingMethod, batch: Mapping, run_dir: Path, log: RunLog, step: int) -> None:
+    samples = method.sample_images(batch)
+    if samples:
+        grid = save_grid(samples, run_dir / "samples" / f"step_{step:07d}.png", method.sample_columns)
+        log.image("samples", step, grid)
+
+
+def _evaluate(method: TrainingMethod, log: RunLog, step: int) -> dict[str, float]:
+    scores = method.evaluate()
+    if scores:
+        log.scalars(step, {f"eval/{key}": value for key, value in scores.items()})
+    return scores
+
+
+@contextlib.contextmanager
+def _stop_on_sigint() -> Iterator[threading.Event]:
+    """First Ctrl-C finishes the current step, saves and exits cleanly; a second one aborts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)

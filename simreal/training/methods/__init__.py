@@ -1,0 +1,3 @@
+"""Built-in training methods; importing this package registers each of them."""
+
+from simreal.training.methods import segmenter  # noqa: F401  (registers "segmenter")

@@ -1,0 +1,162 @@
+"""Training method ``segmenter``: DeepLabV3+ on one labelled frame store (the LC-SAE report's Table 4.1 recipe).
+
+SGD with momentum, polynomial learning-rate decay (the encoder at ``encoder_lr_mult`` of the base rate, as usual
+for pretrained backbones), cross-entropy ignoring label 255, random crops and flips. Validation (``val=STORE``)
+runs on whole images and scores pixel accuracy, mean accuracy and mIoU on the store's evaluable classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset
+
+from simreal.metrics.segmentation import confusion_matrix, segmentation_scores
+from simreal.models.segmenter import SegmenterNet, build_segmenter
+from simreal.training.method import Phase, TrainContext, TrainingMethod
+from simreal.training.registry import register_method
+
+SAMPLES_SHOWN = 4
+
+
+def poly_lr_factor(step: int, total_steps: int, power: float) -> float:
+    """``(1 - step / total) ** power``, the 'poly' schedule; 0 from ``total_steps`` on."""
+    return max(0.0, 1.0 - step / max(total_steps, 1)) ** power
+
+
+@register_method("segmenter", "DeepLabV3+ segmenter: LC-SAE's outer-loss network and the held-out scorer")
+class SegmenterMethod(TrainingMethod):
+    data_roles = ("data",)
+    path_keys = ("val",)
+    sample_columns = 3  # image, label, prediction
+
+    @classmethod
+    def make_dataset(cls, cfg: DictConfig, role: str, store_path: str) -> Dataset:
+        from simreal.data.dataset import FrameDataset
+
+        return FrameDataset(store_path, crop=tuple(cfg.crop), random_crop=True, hflip=bool(cfg.hflip), normalize="tanh")
+
+    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+        super().__init__(cfg, ctx, datasets)
+        self.class_set = datasets["data"].class_set
+        self.ignore_index = int(self.class_set.ignore_index)
+        self.num_classes = max(self.class_set.ids) + 1
+        model_cfg = cfg.model
+        self.net: SegmenterNet = build_segmenter(
+            str(model_cfg.architecture),
+            self.num_classes,
+            encoder_weights=model_cfg.encoder_weights,
+            encoder_name=model_cfg.encoder_name,
+            encoder_depth=model_cfg.encoder_depth,
+            decoder_channels=model_cfg.decoder_channels,
+            output_stride=model_cfg.output_stride,
+        )
+        self.train_net = ctx.prepare(self.net)
+        encoder_params = list(self.net.encoder.parameters())
+        encoder_ids = {id(p) for p in encoder_params}
+        head_params = [p for p in self.net.parameters() if id(p) not in encoder_ids]
+        optim = cfg.optim
+        self.base_lrs = [float(optim.lr) * float(optim.encoder_lr_mult), float(optim.lr)]
+        self.optimizer = torch.optim.SGD(
+            [{"params": encoder_params}, {"params": head_params}],
+            lr=float(optim.lr),
+            momentum=float(optim.momentum),
+            weight_decay=float(optim.weight_decay),
+        )
+
+    def phases(self) -> Sequence[Phase]:
+        return [Phase("seg", 1)]
+
+    def run_phase(self, name: str, batch: Mapping[str, Mapping[str, torch.Tensor]], step: int) -> dict[str, float]:
+        factor = poly_lr_factor(step, int(self.cfg.steps), float(self.cfg.optim.poly_power))
+        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base_lr * factor
+        self.train_net.train()
+        images = self.ctx.images_to_device(batch["data"]["image"])
+        labels = batch["data"]["label"]
+        with self.ctx.autocast():
+            logits = self.train_net(images)
+        loss = F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index)
+        self.check_finite({"ce": loss})
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"ce": float(loss.detach()), "lr": self.optimizer.param_groups[1]["lr"]}
+
+    def state_dict(self) -> dict:
+        return {
+            "model_spec": self.net.spec.to_dict(),
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "class_set": self.class_set.to_attrs(),
+            "input_range": "tanh",
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    @torch.no_grad()
+    def sample_images(self, batch: Mapping[str, Mapping[str, torch.Tensor]]) -> list[tuple[str, np.ndarray]]:
+        images = batch["data"]["image"][:SAMPLES_SHOWN]
+        labels = batch["data"]["label"][:SAMPLES_SHOWN].cpu().numpy()
+        self.net.eval()  # eval mode: no BatchNorm statistics update, no dropout RNG use
+        try:
+            predictions = self.net(self.ctx.images_to_device(images)).argmax(1).cpu().numpy()
+        finally:
+            self.net.train()
+        rgb = ((images.float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        samples = []
+        for i in range(len(rgb)):
+            samples.append((f"image {i}", rgb[i]))
+            samples.append((f"label {i}", self.class_set.colorize(labels[i].astype(np.uint8))))
+            samples.append((f"prediction {i}", self.class_set.colorize(predictions[i].astype(np.uint8))))
+        return samples
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        if not self.cfg.get("val"):
+            return {}
+        from simreal.data.dataset import FrameDataset
+
+        dataset = FrameDataset(str(self.cfg.val), crop=None, hflip=False, normalize="tanh")
+        scores = evaluate_segmenter(
+            self.net,
+            dataset,
+            self.num_classes,
+            classes=dataset.evaluable_classes,
+            ignore_index=self.ignore_index,
+            batch_size=int(self.cfg.eval_batch_size),
+            device=self.ctx.device,
+        )
+        self.net.train()
+        names = dataset.class_set
+        per_class = {
+            f"iou/{names.name_of(class_id)}": iou
+            for class_id, iou in zip(dataset.evaluable_classes, scores.pop("per_class_iou"), strict=True)
+        }
+        return {**scores, **per_class}
+
+
+@torch.no_grad()
+def evaluate_segmenter(
+    net: torch.nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    *,
+    classes: Sequence[int] | None = None,
+    ignore_index: int = 255,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+) -> dict[str, float | list[float]]:
+    """Scores of ``net`` (taking the dataset's images as they are) over a whole dataset of dict samples."""
+    net.eval()
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        predictions = net(batch["image"].to(device)).argmax(1)
+        cm += confusion_matrix(predictions, batch["label"].to(device), num_classes, ignore_index)
+    return segmentation_scores(cm, classes)
