@@ -7,6 +7,7 @@ import typer
 from simreal.cli.collect import collect
 from simreal.cli.datasets import datasets_app
 from simreal.cli.labels import labels_app
+from simreal.cli.train import train_app
 
 app = typer.Typer(
     name="simreal",
@@ -18,6 +19,7 @@ app = typer.Typer(
 app.add_typer(labels_app, name="labels")
 app.add_typer(datasets_app, name="datasets")
 app.command("collect")(collect)
+app.add_typer(train_app, name="train")
 
 if __name__ == "__main__":
     app()
