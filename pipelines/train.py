@@ -44,14 +44,13 @@ def choose_launcher(cfg: DictConfig) -> str:
 
 
 def train_with_ray(cfg: DictConfig) -> TrainResult:
-    import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from pipelines.ray_runtime import ray_session
+
     cfg = absolute_paths(cfg)
     run_dir = Path(cfg.out)
-    if not ray.is_initialized():
-        ray.init(address=cfg.ray.address or None)
     trainer = TorchTrainer(
         _ray_worker,
         train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True)},
@@ -66,10 +65,11 @@ def train_with_ray(cfg: DictConfig) -> TrainResult:
             failure_config=FailureConfig(max_failures=int(cfg.ray.max_failures)),
         ),
     )
-    try:
-        trainer.fit()
-    except Exception as err:  # Ray wraps worker errors; keep the worker's message, drop Ray's traceback noise
-        raise TrainingError(f"Ray training job failed: {err}") from err
+    with ray_session(cfg.ray.address or None):
+        try:
+            trainer.fit()
+        except Exception as err:  # Ray wraps worker errors; keep the worker's message, drop Ray's traceback noise
+            raise TrainingError(f"Ray training job failed: {err}") from err
     return result_from_run_dir(run_dir)
 
 

@@ -66,8 +66,8 @@ def test_local_training_does_not_import_ray(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
 def test_ray_train_job_on_one_cpu_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ray = pytest.importorskip("ray")
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # the workers import pipelines.train
     store = make_store(tmp_path / "store")
     cfg = compose_training_config(
@@ -75,10 +75,6 @@ def test_ray_train_job_on_one_cpu_worker(tmp_path: Path, monkeypatch: pytest.Mon
         ["preset=tiny", "steps=2", f"data={store}", f"out={tmp_path}/run", "launcher=ray"]
         + ["ray.use_gpu=false", "ray.cpus_per_worker=1"],
     )
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        result = run_training(cfg)
-    finally:
-        ray.shutdown()
+    result = run_training(cfg)
     assert result.step == 2 and "seg/ce" in result.losses
     assert ckpt.load(tmp_path / "run" / "checkpoint.pt")["step"] == 2
