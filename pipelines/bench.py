@@ -27,6 +27,7 @@ from simreal.benchmark.definition import (
     plan_runs,
     planned_mixes,
     resolve_encoder_weights,
+    training_config,
 )
 from simreal.benchmark.report import write_html, write_markdown
 from simreal.benchmark.run import BenchRunError, execute_run, finished_result, write_json_atomic
@@ -37,6 +38,7 @@ QUESTION = (
     "with the same budget; only the training data differs."
 )
 CHART_FILE = "miou.png"
+WEIGHTS_DECISION_FILE = "encoder_weights.json"  # pretrained or from scratch, decided once per out/
 
 
 @dataclass
@@ -50,9 +52,9 @@ class BenchOutcome:
 def run_benchmark(cfg: DictConfig, benchmark: str = "default") -> BenchOutcome:
     """Run (or continue) the benchmark ``cfg`` and write its results and report under ``cfg.out``."""
     mixes, notes = planned_mixes(cfg)
-    crop = list(cfg.segmenter.overrides.get("crop") or [0, 0])
-    eval_store = check_stores(cfg, mixes, crop)
-    encoder_weights, pretrained = resolve_encoder_weights(cfg)
+    out_dir = Path(str(cfg.out)).expanduser().resolve()
+    eval_store = check_stores(cfg, mixes, list(training_config(cfg, 0, out_dir, None).crop))
+    encoder_weights, pretrained = resolve_encoder_weights(cfg, out_dir / WEIGHTS_DECISION_FILE)
     specs = plan_runs(cfg, mixes, encoder_weights)
     records = [record for record in (finished_result(spec) for spec in specs) if record is not None]
     done = {(r["mix"], r["seed"]) for r in records}
@@ -60,7 +62,6 @@ def run_benchmark(cfg: DictConfig, benchmark: str = "default") -> BenchOutcome:
     reused = len(records)
     if pending:
         records += _run_with_ray(cfg, pending, mixes, records, len(specs))
-    out_dir = Path(str(cfg.out)).expanduser().resolve()
     results = assemble_results(cfg, benchmark, mixes, records, notes, specs[0], eval_store, pretrained)
     write_outputs(results, out_dir)
     return BenchOutcome(out_dir=out_dir, results=results, trained=len(pending), reused=reused)

@@ -44,7 +44,9 @@ def test_sampling_shares_follow_the_weights_not_the_store_sizes(stores: tuple[Pa
     share_small = float(np.mean(drawn == 0))
     assert abs(share_small - 0.8) < 0.05, share_small  # binomial std ~0.012
     # within a store, frames are drawn uniformly: every frame of the large store shows up
-    frames = np.concatenate([batch["index"][batch["store"] == 1].numpy() for batch in (next(loader) for _ in range(40))])
+    frames = np.concatenate(
+        [batch["index"][batch["store"] == 1].numpy() for batch in (next(loader) for _ in range(40))]
+    )
     assert set(frames.tolist()) == set(range(12))
 
 

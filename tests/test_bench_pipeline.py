@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pipelines.bench import run_benchmark
-from simreal.benchmark.definition import compose_bench_config, plan_runs, planned_mixes
+from simreal.benchmark.definition import compose_bench_config, plan_runs, planned_mixes, resolve_encoder_weights
 from simreal.benchmark.run import BenchRunError, execute_run, finished_result
 from simreal.cli.bench import bench
 from simreal.data.store import FrameStore
@@ -124,3 +124,36 @@ def test_bad_command_lines_give_one_clear_error(
     result = CliRunner().invoke(app, ["default", *args, f"out={tmp_path}"])
     assert result.exit_code == 1, result.output
     assert message in result.output
+
+
+def test_every_mix_gets_the_same_recipe_and_budget(stores: dict[str, Path], tmp_path: Path) -> None:
+    cfg = compose_bench_config("default", [f"sim={stores['sim']}", f"real={stores['real']}", f"out={tmp_path}"])
+    mixes, _ = planned_mixes(cfg)
+    specs = plan_runs(cfg, mixes, None)
+    assert len(specs) == 2 * 3  # default: 3 seeds
+    varying = ("out", "data", "seed")
+    recipes = [{k: v for k, v in spec.train_config.items() if k not in varying} for spec in specs]
+    assert all(recipe == recipes[0] for recipe in recipes)
+    assert recipes[0]["model"]["architecture"] == "heldout" and recipes[0]["steps"] == 10000
+    assert specs[0].train_config["data"] == str(Path(specs[0].run_dir) / "mix.yaml")
+    assert len({spec.fingerprint for spec in specs}) == len(specs)
+
+
+def test_offline_weights_fall_back_to_scratch_once_per_out_dir(
+    stores: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import simreal.models.segmenter as segmenter_models
+
+    attempts = []
+
+    def offline(*args: object, **kwargs: object) -> None:
+        attempts.append(kwargs["encoder_weights"])
+        raise segmenter_models.WeightsUnavailableError("offline") from OSError("no network")
+
+    monkeypatch.setattr(segmenter_models, "build_segmenter", offline)
+    cfg = compose_bench_config("default", [f"sim={stores['sim']}", f"out={tmp_path}"])
+    decision = tmp_path / "encoder_weights.json"
+    for _ in range(2):
+        weights, note = resolve_encoder_weights(cfg, decision)
+        assert weights is None and note.startswith("no: imagenet") and "OSError" in note
+    assert attempts == ["imagenet"]  # the rerun reused the recorded decision

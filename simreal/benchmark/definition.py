@@ -198,18 +198,24 @@ def run_fingerprint(train_config: Mapping[str, Any], mix: Mix, stores: Mapping[s
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def resolve_encoder_weights(cfg: DictConfig) -> tuple[str | None, str]:
+def resolve_encoder_weights(cfg: DictConfig, decision_file: Path | None = None) -> tuple[str | None, str]:
     """The encoder weights every run starts from, and a sentence for the report saying which.
 
-    ImageNet (or any named) weights are tried once here; when they cannot be obtained (offline, no
-    ``$SIMREAL_WEIGHTS_DIR`` copy) every run trains from scratch instead, so all mixes still start alike.
+    ImageNet (or any named) weights are tried once; when they cannot be obtained (offline, no
+    ``$SIMREAL_WEIGHTS_DIR`` copy) every run trains from scratch instead, so all mixes still start alike. The
+    decision is kept in ``decision_file``: a rerun reuses it, so finished runs stay valid even if the network
+    comes or goes in between (and an offline rerun does not wait for download retries again).
     """
     from simreal.models.segmenter import WeightsUnavailableError, build_segmenter
 
     requested = cfg.segmenter.get("encoder_weights")
     if requested is None or str(requested).lower() in ("", "none", "null"):
         return None, "no: trained from scratch (segmenter.encoder_weights=null)"
-    model = training_config(cfg, 0, Path("/nonexistent"), str(requested)).model
+    if decision_file is not None and decision_file.is_file():
+        decision = json.loads(decision_file.read_text(encoding="utf-8"))
+        if decision.get("requested") == str(requested):
+            return decision["used"], decision["note"]
+    model = training_config(cfg, 0, Path("unused"), str(requested)).model
     try:
         build_segmenter(
             str(model.architecture),
@@ -218,7 +224,12 @@ def resolve_encoder_weights(cfg: DictConfig) -> tuple[str | None, str]:
             encoder_name=model.encoder_name,
             encoder_depth=model.encoder_depth,
         )
+        used, note = str(requested), f"yes: {requested} encoder weights"
     except WeightsUnavailableError as err:
-        reason = str(err).split(". Offline?")[0]
-        return None, f"no: {requested} encoder weights unavailable, trained from scratch ({reason})"
-    return str(requested), f"yes: {requested} encoder weights"
+        reason = type(err.__cause__).__name__ if err.__cause__ is not None else str(err)
+        used, note = None, f"no: {requested} encoder weights could not be obtained ({reason}); trained from scratch"
+    if decision_file is not None:
+        decision_file.parent.mkdir(parents=True, exist_ok=True)
+        decision = {"requested": str(requested), "used": used, "note": note}
+        decision_file.write_text(json.dumps(decision, indent=2), encoding="utf-8")
+    return used, note
