@@ -77,8 +77,8 @@ def _run_with_ray(
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         cpus = max(1, min(int(cfg.ray.cpus_per_run), int(resources.get("CPU", 1))))
-        task = ray.remote(_run_task).options(
-            num_cpus=cpus, num_gpus=int(cfg.ray.gpus_per_run) if gpus else 0, max_retries=0
+        task = ray.remote(execute_run).options(
+            num_cpus=cpus, num_gpus=float(cfg.ray.gpus_per_run) if gpus else 0, max_retries=0
         )
         threads = None if gpus else cpus
         refs = {task.remote(spec, threads): spec for spec in pending}
@@ -98,10 +98,6 @@ def _run_with_ray(
                 if best is not None:
                     bar.info(f"best: {best['label']} mIoU {100 * best['miou']['mean']:.1f}")
     return records
-
-
-def _run_task(spec: RunSpec, threads: int | None) -> dict[str, Any]:
-    return execute_run(spec, threads=threads)
 
 
 def assemble_results(
