@@ -5,6 +5,10 @@ is ``(epoch, batches consumed in the epoch)``, saved in checkpoints, so a resume
 next batch. Augmentation randomness inside the dataset comes from the global RNGs when ``num_workers == 0``
 (restored from the checkpoint: bit-exact resume on CPU), and from per-worker seeds derived from
 ``(seed, epoch, position)`` otherwise (deterministic, but not identical to an uninterrupted run).
+
+A dataset with a ``sample_weights`` attribute (one non-negative weight per sample, e.g. a weighted mix of stores)
+is sampled in proportion to those weights instead: each epoch draws ``len(dataset)`` indices with replacement from
+``(seed, epoch)``, so positions and resuming work the same way.
 """
 
 from __future__ import annotations
@@ -20,9 +24,21 @@ from simreal.training.errors import DatasetTooSmallError
 class _EpochSampler(Sampler[int]):
     """This rank's share of the epoch's permutation, starting at a given sample offset."""
 
-    def __init__(self, size: int, seed: int, epoch: int, start: int, rank: int, world_size: int) -> None:
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        epoch: int,
+        start: int,
+        rank: int,
+        world_size: int,
+        weights: torch.Tensor | None = None,
+    ) -> None:
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        permutation = torch.randperm(size, generator=generator)
+        if weights is None:
+            permutation = torch.randperm(size, generator=generator)
+        else:
+            permutation = torch.multinomial(weights, size, replacement=True, generator=generator)
         per_rank = size // world_size  # equal share per rank keeps DDP steps in lockstep
         self._indices = permutation[rank * per_rank : (rank + 1) * per_rank][start:].tolist()
 
@@ -61,6 +77,7 @@ class InfiniteLoader:
         self.rank = rank
         self.world_size = world_size
         self.pin_memory = pin_memory
+        self.sample_weights = _sample_weights(dataset, size, role)
         self.epoch = 0
         self.batches_in_epoch = 0
         self._iterator: Iterator | None = None
@@ -90,6 +107,7 @@ class InfiniteLoader:
             self.batches_in_epoch * self.batch_size,
             self.rank,
             self.world_size,
+            self.sample_weights,
         )
         # Worker seeds come from this generator: fixed by the position, so restarts are reproducible.
         worker_seed = (self.seed * 1_000_003 + self.epoch) * 1_000_003 + self.batches_in_epoch + self.rank * 7919
@@ -111,3 +129,16 @@ class InfiniteLoader:
         self.epoch = int(state["epoch"])
         self.batches_in_epoch = int(state["batches_in_epoch"])
         self._iterator = None
+
+
+def _sample_weights(dataset: Dataset, size: int, role: str) -> torch.Tensor | None:
+    """The dataset's ``sample_weights`` as a float64 tensor, checked; None for uniform sampling."""
+    weights = getattr(dataset, "sample_weights", None)
+    if weights is None:
+        return None
+    weights = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+    if len(weights) != size or not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+        raise ValueError(f"dataset of role {role!r}: sample_weights must be {size} finite weights >= 0")
+    if float(weights.sum()) <= 0:
+        raise ValueError(f"dataset of role {role!r}: sample_weights are all zero")
+    return weights

@@ -1,8 +1,9 @@
-"""Training method ``segmenter``: DeepLabV3+ on one labelled frame store (the LC-SAE report's Table 4.1 recipe).
+"""Training method ``segmenter``: DeepLabV3+ on labelled frames (the LC-SAE report's Table 4.1 recipe).
 
-SGD with momentum, polynomial learning-rate decay (the encoder at ``encoder_lr_mult`` of the base rate, as usual
-for pretrained backbones), cross-entropy ignoring label 255, random crops and flips. Validation (``val=STORE``)
-runs on whole images and scores pixel accuracy, mean accuracy and mIoU on the store's evaluable classes.
+``data`` is one frame store, or a mix file of weighted stores (``simreal.benchmark.mix``). SGD with momentum,
+polynomial learning-rate decay (the encoder at ``encoder_lr_mult`` of the base rate, as usual for pretrained
+backbones), cross-entropy ignoring label 255, random crops and flips. Validation (``val=STORE``) runs on whole
+images and scores pixel accuracy, mean accuracy and mIoU on the store's evaluable classes.
 """
 
 from __future__ import annotations
@@ -36,9 +37,16 @@ class SegmenterMethod(TrainingMethod):
 
     @classmethod
     def make_dataset(cls, cfg: DictConfig, role: str, store_path: str) -> Dataset:
+        """One store, or a weighted mix of stores when ``store_path`` is a mix file (``simreal.benchmark.mix``)."""
+        from simreal.benchmark.mix import is_mix_file, load_mix_dataset
         from simreal.data.dataset import FrameDataset
 
-        return FrameDataset(store_path, crop=tuple(cfg.crop), random_crop=True, hflip=bool(cfg.hflip), normalize="tanh")
+        def store_dataset(path: str) -> Dataset:
+            return FrameDataset(path, crop=tuple(cfg.crop), random_crop=True, hflip=bool(cfg.hflip), normalize="tanh")
+
+        if is_mix_file(store_path):
+            return load_mix_dataset(store_path, store_dataset)
+        return store_dataset(store_path)
 
     def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
