@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from simreal.cli.bench import bench
 from simreal.cli.collect import collect
 from simreal.cli.datasets import datasets_app
 from simreal.cli.labels import labels_app
@@ -20,6 +21,7 @@ app.add_typer(labels_app, name="labels")
 app.add_typer(datasets_app, name="datasets")
 app.command("collect")(collect)
 app.add_typer(train_app, name="train")
+app.command("bench")(bench)
 
 if __name__ == "__main__":
     app()
