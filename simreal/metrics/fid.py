@@ -93,9 +93,7 @@ def images_to_inception_input(rgb: np.ndarray, device: str | torch.device = "cpu
 
 
 @torch.no_grad()
-def inception_features(
-    model: torch.nn.Module, rgb: np.ndarray, device: str | torch.device = "cpu"
-) -> np.ndarray:
+def inception_features(model: torch.nn.Module, rgb: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
     """Pool features (N, dims) float64 of a batch of uint8 images; spatial maps are averaged like pytorch-fid."""
     output = model(images_to_inception_input(rgb, device))[0]
     if output.shape[2] != 1 or output.shape[3] != 1:
@@ -200,4 +198,3 @@ def _check_features(features: np.ndarray, what: str, minimum: int) -> np.ndarray
     if len(features) < minimum:
         raise FeatureSetError(f"{what}: need at least {minimum} samples, got {len(features)}")
     return features
-

@@ -76,7 +76,9 @@ def size_bucket(area: float, small_below: float, large_above: float) -> str:
     return "large" if area > large_above else "medium"
 
 
-def object_crops(rgb: np.ndarray, label: np.ndarray, class_ids: Iterable[int], spec: ObjectCropSpec) -> list[ObjectCrop]:
+def object_crops(
+    rgb: np.ndarray, label: np.ndarray, class_ids: Iterable[int], spec: ObjectCropSpec
+) -> list[ObjectCrop]:
     """Crops of every large-enough connected component of the given classes in one frame."""
     height, width = label.shape
     min_area, small_below, large_above = spec.scaled_thresholds(height, width)
