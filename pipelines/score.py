@@ -34,7 +34,7 @@ from simreal.metrics.fid import (
     load_inception,
     resolve_inception_weights,
 )
-from simreal.metrics.objects import ObjectCropSpec, object_crops, object_fid
+from simreal.metrics.objects import ObjectCrop, ObjectCropSpec, object_crops, object_fid
 from simreal.models.segmenter import load_segmenter
 from simreal.report import FID_MIN_IMAGES, image_grid, iou_bar_chart, save_png, write_report
 
@@ -107,42 +107,12 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
     training = open_training_store(job.segmenter)
 
     reference_scan = _scan(reference, "reference", job, inception, None, device)
-    names = _unique_names([Path(p) for p in job.stores])
-    results, warnings, iou_by_store = [], [], {}
-    for name, store in zip(names, stores, strict=True):
-        consistency = LabelConsistency(
-            segmenter.spec.num_classes, eval_protocol(store, training), store.class_set.ignore_index, device
-        )
+    results, warnings = [], []
+    for name, store in zip(_unique_names([Path(p) for p in job.stores]), stores, strict=True):
+        protocol = eval_protocol(store, training)
+        consistency = LabelConsistency(segmenter.spec.num_classes, protocol, store.class_set.ignore_index, device)
         scan = _scan(store, name, job, inception, (segmenter, consistency), device)
-        kid_mean, kid_std, subset_size = kernel_inception_distance(
-            scan.features, reference_scan.features, num_subsets=job.kid_subsets
-        )
-        grid_columns = (
-            ["sim", "translated", "label", "prediction"]
-            if len(scan.grid[0]) == 4
-            else [
-                "image",
-                "label",
-                "prediction",
-            ]
-        )
-        grid_file = f"grid_{name}.png"
-        save_png(image_grid(scan.grid, grid_columns), out / grid_file)
-        consistency_scores = consistency.scores(store.class_set)
-        iou_by_store[name] = consistency_scores["per_class_iou"]
-        results.append(
-            {
-                "name": name,
-                "path": str(store.path),
-                "images": len(store),
-                "fid": fid_from_features(scan.features, reference_scan.features),
-                "kid": {"mean": kid_mean, "std": kid_std, "subset_size": subset_size, "subsets": job.kid_subsets},
-                "consistency": consistency_scores,
-                "objects": object_fid(scan.object_features, reference_scan.object_features, job.min_object_crops),
-                "grid_columns": grid_columns,
-                "figures": {"grid": grid_file},
-            }
-        )
+        results.append(_store_scores(name, store, scan, reference_scan, consistency, job, out))
         if min(len(store), len(reference)) < FID_MIN_IMAGES:
             warnings.append(
                 f"{name}: FID/KID from {len(store)} scored and {len(reference)} reference images; FID on fewer "
@@ -153,7 +123,9 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
         where = f"{recorded} could not be opened" if recorded else "its run records no training store"
         warnings.append(f"segmenter's training store unknown ({where}): scored on each store's own classes")
     chart_classes = list(dict.fromkeys(c for r in results for c in r["consistency"]["classes"]))
+    iou_by_store = {r["name"]: r["consistency"]["per_class_iou"] for r in results}
     save_png(iou_bar_chart(iou_by_store, chart_classes), out / "per_class_iou.png")
+    object_classes = [reference.class_set.name_of(i) for i in job.objects.class_ids(reference.class_set)]
     scores = {
         "simreal_score_version": SCORES_VERSION,
         "out": str(out),
@@ -165,11 +137,7 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
             "inception_weights": str(weights),
             "inception_dims": job.inception_dims,
             "kid_subsets": job.kid_subsets,
-            "objects": {
-                **asdict(job.objects),
-                "classes": [reference.class_set.name_of(i) for i in job.objects.class_ids(reference.class_set)],
-                "min_crops": job.min_object_crops,
-            },
+            "objects": {**asdict(job.objects), "classes": object_classes, "min_crops": job.min_object_crops},
         },
         "stores": results,
         "figures": {"iou_chart": "per_class_iou.png"},
@@ -177,6 +145,36 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
     }
     write_report(scores, out)
     return scores
+
+
+def _store_scores(
+    name: str,
+    store: FrameStore,
+    scan: StoreScan,
+    reference_scan: StoreScan,
+    consistency: LabelConsistency,
+    job: ScoreJob,
+    out: Path,
+) -> dict[str, Any]:
+    """One store's entry of ``scores.json``; writes its sample grid."""
+    kid_mean, kid_std, subset_size = kernel_inception_distance(
+        scan.features, reference_scan.features, num_subsets=job.kid_subsets
+    )
+    with_source = len(scan.grid[0]) == 4
+    grid_columns = ["sim", "translated", "label", "prediction"] if with_source else ["image", "label", "prediction"]
+    grid_file = f"grid_{name}.png"
+    save_png(image_grid(scan.grid, grid_columns), out / grid_file)
+    return {
+        "name": name,
+        "path": str(store.path),
+        "images": len(store),
+        "fid": fid_from_features(scan.features, reference_scan.features),
+        "kid": {"mean": kid_mean, "std": kid_std, "subset_size": subset_size, "subsets": job.kid_subsets},
+        "consistency": consistency.scores(store.class_set),
+        "objects": object_fid(scan.object_features, reference_scan.object_features, job.min_object_crops),
+        "grid_columns": grid_columns,
+        "figures": {"grid": grid_file},
+    }
 
 
 def _open_store(path: Path, role: str) -> FrameStore:
@@ -217,7 +215,7 @@ def _scan(
     n = len(store)
     grid_indices = set(np.linspace(0, n - 1, min(job.grid_rows, n)).round().astype(int).tolist())
     object_ids = job.objects.class_ids(store.class_set)
-    features, crops_by_bucket = [], CropFeatures(inception, job.batch_size, device)
+    features, crop_features = [], CropFeatures(inception, job.batch_size, device)
     grid: list[list[np.ndarray]] = []
     sources = {i: _source_frame(store, i) for i in grid_indices} if segmentation is not None else {}
     if any(frame is None for frame in sources.values()):
@@ -227,21 +225,19 @@ def _scan(
             rgb, label = store.read_range(start, start + job.batch_size)
             features.append(inception_features(inception, rgb, device))
             for i in range(len(rgb)):
-                crops_by_bucket.add(object_crops(rgb[i], label[i], object_ids, job.objects))
-            predictions = None
+                crop_features.add(object_crops(rgb[i], label[i], object_ids, job.objects))
             if segmentation is not None:
                 net, consistency = segmentation
                 predictions = segment_images(net, rgb, device)
                 consistency.update(predictions, torch.from_numpy(label))
                 predictions = predictions.cpu().numpy().astype(np.uint8)
-            for i in range(len(rgb)):
-                if start + i in grid_indices and predictions is not None:
-                    colours = store.class_set
+                colours = store.class_set
+                for i in (i for i in range(len(rgb)) if start + i in grid_indices):
                     row = [rgb[i], colours.colorize(label[i]), colours.colorize(predictions[i])]
                     source = sources.get(start + i)
                     grid.append([source, *row] if source is not None else row)
             bar.advance(len(rgb))
-    return StoreScan(np.concatenate(features), crops_by_bucket.finish(), grid)
+    return StoreScan(np.concatenate(features), crop_features.finish(), grid)
 
 
 class CropFeatures:
@@ -252,7 +248,7 @@ class CropFeatures:
         self.pending: list[tuple[str, np.ndarray]] = []
         self.features: dict[str, list[np.ndarray]] = {}
 
-    def add(self, crops: Sequence) -> None:
+    def add(self, crops: Sequence[ObjectCrop]) -> None:
         self.pending.extend((crop.bucket, crop.image) for crop in crops)
         while len(self.pending) >= self.batch_size:
             self._flush(self.batch_size)
