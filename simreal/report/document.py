@@ -125,7 +125,8 @@ def _method_section(scores: dict[str, Any]) -> Section:
     return Section(
         "Method",
         paragraphs=[
-            "FID and KID use pytorch-fid's Inception (pool3, 2048-d) on uint8 images scaled to [0, 1] and resized "
+            f"FID and KID use pytorch-fid's Inception ({settings['inception_dims']}-d features) on uint8 images "
+            "scaled to [0, 1] and resized "
             "by the network to 299x299 (bilinear). KID is the unbiased polynomial-kernel MMD (degree 3) averaged "
             f"over {settings['kid_subsets']} random subsets of min(1000, n_scored, n_reference) images. "
             f"Inception weights: `{settings['inception_weights']}`.",
