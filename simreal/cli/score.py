@@ -19,7 +19,9 @@ from simreal.metrics.objects import DEFAULT_OBJECT_CLASSES, ObjectCropSpec
 
 @user_errors
 def score(
-    stores: list[Path] = typer.Argument(..., help="Frame stores to score (translated or simulated frames)."),
+    stores: list[Path] = typer.Argument(
+        ..., metavar="STORE...", help="Frame stores to score (translated or simulated frames)."
+    ),
     reference: Path = typer.Option(..., "--reference", "-r", help="Store of real images FID/KID compare against."),
     segmenter: Path = typer.Option(
         ..., "--segmenter", "-s", help="Held-out segmenter: a `simreal train segmenter` run directory or checkpoint."
