@@ -20,7 +20,7 @@ from simreal.metrics.objects import DEFAULT_OBJECT_CLASSES, ObjectCropSpec
 @user_errors
 def score(
     stores: list[Path] = typer.Argument(
-        ..., metavar="STORE...", help="Frame stores to score (translated or simulated frames)."
+        ..., metavar="STORE", help="Frame stores to score (translated or simulated frames)."
     ),
     reference: Path = typer.Option(..., "--reference", "-r", help="Store of real images FID/KID compare against."),
     segmenter: Path = typer.Option(
