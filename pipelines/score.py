@@ -1,0 +1,296 @@
+"""``simreal score``: FID/KID against real images, label consistency under a held-out segmenter, object-level FID.
+
+One process, batched inference on one device (CUDA when available): every store is read once in frame order and
+each batch goes through Inception (whole frames and object crops) and the segmenter. Outputs in ``out``:
+``scores.json``, ``report.md``, ``report.html``, ``grid_<store>.png`` and ``per_class_iou.png``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipelines.progress import progress_bar
+from simreal.data.store import FrameStore, StoreError
+from simreal.labels import list_class_sets
+from simreal.metrics.consistency import (
+    LabelConsistency,
+    check_class_sets_match,
+    eval_protocol,
+    open_training_store,
+    segment_images,
+    segmenter_class_set,
+    segmenter_training_store,
+)
+from simreal.metrics.fid import (
+    fid_from_features,
+    inception_features,
+    kernel_inception_distance,
+    load_inception,
+    resolve_inception_weights,
+)
+from simreal.metrics.objects import ObjectCrop, ObjectCropSpec, object_crops, object_fid
+from simreal.models.segmenter import load_segmenter
+from simreal.report import FID_MIN_IMAGES, image_grid, iou_bar_chart, save_png, write_report
+
+SCORES_VERSION = 1
+# Provenance keys by which a translated frame names the frame it was made from.
+SOURCE_STORE_KEY, SOURCE_INDEX_KEY = "source_store", "source_index"
+
+
+class ScoreError(ValueError):
+    """Inputs that cannot be scored as asked."""
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    stores: Sequence[Path]
+    reference: Path
+    segmenter: Path
+    out: Path | None = None
+    batch_size: int = 16
+    device: str = "auto"
+    inception_weights: Path | None = None
+    inception_dims: int = 2048  # pytorch-fid's --dims; papers use 2048
+    kid_subsets: int = 50
+    min_object_crops: int = 50
+    objects: ObjectCropSpec = field(default_factory=ObjectCropSpec)
+    grid_rows: int = 4
+
+
+@dataclass
+class StoreScan:
+    """What one pass over a store yields."""
+
+    features: np.ndarray
+    object_features: dict[str, np.ndarray]
+    grid: list[list[np.ndarray]]
+
+
+def default_out_dir(first_store: Path) -> Path:
+    """``<first store>.scores`` next to it (a ``.zarr`` suffix is dropped)."""
+    name = first_store.name.removesuffix(".zarr")
+    return first_store.with_name(f"{name}.scores")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ScoreError(f"device {name!r} asked for but CUDA is not available; use --device cpu")
+    return device
+
+
+def run_score(job: ScoreJob) -> dict[str, Any]:
+    """Score every store of ``job``; write the report files and return the ``scores.json`` content."""
+    if not job.stores:
+        raise ScoreError("give at least one store to score")
+    if job.batch_size < 1 or job.grid_rows < 1:
+        raise ScoreError("--batch-size and the grid rows must be at least 1")
+    _check_object_classes(job.objects.class_names)
+    device = pick_device(job.device)
+    out = Path(job.out) if job.out is not None else default_out_dir(Path(job.stores[0]))
+    reference = _open_store(job.reference, "reference")
+    stores = [_open_store(path, "scored") for path in job.stores]
+    weights = resolve_inception_weights(job.inception_weights)  # fail offline before any heavy work
+    inception = load_inception(weights, dims=job.inception_dims, device=device)
+    segmenter = load_segmenter(job.segmenter, map_location=device).to(device)
+    segmenter_set = segmenter_class_set(job.segmenter)
+    for store in stores:
+        check_class_sets_match(segmenter_set, store)
+    training = open_training_store(job.segmenter)
+
+    reference_scan = _scan(reference, "reference", job, inception, None, device)
+    results, warnings = [], []
+    for name, store in zip(_unique_names([Path(p) for p in job.stores]), stores, strict=True):
+        protocol = eval_protocol(store, training)
+        consistency = LabelConsistency(segmenter.spec.num_classes, protocol, store.class_set.ignore_index, device)
+        scan = _scan(store, name, job, inception, (segmenter, consistency), device)
+        results.append(_store_scores(name, store, scan, reference_scan, consistency, job, out))
+        if min(len(store), len(reference)) < FID_MIN_IMAGES:
+            warnings.append(
+                f"{name}: FID/KID from {len(store)} scored and {len(reference)} reference images; FID on fewer "
+                f"than {FID_MIN_IMAGES} images is biased upwards and not comparable to published numbers"
+            )
+    if training is None:
+        recorded = segmenter_training_store(job.segmenter)
+        where = f"{recorded} could not be opened" if recorded else "its run records no training store"
+        warnings.append(f"segmenter's training store unknown ({where}): scored on each store's own classes")
+    chart_classes = list(dict.fromkeys(c for r in results for c in r["consistency"]["classes"]))
+    iou_by_store = {r["name"]: r["consistency"]["per_class_iou"] for r in results}
+    save_png(iou_bar_chart(iou_by_store, chart_classes), out / "per_class_iou.png")
+    object_classes = [reference.class_set.name_of(i) for i in job.objects.class_ids(reference.class_set)]
+    scores = {
+        "simreal_score_version": SCORES_VERSION,
+        "out": str(out),
+        "reference": {"path": str(reference.path), "images": len(reference)},
+        "segmenter": {"path": str(job.segmenter), "training_store": str(training.path) if training else None},
+        "settings": {
+            "batch_size": job.batch_size,
+            "device": str(device),
+            "inception_weights": str(weights),
+            "inception_dims": job.inception_dims,
+            "kid_subsets": job.kid_subsets,
+            "objects": {**asdict(job.objects), "classes": object_classes, "min_crops": job.min_object_crops},
+        },
+        "stores": results,
+        "figures": {"iou_chart": "per_class_iou.png"},
+        "warnings": warnings,
+    }
+    write_report(scores, out)
+    return scores
+
+
+def _store_scores(
+    name: str,
+    store: FrameStore,
+    scan: StoreScan,
+    reference_scan: StoreScan,
+    consistency: LabelConsistency,
+    job: ScoreJob,
+    out: Path,
+) -> dict[str, Any]:
+    """One store's entry of ``scores.json``; writes its sample grid."""
+    kid_mean, kid_std, subset_size = kernel_inception_distance(
+        scan.features, reference_scan.features, num_subsets=job.kid_subsets
+    )
+    with_source = len(scan.grid[0]) == 4
+    grid_columns = ["sim", "translated", "label", "prediction"] if with_source else ["image", "label", "prediction"]
+    grid_file = f"grid_{name}.png"
+    save_png(image_grid(scan.grid, grid_columns), out / grid_file)
+    return {
+        "name": name,
+        "path": str(store.path),
+        "images": len(store),
+        "fid": fid_from_features(scan.features, reference_scan.features),
+        "kid": {"mean": kid_mean, "std": kid_std, "subset_size": subset_size, "subsets": job.kid_subsets},
+        "consistency": consistency.scores(store.class_set),
+        "objects": object_fid(scan.object_features, reference_scan.object_features, job.min_object_crops),
+        "grid_columns": grid_columns,
+        "figures": {"grid": grid_file},
+    }
+
+
+def _open_store(path: Path, role: str) -> FrameStore:
+    store = FrameStore.open(path)
+    if len(store) < 2:
+        raise ScoreError(f"{role} store {path} holds {len(store)} frame(s); FID and KID need at least 2")
+    return store
+
+
+def _check_object_classes(names: Sequence[str]) -> None:
+    known = {name for table in list_class_sets() for name in table.names}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ScoreError(f"unknown object class(es) {unknown}; class sets define: {', '.join(sorted(known))}")
+
+
+def _unique_names(paths: Sequence[Path]) -> list[str]:
+    names: list[str] = []
+    for path in paths:
+        base = path.name.removesuffix(".zarr") or "store"
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}-{k}", k + 1
+        names.append(name)
+    return names
+
+
+@torch.no_grad()
+def _scan(
+    store: FrameStore,
+    name: str,
+    job: ScoreJob,
+    inception: torch.nn.Module,
+    segmentation: tuple[torch.nn.Module, LabelConsistency] | None,
+    device: torch.device,
+) -> StoreScan:
+    """One pass in frame order: Inception features of frames and object crops, segmentation, grid tiles."""
+    n = len(store)
+    grid_indices = set(np.linspace(0, n - 1, min(job.grid_rows, n)).round().astype(int).tolist())
+    object_ids = job.objects.class_ids(store.class_set)
+    features, crop_features = [], CropFeatures(inception, job.batch_size, device)
+    grid: list[list[np.ndarray]] = []
+    sources = {i: _source_frame(store, i) for i in grid_indices} if segmentation is not None else {}
+    if any(frame is None for frame in sources.values()):
+        sources = {}  # one layout per grid: sim frames only when every row has one
+    with progress_bar(f"score {name}", total=n) as bar:
+        for start in range(0, n, job.batch_size):
+            rgb, label = store.read_range(start, start + job.batch_size)
+            features.append(inception_features(inception, rgb, device))
+            for i in range(len(rgb)):
+                crop_features.add(object_crops(rgb[i], label[i], object_ids, job.objects))
+            if segmentation is not None:
+                net, consistency = segmentation
+                predictions = segment_images(net, rgb, device)
+                consistency.update(predictions, torch.from_numpy(label))
+                predictions = predictions.cpu().numpy().astype(np.uint8)
+                colours = store.class_set
+                for i in (i for i in range(len(rgb)) if start + i in grid_indices):
+                    row = [rgb[i], colours.colorize(label[i]), colours.colorize(predictions[i])]
+                    source = sources.get(start + i)
+                    grid.append([source, *row] if source is not None else row)
+            bar.advance(len(rgb))
+    return StoreScan(np.concatenate(features), crop_features.finish(), grid)
+
+
+class CropFeatures:
+    """Inception features of object crops per size bucket, computed in full batches."""
+
+    def __init__(self, inception: torch.nn.Module, batch_size: int, device: torch.device) -> None:
+        self.inception, self.batch_size, self.device = inception, batch_size, device
+        self.pending: list[tuple[str, np.ndarray]] = []
+        self.features: dict[str, list[np.ndarray]] = {}
+
+    def add(self, crops: Sequence[ObjectCrop]) -> None:
+        self.pending.extend((crop.bucket, crop.image) for crop in crops)
+        while len(self.pending) >= self.batch_size:
+            self._flush(self.batch_size)
+
+    def finish(self) -> dict[str, np.ndarray]:
+        if self.pending:
+            self._flush(len(self.pending))
+        return {bucket: np.concatenate(parts) for bucket, parts in self.features.items()}
+
+    def _flush(self, count: int) -> None:
+        batch, self.pending = self.pending[:count], self.pending[count:]
+        feats = inception_features(self.inception, np.stack([image for _, image in batch]), self.device)
+        for (bucket, _), row in zip(batch, feats, strict=True):
+            self.features.setdefault(bucket, []).append(row[None])
+
+
+def _source_frame(store: FrameStore, index: int) -> np.ndarray | None:
+    """The simulator frame a translated frame was made from, when its provenance names an existing one."""
+    provenance = store.provenance(index)
+    source_path, source_index = provenance.get(SOURCE_STORE_KEY), provenance.get(SOURCE_INDEX_KEY)
+    if source_path is None or source_index is None:
+        return None
+    path = Path(str(source_path))
+    if not path.is_absolute() and not path.exists():
+        path = store.path.parent / path  # recorded relative to the translated store's folder
+    try:
+        return FrameStore.open(path).rgb(int(source_index))
+    except (StoreError, IndexError, ValueError):
+        return None
+
+
+def scores_summary(scores: dict[str, Any]) -> str:
+    """One line per store for the terminal."""
+    lines = []
+    for store in scores["stores"]:
+        c = store["consistency"]
+        lines.append(
+            f"{store['name']}: {store['images']} images  FID {store['fid']:.2f}  KID {store['kid']['mean']:.4f}  "
+            f"pixel acc {_fmt(c['pixel_acc'])}  mean acc {_fmt(c['mean_acc'])}  mIoU {_fmt(c['miou'])}"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,72 @@
+"""``simreal score STORE [STORE ...] --reference REAL --segmenter RUN``: realism and label consistency reports.
+
+Examples::
+
+    simreal score stores/town10-lcsae stores/town10-sae --reference stores/cityscapes-val \\
+        --segmenter runs/segmenter-heldout
+    simreal score stores/translated --reference stores/real --segmenter runs/seg --inception-weights pt_inception.pth
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from simreal.cli.errors import user_errors
+from simreal.metrics.objects import DEFAULT_OBJECT_CLASSES, ObjectCropSpec
+
+
+@user_errors
+def score(
+    stores: list[Path] = typer.Argument(
+        ..., metavar="STORE", help="Frame stores to score (translated or simulated frames)."
+    ),
+    reference: Path = typer.Option(..., "--reference", "-r", help="Store of real images FID/KID compare against."),
+    segmenter: Path = typer.Option(
+        ..., "--segmenter", "-s", help="Held-out segmenter: a `simreal train segmenter` run directory or checkpoint."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Report folder [default: <first store>.scores]."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per inference batch."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda | cuda:N."),
+    inception_weights: Path | None = typer.Option(
+        None,
+        "--inception-weights",
+        help="pytorch-fid Inception weights file [default: $SIMREAL_FID_WEIGHTS, else the torch hub cache].",
+    ),
+    kid_subsets: int = typer.Option(50, "--kid-subsets", min=1, help="Random subsets KID is averaged over."),
+    object_classes: str = typer.Option(
+        ",".join(DEFAULT_OBJECT_CLASSES),
+        "--object-classes",
+        help="Comma-separated class names whose connected components are cut as object crops; 'none' skips.",
+    ),
+    min_object_crops: int = typer.Option(
+        50, "--min-object-crops", min=2, help="Object crops needed on both sides to compute an object-level FID."
+    ),
+) -> None:
+    """FID/KID against real images, label consistency under a held-out segmenter, object-level FID."""
+    from pipelines.score import ScoreJob, run_score, scores_summary  # torch and friends load only when run
+
+    job = ScoreJob(
+        stores=stores,
+        reference=reference,
+        segmenter=segmenter,
+        out=out,
+        batch_size=batch_size,
+        device=device,
+        inception_weights=inception_weights,
+        kid_subsets=kid_subsets,
+        min_object_crops=min_object_crops,
+        objects=ObjectCropSpec(class_names=_class_names(object_classes)),
+    )
+    scores = run_score(job)
+    typer.echo(scores_summary(scores))
+    for warning in scores["warnings"]:
+        typer.echo(f"warning: {warning}")
+    typer.echo(f"report: {scores['out']}")
+
+
+def _class_names(text: str) -> tuple[str, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    return tuple(name.strip() for name in text.split(",") if name.strip())

@@ -1,0 +1,173 @@
+"""Label consistency: how well a held-out segmenter's predictions on a store's images agree with its labels.
+
+Protocol (LC-SAE report, section 4.3): a DeepLabV3+ ResNet50 trained on real data segments every (translated)
+image and is scored against the labels the images were made from. It is scored only on classes that both the
+segmenter's training labels and the scored store's labels define (a class one of them lacks can only produce false
+positives or never be predicted), and each store's ``eval_merge`` applies (e.g. CamVid scores predicted traffic
+lights as signs, because its SignSymbol class holds both).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from simreal.data.store import FrameStore, StoreError
+from simreal.labels import LabelTable
+from simreal.metrics.segmentation import confusion_matrix, segmentation_scores
+
+
+class ConsistencyError(ValueError):
+    """A segmenter and a store that cannot be scored against each other."""
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """Which classes are scored and which predicted ids count as another class."""
+
+    classes: tuple[int, ...]
+    merge: dict[int, int] = field(default_factory=dict)
+    description: str = ""
+
+    def merge_table(self, size: int = 256) -> torch.Tensor:
+        """Lookup table id -> scored id (identity except the merged ids)."""
+        table = torch.arange(size, dtype=torch.long)
+        for source, target in self.merge.items():
+            table[source] = target
+        return table
+
+
+def store_eval_merge(store: FrameStore) -> dict[int, int]:
+    """The store's ``eval_merge`` attribute with integer keys (JSON keeps them as strings)."""
+    return {int(k): int(v) for k, v in (store.attrs.get("eval_merge") or {}).items()}
+
+
+def checkpoint_path(segmenter: str | Path) -> Path:
+    """The checkpoint file of a run directory or checkpoint path."""
+    path = Path(segmenter)
+    path = path / "checkpoint.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"no segmenter checkpoint at {path}; pass a `simreal train segmenter` run directory")
+    return path
+
+
+def segmenter_training_store(segmenter: str | Path) -> Path | None:
+    """The ``data`` store recorded in the run's ``config.yaml``, when the run directory has one."""
+    config_file = checkpoint_path(segmenter).parent / "config.yaml"
+    if not config_file.is_file():
+        return None
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    data = config.get("data") if isinstance(config, dict) else None
+    return Path(str(data)) if data else None
+
+
+def segmenter_class_set(segmenter: str | Path) -> LabelTable | None:
+    """The class set a segmenter checkpoint was trained on (``None`` for checkpoints that do not record it)."""
+    saved = torch.load(checkpoint_path(segmenter), map_location="cpu", weights_only=True, mmap=True)
+    attrs = saved.get("method", saved).get("class_set")
+    return LabelTable.from_dict(attrs) if attrs else None
+
+
+def check_class_sets_match(segmenter_set: LabelTable | None, store: FrameStore) -> None:
+    """Refuse a store whose label ids mean other classes than the segmenter's outputs."""
+    if segmenter_set is None:
+        return
+    ours = [(c.id, c.name) for c in store.class_set.classes]
+    theirs = [(c.id, c.name) for c in segmenter_set.classes]
+    if ours != theirs:
+        raise ConsistencyError(
+            f"{store.path} uses class set {store.class_set.name!r} but the segmenter was trained on "
+            f"{segmenter_set.name!r}; score stores labelled with the segmenter's class set"
+        )
+
+
+def eval_protocol(scored: FrameStore, training: FrameStore | None) -> EvalProtocol:
+    """Classes both label sources define, with both stores' merges (the scored store's win on conflicts)."""
+    scored_classes = scored.evaluable_classes
+    if training is None:
+        return EvalProtocol(
+            tuple(scored_classes),
+            store_eval_merge(scored),
+            f"classes of the scored store {scored.path.name} (segmenter's training store unknown)",
+        )
+    trained = set(training.evaluable_classes)
+    classes = tuple(c for c in scored_classes if c in trained)
+    if not classes:
+        raise ConsistencyError(
+            f"{scored.path} and the segmenter's training store {training.path} share no evaluable class"
+        )
+    merge = {**store_eval_merge(training), **store_eval_merge(scored)}
+    return EvalProtocol(
+        classes,
+        merge,
+        f"classes defined by both the segmenter's training store {training.path.name} and {scored.path.name}",
+    )
+
+
+def open_training_store(segmenter: str | Path) -> FrameStore | None:
+    """The segmenter's training store, when its run records one that still exists and opens."""
+    path = segmenter_training_store(segmenter)
+    if path is None or not path.exists():
+        return None
+    try:
+        return FrameStore.open(path)
+    except StoreError:
+        return None
+
+
+@torch.no_grad()
+def segment_images(net: torch.nn.Module, rgb: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Class ids (N, H, W) for uint8 (N, H, W, 3) images; the segmenter takes RGB in [-1, 1]."""
+    images = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(0, 3, 1, 2).float()
+    return net(images / 127.5 - 1.0).argmax(1)
+
+
+class LabelConsistency:
+    """Accumulates one confusion matrix over a whole store (after merges) and scores it once."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        protocol: EvalProtocol,
+        ignore_index: int = 255,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if any(not 0 <= c < num_classes for c in protocol.classes):
+            raise ConsistencyError(f"scored classes {protocol.classes} outside the segmenter's {num_classes} outputs")
+        self.num_classes = num_classes
+        self.protocol = protocol
+        self.ignore_index = ignore_index
+        self.table = protocol.merge_table().to(device)
+        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor | np.ndarray) -> None:
+        target = torch.as_tensor(target, device=self.table.device).long()
+        self.matrix += confusion_matrix(
+            self.table[prediction.long()], self.table[target], self.num_classes, self.ignore_index
+        )
+
+    def scores(self, class_set: LabelTable) -> dict[str, Any]:
+        """JSON-able scores; undefined values (a class absent from labels and predictions) are ``None``."""
+        raw = segmentation_scores(self.matrix, self.protocol.classes)
+        names = [class_set.name_of(c) for c in self.protocol.classes]
+        return {
+            "pixel_acc": _finite_or_none(raw["pixel_acc"]),
+            "mean_acc": _finite_or_none(raw["mean_acc"]),
+            "miou": _finite_or_none(raw["miou"]),
+            "per_class_iou": {n: _finite_or_none(v) for n, v in zip(names, raw["per_class_iou"], strict=True)},
+            "classes": names,
+            "merged": {class_set.name_of(a): class_set.name_of(b) for a, b in self.protocol.merge.items()},
+            "protocol": self.protocol.description,
+            "pixels_scored": int(self.matrix[list(self.protocol.classes)].sum()),
+        }
+
+
+def _finite_or_none(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None

@@ -1,0 +1,137 @@
+"""The score report as format-neutral sections (text, tables, figures), built from a ``scores.json`` dict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+FID_MIN_IMAGES = 2048  # below this FID is biased upwards and not comparable to published numbers
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Section:
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[tuple[str, str]] = field(default_factory=list)  # (caption, relative path)
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def build_sections(scores: dict[str, Any]) -> list[Section]:
+    stores = scores["stores"]
+    reference = scores["reference"]
+    overview = Section(
+        "Overview",
+        paragraphs=[
+            f"Reference (real) store: `{reference['path']}` ({reference['images']} images). "
+            f"Held-out segmenter: `{scores['segmenter']['path']}`.",
+            *[f"**Warning:** {text}" for text in scores.get("warnings", [])],
+        ],
+        tables=[
+            Table(
+                ["store", "images", "FID", "KID (x1e3)", "pixel acc", "mean acc", "mIoU"],
+                [
+                    [
+                        store["name"],
+                        str(store["images"]),
+                        fmt(store["fid"], 2),
+                        f"{fmt(_scaled(store['kid']['mean']), 2)} ± {fmt(_scaled(store['kid']['std']), 2)}",
+                        fmt(store["consistency"]["pixel_acc"]),
+                        fmt(store["consistency"]["mean_acc"]),
+                        fmt(store["consistency"]["miou"]),
+                    ]
+                    for store in stores
+                ],
+            )
+        ],
+    )
+    sections = [overview, _per_class_section(scores), _objects_section(scores)]
+    for store in stores:
+        sections.append(
+            Section(
+                f"Samples: {store['name']}",
+                paragraphs=[f"`{store['path']}`; columns: {', '.join(store['grid_columns'])}."],
+                figures=[(f"{store['name']} samples", store["figures"]["grid"])],
+            )
+        )
+    sections.append(_method_section(scores))
+    return sections
+
+
+def _scaled(value: float | None) -> float | None:
+    return None if value is None else value * 1e3
+
+
+def _per_class_section(scores: dict[str, Any]) -> Section:
+    stores = scores["stores"]
+    classes = list(dict.fromkeys(name for store in stores for name in store["consistency"]["classes"]))
+    rows = [[name, *[fmt(store["consistency"]["per_class_iou"].get(name)) for store in stores]] for name in classes]
+    notes = [f"{store['name']}: {store['consistency']['protocol']}" for store in stores]
+    merges = [
+        f"{store['name']}: predicted {a} scored as {b}"
+        for store in stores
+        for a, b in store["consistency"]["merged"].items()
+    ]
+    return Section(
+        "Label consistency per class (IoU)",
+        paragraphs=[
+            "Scored classes: " + "; ".join(notes) + ".",
+            *(["Merges: " + "; ".join(merges) + "."] if merges else []),
+            "n/a: the class is neither in the labels nor in the predictions.",
+        ],
+        tables=[Table(["class", *[store["name"] for store in stores]], rows)],
+        figures=[("per-class IoU", scores["figures"]["iou_chart"])],
+    )
+
+
+def _objects_section(scores: dict[str, Any]) -> Section:
+    settings = scores["settings"]["objects"]
+    buckets = ["all", "small", "medium", "large"]
+    rows = []
+    for store in scores["stores"]:
+        cells = []
+        for bucket in buckets:
+            entry = store["objects"][bucket]
+            value = fmt(entry["fid"], 2) if entry["fid"] is not None else "not computed"
+            cells.append(f"{value} ({entry['crops']} / {entry['reference_crops']})")
+        rows.append([store["name"], *cells])
+    return Section(
+        "Object-level FID",
+        paragraphs=[
+            "FID of object crops (connected components of the classes "
+            f"{', '.join(settings['classes'])}) against crops of the reference store, per size bucket; in "
+            "brackets: crops in the scored store / in the reference. Buckets by mask area at 512x256 "
+            f"(scaled to the frame area): small < {settings['small_below']} px, large > {settings['large_above']} px; "
+            f"components under {settings['min_pixels']} px are dropped; crops are resized to "
+            f"{settings['crop_size']}x{settings['crop_size']}. Computed only with at least "
+            f"{settings['min_crops']} crops on both sides. Buckets hold different numbers of crops, so their FIDs "
+            "are not comparable with each other.",
+        ],
+        tables=[Table(["store", *buckets], rows)],
+    )
+
+
+def _method_section(scores: dict[str, Any]) -> Section:
+    settings = scores["settings"]
+    return Section(
+        "Method",
+        paragraphs=[
+            f"FID and KID use pytorch-fid's Inception ({settings['inception_dims']}-d features) on uint8 images "
+            "scaled to [0, 1] and resized "
+            "by the network to 299x299 (bilinear). KID is the unbiased polynomial-kernel MMD (degree 3) averaged "
+            f"over {settings['kid_subsets']} random subsets of min(1000, n_scored, n_reference) images. "
+            f"Inception weights: `{settings['inception_weights']}`.",
+            "Label consistency: the held-out segmenter segments every image; pixel accuracy, mean class accuracy "
+            "and mIoU come from one confusion matrix over the whole store (LC-SAE report, section 4.3).",
+            f"FID on fewer than {FID_MIN_IMAGES} images is biased upwards and not comparable to published numbers.",
+        ],
+    )

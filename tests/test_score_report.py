@@ -1,0 +1,187 @@
+"""`simreal score` end to end through typer's CliRunner: two tiny stores against a tiny real store, the report
+files, the comparison table, source frames in grids, and the errors a user meets first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+import yaml
+from PIL import Image
+from test_score_fid import make_random_inception_weights, no_download
+from typer.testing import CliRunner
+
+from simreal.cli.score import score
+from simreal.collect.decode import decode_sensor_frame
+from simreal.data.store import FrameStore
+from simreal.labels import get_mapping
+from simreal.metrics.consistency import LabelConsistency, eval_protocol, segment_images
+from simreal.metrics.fid import WEIGHTS_ENV
+from simreal.models.segmenter import build_segmenter, load_segmenter
+from simreal.report import image_grid, iou_bar_chart
+from simreal.sim import ProceduralSource
+
+FRAMES, HEIGHT, WIDTH = 3, 64, 128
+
+
+def procedural_frames(look: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    lut = get_mapping("carla-0.9.14").lut
+    rgbs, labels = [], []
+    with ProceduralSource(width=WIDTH, height=HEIGHT, look=look, capture_every=3, seed=seed) as source:
+        for sensor_frame, _ in zip(source.frames(), range(FRAMES)):
+            rgb, tags = decode_sensor_frame(sensor_frame)
+            rgbs.append(rgb)
+            labels.append(lut[tags])
+    return np.stack(rgbs), np.stack(labels)
+
+
+def write_store(path: Path, rgb: np.ndarray, label: np.ndarray, provenance: list[dict], **create: object) -> Path:
+    FrameStore.create(path, height=rgb.shape[1], width=rgb.shape[2], **create).append(rgb, label, provenance)
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("score")
+    real_rgb, real_label = procedural_frames("textured", seed=1)
+    sim_rgb, sim_label = procedural_frames("flat", seed=2)
+    paths = {
+        "real": write_store(root / "real.zarr", real_rgb, real_label, [{"i": i} for i in range(FRAMES)]),
+        "sim": write_store(root / "sim.zarr", sim_rgb, sim_label, [{"i": i} for i in range(FRAMES)]),
+    }
+    # A "translation" that made real images from the sim frames: provenance points back at them (relative path).
+    paths["translated"] = write_store(
+        root / "translated.zarr",
+        real_rgb,
+        sim_label,
+        [{"source_store": "sim.zarr", "source_index": i} for i in range(FRAMES)],
+    )
+    net = build_segmenter("tiny", 16)
+    run = root / "segmenter"
+    run.mkdir()
+    torch.save(
+        {
+            "method": {
+                "model_spec": net.spec.to_dict(),
+                "model": net.state_dict(),
+                "class_set": FrameStore.open(paths["real"]).class_set.to_attrs(),
+            }
+        },
+        run / "checkpoint.pt",
+    )
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": str(paths["real"])}))
+    paths["segmenter"] = run
+    paths["weights"] = make_random_inception_weights(root / "inception.pth")
+    return paths
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    app = typer.Typer()
+    app.command()(score)
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, " ".join(result.output.split())  # rich wraps error lines at the terminal width
+
+
+def test_cli_scores_two_stores_and_writes_report(world: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    code, output = invoke(
+        str(world["translated"]),
+        str(world["sim"]),
+        "--reference",
+        str(world["real"]),
+        "--segmenter",
+        str(world["segmenter"]),
+        "--inception-weights",
+        str(world["weights"]),
+        "--out",
+        str(out),
+        "--batch-size",
+        "3",
+        "--object-classes",
+        "vehicle",
+        "--min-object-crops",
+        "2",
+        "--kid-subsets",
+        "3",
+    )
+    assert code == 0, output
+    assert "translated: 3 images" in output and "sim: 3 images" in output and "2048" in output
+    expected_files = {"scores.json", "report.md", "report.html", "grid_translated.png", "grid_sim.png"}
+    assert expected_files | {"per_class_iou.png"} <= {p.name for p in out.iterdir()}
+
+    scores = json.loads((out / "scores.json").read_text())
+    translated, sim = scores["stores"]
+    assert [translated["images"], sim["images"], scores["reference"]["images"]] == [3, 3, 3]
+    assert translated["fid"] == pytest.approx(0.0, abs=1e-6)  # the same images as the reference
+    assert sim["fid"] > 1.0 and sim["kid"]["mean"] > translated["kid"]["mean"]
+    assert translated["kid"]["subset_size"] == 3
+    assert translated["grid_columns"] == ["sim", "translated", "label", "prediction"]
+    assert sim["grid_columns"] == ["image", "label", "prediction"]
+    assert scores["settings"]["objects"]["classes"] == ["vehicle"]
+    assert set(sim["objects"]) == {"all", "small", "medium", "large"}
+    assert translated["objects"]["all"]["crops"] == sim["objects"]["all"]["crops"] > 0  # crops follow the labels
+    assert scores["segmenter"]["training_store"] == str(world["real"])
+    assert len(scores["warnings"]) == 2 and all("2048" in w for w in scores["warnings"])
+
+    # label consistency equals an independent evaluation of the same segmenter on the same store
+    store = FrameStore.open(world["sim"])
+    net = load_segmenter(world["segmenter"])
+    independent = LabelConsistency(16, eval_protocol(store, FrameStore.open(world["real"])))
+    rgb, label = store.read_range(0, len(store))
+    independent.update(segment_images(net, rgb), label)
+    assert sim["consistency"]["miou"] == pytest.approx(independent.scores(store.class_set)["miou"])
+
+    markdown = (out / "report.md").read_text()
+    assert "| translated | 3 |" in markdown and "| sim | 3 |" in markdown
+    assert "2048" in markdown and "![per-class IoU](per_class_iou.png)" in markdown
+    html_text = (out / "report.html").read_text()
+    assert "<table>" in html_text and 'src="grid_sim.png"' in html_text and "<strong>Warning:</strong>" in html_text
+    sim_grid = np.asarray(Image.open(out / "grid_sim.png"))
+    translated_grid = np.asarray(Image.open(out / "grid_translated.png"))
+    assert sim_grid.shape[0] >= 3 * HEIGHT and sim_grid.shape[1] >= 3 * WIDTH
+    assert translated_grid.shape[1] >= 4 * WIDTH
+
+
+def test_cli_fails_offline_without_weights(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytorch_fid import inception as pfid_inception
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(pfid_inception, "load_state_dict_from_url", no_download)
+    code, output = invoke(str(world["sim"]), "--reference", str(world["real"]), "--segmenter", str(world["segmenter"]))
+    assert code == 1
+    assert "FID Inception weights not found" in output and WEIGHTS_ENV in output
+    assert not (world["sim"].parent / "sim.scores").exists()
+
+
+def test_cli_rejects_bad_inputs(world: dict[str, Path], tmp_path: Path) -> None:
+    common = ["--segmenter", str(world["segmenter"]), "--inception-weights", str(world["weights"])]
+    code, output = invoke(str(tmp_path / "missing"), "--reference", str(world["real"]), *common)
+    assert code == 1 and "not a simreal frame store" in output
+
+    rgb, label = np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 8, 8), np.uint8)
+    city = write_store(tmp_path / "city", rgb, label, [{}, {}], class_set="cityscapes19")
+    code, output = invoke(str(city), "--reference", str(world["real"]), *common, "--out", str(tmp_path / "o"))
+    assert code == 1 and "cityscapes19" in output
+
+    single = write_store(tmp_path / "single", rgb[:1], label[:1], [{}])
+    code, output = invoke(str(single), "--reference", str(world["real"]), *common)
+    assert code == 1 and "at least 2" in output
+
+    code, output = invoke(str(world["sim"]), "--reference", str(world["real"]), *common, "--object-classes", "cars")
+    assert code == 1 and "unknown object class" in output
+
+
+def test_figures_reject_inconsistent_input_and_draw_bars() -> None:
+    tile = np.zeros((8, 12, 3), np.uint8)
+    with pytest.raises(ValueError, match="one per column title"):
+        image_grid([[tile, tile]], ["a", "b", "c"])
+    chart = iou_bar_chart({"a": {"road": 1.0, "sky": None}, "b": {"road": 0.0, "sky": 0.5}}, ["road", "sky"])
+    blue_bar = np.all(chart == (31, 119, 180), axis=-1)
+    assert chart.dtype == np.uint8 and blue_bar.sum() > 8 * 200  # a full-height bar for store "a" on road
