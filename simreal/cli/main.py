@@ -8,6 +8,7 @@ from simreal.cli.bench import bench
 from simreal.cli.collect import collect
 from simreal.cli.datasets import datasets_app
 from simreal.cli.labels import labels_app
+from simreal.cli.score import score
 from simreal.cli.train import train_app
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app.add_typer(labels_app, name="labels")
 app.add_typer(datasets_app, name="datasets")
 app.command("collect")(collect)
 app.add_typer(train_app, name="train")
+app.command("score")(score)
 app.command("bench")(bench)
 
 if __name__ == "__main__":
