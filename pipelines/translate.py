@@ -1,0 +1,197 @@
+"""`simreal translate`: a Ray Data pipeline turning a whole store into a translated store, labels carried through.
+
+    shard list ─▶ read (tasks) ─▶ translate (actor pool: one per GPU, or CPU actors) ─▶ write (tasks) ─▶ commit
+                  input frames      model held in bf16/channels_last, sub-batches         one writer per shard
+
+Every row of the dataset is one output shard, so a shard is read, translated and written by exactly one task or
+actor each and the stages overlap. The driver commits shards in order; rerunning the same command skips what was
+committed, and a run killed at any moment leaves a store that verifies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from pipelines.commit import OrderedCommitter
+from pipelines.progress import progress_bar
+from pipelines.ray_runtime import ray_session, task_error_cause
+from simreal.data.store import FrameStore, StoreError, shard_ranges
+from simreal.translate import StyleOptions, TranslationError, checkpoint_method, load_translator
+
+
+@dataclass
+class TranslateJob:
+    checkpoint: Path
+    input: Path
+    out: Path
+    style: StyleOptions = StyleOptions()
+    variants: int = 1
+    seed: int = 0
+    batch_size: int = 8
+    actors: int = 0  # 0: one per GPU, else 2 CPU actors
+    bf16: bool = True
+    shard_size: int = 32
+
+
+@dataclass
+class TranslateResult:
+    out: Path
+    frames: int
+    added: int
+    seconds: float
+
+
+def _jobs(start: int, stop: int, variants: int) -> list[tuple[int, int]]:
+    return [divmod(j, variants) for j in range(start, stop)]
+
+
+def _read_shard(row: dict[str, np.ndarray], input_path: str, variants: int) -> dict[str, Any]:
+    start, stop = int(row["start"][0]), int(row["stop"][0])
+    store = FrameStore.open(input_path)
+    indices = [index for index, _ in _jobs(start, stop, variants)]
+    first, last = indices[0], indices[-1] + 1
+    rgb, label = store.read_range(first, last)
+    picks = np.asarray(indices) - first
+    return {"start": [start], "stop": [stop], "rgb": [rgb[picks]], "label": [label[picks]]}
+
+
+class _ShardTranslator:
+    """A Ray actor holding one translator; each call translates one shard in sub-batches."""
+
+    def __init__(self, job: TranslateJob) -> None:
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.translator = load_translator(job.checkpoint, self.device, job.style, bf16=job.bf16)
+        self.job = job
+        if self.device.type == "cuda":
+            for module in vars(self.translator).values():
+                if isinstance(module, torch.nn.Module):
+                    module.to(memory_format=torch.channels_last)
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        start, stop = int(row["start"][0]), int(row["stop"][0])
+        rgb, label = row["rgb"][0], row["label"][0]
+        jobs = _jobs(start, stop, self.job.variants)
+        images, extras = [], []
+        for b in range(0, len(jobs), self.job.batch_size):
+            part = slice(b, b + self.job.batch_size)
+            out, extra = self.translator.translate(rgb[part], label[part], jobs[part], self.job.seed)
+            images.append(out)
+            extras += extra
+        provenance = [
+            json.dumps(
+                {
+                    "source_store": str(self.job.input),
+                    "source_index": index,
+                    "variant": variant,
+                    "seed": self.job.seed,
+                    "method": self.translator.method,
+                    "checkpoint": self.translator.checkpoint_hash,
+                    **extra,
+                }
+            )
+            for (index, variant), extra in zip(jobs, extras, strict=True)
+        ]
+        return {"start": [start], "stop": [stop], "rgb": [np.concatenate(images)], "label": [label],
+                "provenance": [provenance]}  # fmt: skip
+
+
+def _write_shard(row: dict[str, Any], out_path: str) -> dict[str, Any]:
+    start, stop = int(row["start"][0]), int(row["stop"][0])
+    store = FrameStore.open(out_path, mode="a")
+    input_provenance = [json.loads(p) for p in row["provenance"][0]]
+    store.write_frames(start, np.asarray(row["rgb"][0]), np.asarray(row["label"][0]), input_provenance)
+    return {"start": [start], "stop": [stop]}
+
+
+def _open_output(job: TranslateJob, source: FrameStore, class_set_name: str) -> FrameStore:
+    total = len(source) * job.variants
+    if (Path(job.out) / "zarr.json").is_file():
+        out = FrameStore.open(job.out, mode="a")
+        recorded = out.attrs.get("translate", {})
+        if recorded.get("checkpoint") != str(job.checkpoint) or recorded.get("input") != str(job.input):
+            raise StoreError(
+                f"{job.out} holds a translation of {recorded.get('input')} by {recorded.get('checkpoint')}; "
+                "choose another --out to translate something else"
+            )
+        return out
+    return FrameStore.create(
+        job.out,
+        height=source.height,
+        width=source.width,
+        class_set=source.class_set,
+        shard_size=job.shard_size,
+        source=f"{source.path} translated by {job.checkpoint}",
+        attrs={
+            "evaluable_classes": source.evaluable_classes,
+            "eval_merge": source.attrs.get("eval_merge", {}),
+            "translate": {
+                "checkpoint": str(job.checkpoint),
+                "input": str(job.input),
+                "frames": total,
+                "variants": job.variants,
+                "seed": job.seed,
+                "style": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job.style).items()},
+                "class_set": class_set_name,
+            },
+        },
+    )
+
+
+def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int | None = None) -> TranslateResult:
+    began = time.perf_counter()
+    source = FrameStore.open(job.input)
+    if job.variants < 1:
+        raise TranslationError(f"--variants must be >= 1, got {job.variants}")
+    checkpoint, method, state = checkpoint_method(job.checkpoint)
+    job = replace(job, checkpoint=checkpoint.resolve(), input=Path(job.input).resolve())
+    class_set = state.get("class_set", {}).get("name")
+    if class_set and class_set != source.class_set.name:
+        raise TranslationError(
+            f"{job.checkpoint} was trained on {class_set} labels but {job.input} holds {source.class_set.name}"
+        )
+    out = _open_output(job, source, source.class_set.name)
+    total = len(source) * job.variants
+    committed_before = len(out)
+    ranges = shard_ranges(committed_before, total, out.shard_size)
+    if not ranges:
+        return TranslateResult(Path(job.out), committed_before, 0, 0.0)
+    out.reserve(total)
+    committer = OrderedCommitter(out)
+    with ray_session(address, num_cpus):
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        cpus = float(ray.cluster_resources().get("CPU", 1))
+        # One actor per GPU; without GPUs, CPU actors leave a core to reading and writing when there is one to spare.
+        actors = job.actors or gpus or max(1, int(cpus) - 1)
+        shards = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges], override_num_blocks=len(ranges))
+        translated = (
+            shards.map_batches(
+                _read_shard, batch_size=1, num_cpus=0.25,
+                fn_kwargs={"input_path": str(job.input), "variants": job.variants},
+            )  # fmt: skip
+            .map_batches(
+                _ShardTranslator,
+                batch_size=1,
+                fn_constructor_kwargs={"job": job},
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_gpus=1 if gpus else 0,
+                num_cpus=1,
+            )
+            .map_batches(_write_shard, batch_size=1, fn_kwargs={"out_path": str(job.out)}, num_cpus=0.25)
+        )
+        with progress_bar(f"translate ({method})", total=total, completed=committed_before) as bar:
+            try:
+                for row in translated.iter_rows():
+                    start, stop = int(row["start"]), int(row["stop"])
+                    committer.written(start, stop)
+                    bar.advance(stop - start)
+            except Exception as err:
+                raise task_error_cause(err) from None
+    return TranslateResult(Path(job.out), len(out), len(out) - committed_before, time.perf_counter() - began)

@@ -1,0 +1,18 @@
+"""Conversions between uint8 frames and the [-1, 1] tensors every network here takes and returns."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def uint8_to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [-1, 1] on ``device``."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device)
+    return x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def tensor_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[-1, 1] (B, 3, H, W) -> uint8 (B, H, W, 3) on the CPU (values outside the range are clipped)."""
+    rgb = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return rgb.permute(0, 2, 3, 1).cpu().numpy()

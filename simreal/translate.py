@@ -1,0 +1,179 @@
+"""The inference side of every translation method, behind one interface that bulk translation drives.
+
+Two families:
+
+- structure + texture (``lcsae``, ``sae``): a sim frame gives the structure code, a real frame of the ``--style``
+  store gives the texture code (``random``: a seeded random real frame per output frame, ``fixed``: one frame,
+  ``mean``: the mean texture code of the store);
+- label-to-image (``dpgan``, ``oasis``, ``spade``): the frame's label map is painted with per-frame noise.
+
+Output frame ``j`` is input frame ``j // variants`` with variant ``j % variants``; every random choice depends
+only on (seed, input index, variant), so pixels do not depend on batching, actors or resuming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from simreal.data.images import tensor_to_uint8, uint8_to_tensor
+from simreal.data.store import FrameStore
+from simreal.labels import LabelTable
+from simreal.synthesize import SYNTHESIZER_METHODS, Synthesizer, file_digest, frame_noise_seed, load_synthesizer
+
+STYLE_POLICIES = ("random", "fixed", "mean")
+STRUCTURE_TEXTURE_METHODS = ("lcsae", "sae")
+
+
+class TranslationError(ValueError):
+    """A checkpoint, store or option that translation cannot work with."""
+
+
+@dataclass(frozen=True)
+class StyleOptions:
+    store: Path | None = None
+    policy: str = "random"
+    fixed_index: int = 0
+    mean_frames: int = 256  # frames averaged for the ``mean`` policy (evenly spread over the store)
+
+
+class Translator(Protocol):
+    method: str
+    checkpoint_hash: str
+    class_set: LabelTable
+
+    def translate(
+        self, rgb: np.ndarray, label: np.ndarray, jobs: list[tuple[int, int]], seed: int
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """uint8 (B,H,W,3) frames + (B,H,W) labels for output jobs (input index, variant) -> uint8 images and
+        per-frame provenance entries."""
+        ...
+
+
+def style_index(seed: int, source_index: int, variant: int, n_style: int) -> int:
+    """The real frame whose texture a sim frame borrows under the ``random`` policy."""
+    return int(np.random.default_rng([seed, source_index, variant, 0x5EED]).integers(n_style))
+
+
+class TextureTranslator:
+    """Swapping-autoencoder inference: sim structure code x real texture code -> translated frame."""
+
+    def __init__(
+        self, encoder: torch.nn.Module, generator: torch.nn.Module, *, method: str, class_set: LabelTable,
+        checkpoint_hash: str, style: StyleOptions, device: torch.device, bf16: bool = False,
+    ) -> None:  # fmt: skip
+        if style.policy not in STYLE_POLICIES:
+            raise TranslationError(f"unknown style policy {style.policy!r}; choose from {', '.join(STYLE_POLICIES)}")
+        if style.store is None:
+            raise TranslationError(f"{method} translates sim structure with real texture: pass --style REAL_STORE")
+        self.encoder, self.generator = encoder.eval(), generator.eval()
+        self.method, self.class_set, self.checkpoint_hash = method, class_set, checkpoint_hash
+        self.device, self.bf16 = device, bf16
+        self.policy = style.policy
+        self.style_store = FrameStore.open(style.store)
+        if len(self.style_store) == 0:
+            raise TranslationError(f"style store {style.store} holds no frames")
+        self._fixed_code: torch.Tensor | None = None
+        if style.policy == "fixed":
+            if not 0 <= style.fixed_index < len(self.style_store):
+                raise TranslationError(f"--style-index {style.fixed_index} outside the style store's frames")
+            self.fixed_index = style.fixed_index
+            self._fixed_code = self._texture(self.style_store.rgb(style.fixed_index)[None])
+        elif style.policy == "mean":
+            picks = np.unique(np.linspace(0, len(self.style_store) - 1, style.mean_frames).round().astype(int))
+            codes = torch.cat([self._texture(self.style_store.rgb(int(i))[None]) for i in picks])
+            self._fixed_code = torch.nn.functional.normalize(codes.mean(0, keepdim=True), dim=1)
+
+    def _autocast(self):  # type: ignore[no-untyped-def]
+        enabled = self.bf16 and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    @torch.no_grad()
+    def _texture(self, rgb: np.ndarray) -> torch.Tensor:
+        with self._autocast():
+            _, texture = self.encoder(uint8_to_tensor(rgb, self.device))
+        return texture.float()
+
+    @torch.no_grad()
+    def translate(
+        self, rgb: np.ndarray, label: np.ndarray, jobs: list[tuple[int, int]], seed: int
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        if self.policy == "random":
+            picks = [style_index(seed, index, variant, len(self.style_store)) for index, variant in jobs]
+            texture = self._texture(np.stack([self.style_store.rgb(i) for i in picks]))
+            extras = [{"style_policy": "random", "style_index": i} for i in picks]
+        else:
+            assert self._fixed_code is not None
+            texture = self._fixed_code.expand(len(jobs), -1)
+            entry = {"style_policy": self.policy, "style_index": getattr(self, "fixed_index", None)}
+            extras = [dict(entry) for _ in jobs]
+        # Generator noise is seeded per frame so that a frame's pixels do not depend on its batch.
+        noise_seed = frame_noise_seed(seed, jobs[0][0], jobs[0][1])
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), self._autocast():
+            torch.manual_seed(noise_seed)
+            structure, _ = self.encoder(uint8_to_tensor(rgb, self.device))
+            images = self.generator(structure, texture.to(structure.dtype))
+        for extra in extras:
+            extra["style_store"] = str(self.style_store.path)
+        return tensor_to_uint8(images), extras
+
+
+class LabelTranslator:
+    """Label-to-image inference: the label map painted with noise drawn per output frame."""
+
+    def __init__(self, synthesizer: Synthesizer) -> None:
+        self.synthesizer = synthesizer
+        self.method = synthesizer.method
+        self.class_set = synthesizer.class_set
+        self.checkpoint_hash = synthesizer.checkpoint_hash
+
+    @torch.no_grad()
+    def translate(
+        self, rgb: np.ndarray, label: np.ndarray, jobs: list[tuple[int, int]], seed: int
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        seeds = [frame_noise_seed(seed, index, variant) for index, variant in jobs]
+        z = torch.cat([self.synthesizer.noise(1, s) for s in seeds]) if self.synthesizer.stochastic else None
+        images = self.synthesizer.paint(torch.from_numpy(np.ascontiguousarray(label)).long(), z=z)
+        return tensor_to_uint8(images), [{"noise_seed": s} for s in seeds]
+
+
+def checkpoint_method(path: str | Path) -> tuple[Path, str, dict]:
+    """(checkpoint file, method name, saved method state) of a run directory or checkpoint."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; pass a training run directory or its checkpoint.pt")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return path, str(saved.get("method_name")), saved.get("method", {})
+
+
+def load_translator(
+    checkpoint: str | Path, device: torch.device, style: StyleOptions = StyleOptions(), bf16: bool = False
+) -> Translator:
+    """The translator of any translation run (``lcsae``, ``sae``, ``dpgan``, ``oasis``, ``spade``)."""
+    path, method, state = checkpoint_method(checkpoint)
+    if method in SYNTHESIZER_METHODS:
+        return LabelTranslator(load_synthesizer(path, device))
+    if method in STRUCTURE_TEXTURE_METHODS:
+        from simreal.models.sae import SAEConfig, build_networks
+
+        nets = build_networks(SAEConfig.from_dict(state["model_config"]))
+        nets.load_state_dict(state["networks"])
+        encoder, generator = nets.encoder, nets.generator
+        if "ema" in state:  # the averaged weights translate better than the raw ones
+            averaged = torch.nn.ModuleDict({"encoder": encoder, "generator": generator})
+            averaged.load_state_dict(state["ema"]["module"])
+        return TextureTranslator(
+            encoder.to(device), generator.to(device), method=method,
+            class_set=LabelTable.from_dict(state["class_set"]), checkpoint_hash=file_digest(path), style=style,
+            device=device, bf16=bf16,
+        )  # fmt: skip
+    raise TranslationError(
+        f"{path} is a {method!r} checkpoint; translation takes {', '.join(STRUCTURE_TEXTURE_METHODS + SYNTHESIZER_METHODS)}"
+    )
