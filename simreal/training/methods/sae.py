@@ -235,6 +235,8 @@ class LCSAEMethod(TrainingMethod):
 class SAEMethod(LCSAEMethod):
     """The report's baseline: refuses semantic loss weights, so an ``sae`` run is never an LC-SAE one by accident."""
 
+    path_keys = ()  # no outer segmenter
+
     def _loss_config(self, cfg: DictConfig) -> SAELossConfig:
         loss_cfg = super()._loss_config(cfg)
         if loss_cfg.lambda_inner or loss_cfg.lambda_outer:
