@@ -1,0 +1,267 @@
+"""Training methods ``lcsae`` (Label-Consistent Swapping Autoencoder) and ``sae`` (its baseline, λ_in = λ_out = 0).
+
+Each step draws ``batch_size`` random crops from the ``sim`` store and as many from the ``real`` store (the LC-SAE
+report: 8 + 8 crops of 256x256 from 512x256 frames) and runs the phases of ``simreal.losses.sae.SAELoss``:
+``D`` (both discriminators), ``Dreg`` (lazy R1 every ``loss.r1_interval`` steps, its own optimizer step) and ``G``
+(encoder, generator and inner semantic head). The sim labels feed the inner semantic loss (and the real labels with
+``real_labels=true``) and the outer loss, which runs a frozen segmenter (``outer_segmenter=RUN_DIR_OR_CKPT``) on the
+sim-structure / real-texture hybrids.
+
+On CUDA the G and D phases run under bf16 autocast; lazy R1 (a double backward) stays in fp32 and eager mode, so
+``compile=true`` compiles the encoder, generator and image discriminator for the G and D phases only. With several
+workers the gradients are averaged across ranks before each optimizer step (the loss calls sub-network methods
+directly, which DDP wrappers would not see).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import Dataset
+
+from simreal.losses.sae import SAELoss, SAELossConfig, SimRealBatch, build_optimizers
+from simreal.models.sae import SAEConfig, SAENetworks, build_networks
+from simreal.training.ema import ExponentialMovingAverage
+from simreal.training.errors import TrainingError
+from simreal.training.method import Phase, TrainContext, TrainingMethod
+from simreal.training.registry import register_method
+
+SAMPLE_SEED = 1234  # fixed noise for sample grids, so grids of different steps are comparable
+
+
+class OuterSegmenterError(TrainingError):
+    """The outer semantic loss has no usable segmenter."""
+
+
+@register_method("lcsae", "Label-Consistent Swapping Autoencoder: sim -> real translator with semantic losses")
+class LCSAEMethod(TrainingMethod):
+    data_roles = ("sim", "real")
+    path_keys = ("outer_segmenter",)
+    sample_columns = 4  # sim | translated | real texture source | sim labels
+
+    @classmethod
+    def make_dataset(cls, cfg: DictConfig, role: str, store_path: str) -> Dataset:
+        from simreal.data.dataset import FrameDataset
+
+        return FrameDataset(store_path, crop=tuple(cfg.crop), random_crop=True, hflip=bool(cfg.hflip), normalize="tanh")
+
+    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+        super().__init__(cfg, ctx, datasets)
+        sim, real = datasets["sim"], datasets["real"]
+        if sim.class_set.name != real.class_set.name:
+            raise TrainingError(
+                f"sim store uses class set {sim.class_set.name!r} but real store uses {real.class_set.name!r}; "
+                "relabel one of them so both share a class set"
+            )
+        self.class_set = sim.class_set
+        self.num_classes = max(self.class_set.ids) + 1
+        self.model_config = self._model_config(cfg)
+        self.loss_config = self._loss_config(cfg)
+
+        self.nets: SAENetworks = self._place(build_networks(self.model_config))
+        segmenter = self._load_outer_segmenter(cfg) if self.loss_config.lambda_outer > 0 else None
+        self.loss = SAELoss(self._compiled_view() if ctx.compile else self.nets, self.loss_config, segmenter)
+        # Lazy R1 differentiates twice: torch.compile cannot, so it always runs on the eager networks.
+        self.r1_loss = SAELoss(self.nets, self.loss_config) if ctx.compile else self.loss
+        self.optimizers = build_optimizers(self.nets, self.loss_config)
+        ema_cfg = cfg.ema
+        self.ema = (
+            ExponentialMovingAverage(self._translator(), float(ema_cfg.decay), int(ema_cfg.warmup_steps))
+            if bool(ema_cfg.enabled)
+            else None
+        )
+
+    # ------------------------------------------------------------------ construction
+    def _model_config(self, cfg: DictConfig) -> SAEConfig:
+        height, width = (int(side) for side in cfg.crop)
+        if height != width:
+            raise TrainingError(f"crop must be square (the image discriminator is built for one size), got {cfg.crop}")
+        base = SAEConfig.preset(str(cfg.model.preset))
+        return replace(base, crop_size=height, semantic_head=replace(base.semantic_head, n_classes=self.num_classes))
+
+    def _loss_config(self, cfg: DictConfig) -> SAELossConfig:
+        values = OmegaConf.to_container(cfg.loss, resolve=True)
+        assert isinstance(values, dict)
+        if values.get("outer_class_weights") is not None:
+            values["outer_class_weights"] = tuple(float(w) for w in values["outer_class_weights"])
+        values["betas"] = tuple(float(b) for b in values["betas"])
+        try:
+            loss_cfg = SAELossConfig(ignore_index=int(self.class_set.ignore_index), **values)
+        except TypeError as err:  # an unknown key under loss.
+            raise TrainingError(f"bad loss settings: {err}") from err
+        loss_cfg.validate()
+        return loss_cfg
+
+    def _place(self, module: nn.Module) -> nn.Module:
+        module = module.to(self.ctx.device)
+        if self.ctx.channels_last and self.ctx.device.type == "cuda":
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+    def _load_outer_segmenter(self, cfg: DictConfig) -> nn.Module:
+        from simreal.models.segmenter import load_segmenter
+
+        path = cfg.get("outer_segmenter")
+        if not path:
+            raise OuterSegmenterError(
+                f"loss.lambda_outer={self.loss_config.lambda_outer} needs a frozen segmenter trained on the real "
+                "domain: pass outer_segmenter=RUN_DIR_OR_CHECKPOINT (e.g. from `simreal train segmenter "
+                "preset=outer`), or set loss.lambda_outer=0"
+            )
+        try:
+            segmenter = load_segmenter(str(path))
+        except (FileNotFoundError, ValueError) as err:
+            raise OuterSegmenterError(f"outer_segmenter={path}: {err}") from err
+        if segmenter.spec.num_classes != self.num_classes:
+            raise OuterSegmenterError(
+                f"outer_segmenter={path} predicts {segmenter.spec.num_classes} classes but the stores use "
+                f"{self.num_classes} ({self.class_set.name}); train the segmenter on the same class set"
+            )
+        return self._place(segmenter)
+
+    def _compiled_view(self) -> SAENetworks:
+        """The same networks (shared parameters) with the heavy convolutional ones compiled."""
+        nets = self.nets
+        return SAENetworks(
+            nets.cfg,
+            torch.compile(nets.encoder),
+            torch.compile(nets.generator),
+            torch.compile(nets.discriminator),
+            nets.patch_discriminator,
+            nets.semantic_head,
+        )
+
+    def _translator(self) -> nn.Module:
+        """Encoder and generator together: what translation needs and what EMA averages."""
+        return nn.ModuleDict({"encoder": self.nets.encoder, "generator": self.nets.generator})
+
+    # ------------------------------------------------------------------ training
+    def phases(self) -> Sequence[Phase]:
+        return [Phase("D", 1), Phase("Dreg", self.loss_config.r1_interval), Phase("G", 1)]
+
+    def run_phase(self, name: str, batch: Mapping[str, Mapping[str, torch.Tensor]], step: int) -> dict[str, float]:
+        sim_real = self._sim_real_batch(batch)
+        if name == "G":
+            optimizer, loss, autocast = self.optimizers.generator, self.loss, self.ctx.autocast()
+        elif name == "D":
+            optimizer, loss, autocast = self.optimizers.discriminator, self.loss, self.ctx.autocast()
+        elif name == "Dreg":
+            optimizer, loss, autocast = self.optimizers.discriminator, self.r1_loss, contextlib.nullcontext()
+        else:
+            raise TrainingError(f"unknown phase {name!r} for {self.cfg.method}")
+        self.nets.train()
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            losses = loss.accumulate_gradients(name, sim_real)
+        if not losses:
+            return {}
+        # The loss ran backward itself; checking before the step still keeps NaNs out of the weights.
+        self.check_finite(losses)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if self.ctx.distributed:
+            average_gradients(params, self.ctx.world_size)
+        optimizer.step()
+        if name == "G" and self.ema is not None:
+            self.ema.update(self._translator())
+        return {key: float(value) for key, value in losses.items()}
+
+    def _sim_real_batch(self, batch: Mapping[str, Mapping[str, torch.Tensor]]) -> SimRealBatch:
+        to_device = self.ctx.images_to_device
+        return SimRealBatch(
+            sim_images=to_device(batch["sim"]["image"]),
+            sim_labels=batch["sim"]["label"].to(self.ctx.device),
+            real_images=to_device(batch["real"]["image"]),
+            real_labels=batch["real"]["label"].to(self.ctx.device) if bool(self.cfg.real_labels) else None,
+        )
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        state = {
+            "model_config": asdict(self.model_config),
+            "networks": self.nets.state_dict(),
+            "optimizer_g": self.optimizers.generator.state_dict(),
+            "optimizer_d": self.optimizers.discriminator.state_dict(),
+            "class_set": self.class_set.to_attrs(),
+            "input_range": "tanh",
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        if state["model_config"] != asdict(self.model_config):
+            raise ValueError("the checkpoint's network configuration differs from model.preset / crop / classes")
+        self.nets.load_state_dict(state["networks"])
+        self.optimizers.generator.load_state_dict(state["optimizer_g"])
+        self.optimizers.discriminator.load_state_dict(state["optimizer_d"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise KeyError("the checkpoint has no EMA weights; resume with ema.enabled=false")
+            self.ema.load_state_dict(state["ema"])
+
+    # ------------------------------------------------------------------ samples
+    @torch.no_grad()
+    def sample_images(self, batch: Mapping[str, Mapping[str, torch.Tensor]]) -> list[tuple[str, np.ndarray]]:
+        count = min(int(self.cfg.sample_count), len(batch["sim"]["image"]))
+        sim = self.ctx.images_to_device(batch["sim"]["image"][:count])
+        real = self.ctx.images_to_device(batch["real"]["image"][:count])
+        labels = batch["sim"]["label"][:count].cpu().numpy().astype(np.uint8)
+        translator = self.ema.module if self.ema is not None else self._translator()
+        devices = [self.ctx.device] if self.ctx.device.type == "cuda" else []
+        # Fixed generator noise, and the training RNG streams left untouched (resumes stay exact).
+        with torch.random.fork_rng(devices=devices), self.ctx.autocast():
+            torch.manual_seed(SAMPLE_SEED)
+            structure, _ = translator["encoder"](sim)
+            _, texture = translator["encoder"](real)
+            translated = translator["generator"](structure, texture)
+        samples = []
+        for i, (sim_rgb, out_rgb, real_rgb) in enumerate(zip(to_uint8(sim), to_uint8(translated), to_uint8(real))):
+            samples += [
+                (f"sim {i}", sim_rgb),
+                (f"translated {i}", out_rgb),
+                (f"real texture {i}", real_rgb),
+                (f"labels {i}", self.class_set.colorize(labels[i])),
+            ]
+        return samples
+
+
+@register_method("sae", "Swapping Autoencoder baseline: LC-SAE without semantic losses (lambda_in = lambda_out = 0)")
+class SAEMethod(LCSAEMethod):
+    """The report's baseline: refuses semantic loss weights, so an ``sae`` run is never an LC-SAE one by accident."""
+
+    path_keys = ()  # no outer segmenter
+
+    def _loss_config(self, cfg: DictConfig) -> SAELossConfig:
+        loss_cfg = super()._loss_config(cfg)
+        if loss_cfg.lambda_inner or loss_cfg.lambda_outer:
+            raise TrainingError(
+                f"sae is LC-SAE with loss.lambda_inner = loss.lambda_outer = 0, got {loss_cfg.lambda_inner} and "
+                f"{loss_cfg.lambda_outer}; use `simreal train lcsae` for semantic losses"
+            )
+        return loss_cfg
+
+
+def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
+    """[-1, 1] (B, 3, H, W) -> list of uint8 HxWx3."""
+    rgb = ((images.float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    return list(rgb)
+
+
+def average_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:
+    """All-reduce the gradients of ``params`` (one flat bucket) and divide by the number of ranks."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
