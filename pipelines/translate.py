@@ -173,7 +173,9 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
         shards = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges], override_num_blocks=len(ranges))
         translated = (
             shards.map_batches(
-                _read_shard, batch_size=1, num_cpus=0.25,
+                _read_shard,
+                batch_size=1,
+                num_cpus=0.25,
                 fn_kwargs={"input_path": str(job.input), "variants": job.variants},
             )  # fmt: skip
             .map_batches(

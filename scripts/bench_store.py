@@ -17,21 +17,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from simreal.collect.decode import decode_sensor_frame
 from simreal.data.store import FrameStore
-from simreal.labels import get_mapping
-from simreal.sim import ProceduralSource
-
-
-def make_frames(n: int) -> tuple[np.ndarray, np.ndarray]:
-    lut = get_mapping("carla-0.9.14").lut
-    rgbs, labels = [], []
-    with ProceduralSource(width=512, height=256, look="textured", capture_every=3, seed=1) as source:
-        for frame, _ in zip(source.frames(), range(n)):
-            rgb, tags = decode_sensor_frame(frame)
-            rgbs.append(rgb)
-            labels.append(lut[tags])
-    return np.stack(rgbs), np.stack(labels)
+from simreal.sim.frames import render_labelled_frames
 
 
 def dir_bytes(path: Path) -> int:
@@ -52,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     shutil.rmtree(args.dir, ignore_errors=True)
     args.dir.mkdir(parents=True)
-    rgb, label = make_frames(args.frames)
+    rgb, label = render_labelled_frames(args.frames, look="textured")
     n = len(rgb)
     raw_mb = (rgb.nbytes + label.nbytes) / 1e6
     prov = [{"i": i} for i in range(n)]

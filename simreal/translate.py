@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from simreal.synthesize import SYNTHESIZER_METHODS, Synthesizer, file_digest, frame_noise_seed, load_synthesizer
 
 from simreal.data.images import tensor_to_uint8, uint8_to_tensor
 from simreal.data.store import FrameStore
 from simreal.labels import LabelTable
-from simreal.synthesize import SYNTHESIZER_METHODS, Synthesizer, file_digest, frame_noise_seed, load_synthesizer
 
 STYLE_POLICIES = ("random", "fixed", "mean")
 STRUCTURE_TEXTURE_METHODS = ("lcsae", "sae")
@@ -174,6 +174,5 @@ def load_translator(
             class_set=LabelTable.from_dict(state["class_set"]), checkpoint_hash=file_digest(path), style=style,
             device=device, bf16=bf16,
         )  # fmt: skip
-    raise TranslationError(
-        f"{path} is a {method!r} checkpoint; translation takes {', '.join(STRUCTURE_TEXTURE_METHODS + SYNTHESIZER_METHODS)}"
-    )
+    known = ", ".join(STRUCTURE_TEXTURE_METHODS + SYNTHESIZER_METHODS)
+    raise TranslationError(f"{path} is a {method!r} checkpoint; translation takes {known}")

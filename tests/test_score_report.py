@@ -16,27 +16,18 @@ from test_score_fid import make_random_inception_weights, no_download
 from typer.testing import CliRunner
 
 from simreal.cli.score import score
-from simreal.collect.decode import decode_sensor_frame
 from simreal.data.store import FrameStore
-from simreal.labels import get_mapping
 from simreal.metrics.consistency import LabelConsistency, eval_protocol, segment_images
 from simreal.metrics.fid import WEIGHTS_ENV
 from simreal.models.segmenter import build_segmenter, load_segmenter
 from simreal.report import image_grid, iou_bar_chart
-from simreal.sim import ProceduralSource
+from simreal.sim.frames import render_labelled_frames
 
 FRAMES, HEIGHT, WIDTH = 3, 64, 128
 
 
 def procedural_frames(look: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    lut = get_mapping("carla-0.9.14").lut
-    rgbs, labels = [], []
-    with ProceduralSource(width=WIDTH, height=HEIGHT, look=look, capture_every=3, seed=seed) as source:
-        for sensor_frame, _ in zip(source.frames(), range(FRAMES)):
-            rgb, tags = decode_sensor_frame(sensor_frame)
-            rgbs.append(rgb)
-            labels.append(lut[tags])
-    return np.stack(rgbs), np.stack(labels)
+    return render_labelled_frames(FRAMES, width=WIDTH, height=HEIGHT, look=look, seed=seed)
 
 
 def write_store(path: Path, rgb: np.ndarray, label: np.ndarray, provenance: list[dict], **create: object) -> Path:

@@ -9,13 +9,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
+from stores import make_procedural_store
 
-from simreal.collect.decode import decode_sensor_frame
-from simreal.data.store import FrameStore
-from simreal.labels import get_mapping
-from simreal.sim import ProceduralSource
 from simreal.training import checkpoint as ckpt
 from simreal.training.config import compose_training_config
 from simreal.training.loop import train
@@ -30,20 +26,6 @@ PATH_VALUES = {"val": "real_store", "outer_segmenter": "outer_segmenter"}
 BUILTIN_METHODS = sorted(
     name for name, spec in load_builtin_methods().items() if spec.cls.__module__.startswith("simreal.training.methods")
 )
-
-
-def make_procedural_store(path: Path, look: str, frames: int = 4, height: int = 64, width: int = 128) -> Path:
-    """A small labelled store from the procedural world (``flat`` stands in for sim, ``textured`` for real)."""
-    lut = get_mapping("carla-0.9.14").lut
-    rgbs, labels = [], []
-    with ProceduralSource(width=width, height=height, look=look, capture_every=3, seed=1) as source:
-        for frame, _ in zip(source.frames(), range(frames)):
-            rgb, tags = decode_sensor_frame(frame)
-            rgbs.append(rgb)
-            labels.append(lut[tags])
-    store = FrameStore.create(path, height=height, width=width)
-    store.append(np.stack(rgbs), np.stack(labels), [{"frame": i} for i in range(frames)])
-    return path
 
 
 @pytest.fixture(scope="module")

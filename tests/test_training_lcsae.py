@@ -10,30 +10,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
+from stores import make_procedural_store
 from typer.testing import CliRunner
 
 from simreal.cli.train import train_app
-from simreal.collect.decode import decode_sensor_frame
 from simreal.data.store import FrameStore
-from simreal.labels import get_mapping
 from simreal.losses.sae import SAELoss
-from simreal.sim import ProceduralSource
 from simreal.training import checkpoint as ckpt
 
 CROP = 64  # the tiny preset's crop
-
-
-def make_procedural_store(path: Path, look: str, frames: int = 4, height: int = 64, width: int = 128) -> Path:
-    lut = get_mapping("carla-0.9.14").lut
-    rgbs, labels = [], []
-    with ProceduralSource(width=width, height=height, look=look, capture_every=3, seed=1) as source:
-        for frame, _ in zip(source.frames(), range(frames)):
-            rgb, tags = decode_sensor_frame(frame)
-            rgbs.append(rgb)
-            labels.append(lut[tags])
-    store = FrameStore.create(path, height=height, width=width)
-    store.append(np.stack(rgbs), np.stack(labels), [{"frame": i} for i in range(frames)])
-    return path
 
 
 @pytest.fixture(scope="module")

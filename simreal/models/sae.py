@@ -116,6 +116,23 @@ class SAEConfig:
             raise SAEConfigError(f"unknown SAE preset {name!r}; choose 'full' or 'tiny'")
         return replace(cfg, **overrides) if overrides else cfg
 
+    @classmethod
+    def from_dict(cls, data: dict) -> SAEConfig:
+        """Inverse of ``dataclasses.asdict``: rebuild the config saved in a checkpoint."""
+        sections = {
+            "encoder": EncoderConfig,
+            "generator": GeneratorConfig,
+            "discriminator": DiscriminatorConfig,
+            "patch_discriminator": PatchDiscriminatorConfig,
+            "semantic_head": SemanticHeadConfig,
+        }
+        values = dict(data)
+        for key, section in sections.items():
+            fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in values[key].items()}
+            values[key] = section(**fields_)
+        values["frame_size"] = tuple(values["frame_size"])
+        return cls(**values)
+
     def validate(self) -> None:
         factor = 2**self.encoder.structure_downsamplings
         for side in (self.crop_size, *self.frame_size):

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import Dataset
 
+from simreal.data.images import tensor_to_uint8
 from simreal.losses.sae import SAELoss, SAELossConfig, SimRealBatch, build_optimizers
 from simreal.models.sae import SAEConfig, SAENetworks, build_networks
 from simreal.training.ema import ExponentialMovingAverage
@@ -221,7 +222,9 @@ class LCSAEMethod(TrainingMethod):
             _, texture = translator["encoder"](real)
             translated = translator["generator"](structure, texture)
         samples = []
-        for i, (sim_rgb, out_rgb, real_rgb) in enumerate(zip(to_uint8(sim), to_uint8(translated), to_uint8(real))):
+        for i, (sim_rgb, out_rgb, real_rgb) in enumerate(
+            zip(tensor_to_uint8(sim), tensor_to_uint8(translated), tensor_to_uint8(real))
+        ):
             samples += [
                 (f"sim {i}", sim_rgb),
                 (f"translated {i}", out_rgb),
@@ -245,12 +248,6 @@ class SAEMethod(LCSAEMethod):
                 f"{loss_cfg.lambda_outer}; use `simreal train lcsae` for semantic losses"
             )
         return loss_cfg
-
-
-def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
-    """[-1, 1] (B, 3, H, W) -> list of uint8 HxWx3."""
-    rgb = ((images.float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    return list(rgb)
 
 
 def average_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:
