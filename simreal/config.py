@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
@@ -41,3 +44,36 @@ def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
         raise ConfigError(f"config {name!r} with overrides {overrides or []}: {err}") from err
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def compose_with_preset(name: str, overrides: list[str] | None = None, what: str = "") -> DictConfig:
+    """Compose ``configs/<name>.yaml`` with its selected ``preset`` applied before the user's overrides.
+
+    A config with presets has a ``preset`` key and a ``presets`` mapping of named bundles of overrides (``tiny``,
+    ``full``, ...), so ``preset=tiny steps=50`` takes the tiny bundle but keeps the explicit step count.
+    """
+    overrides = list(overrides or [])
+    cfg = compose_config(name, overrides)
+    preset = cfg.get("preset")
+    if preset is None:
+        return cfg
+    presets = cfg.get("presets") or {}
+    if preset not in presets:
+        raise ConfigError(f"unknown preset {preset!r} for {what or name}; choose one of: {', '.join(presets)}")
+    bundle = OmegaConf.to_container(presets[preset], resolve=False)
+    return compose_config(name, preset_overrides(bundle) + overrides)
+
+
+def preset_overrides(bundle: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Flatten a nested mapping into Hydra overrides: ``{"model": {"depth": 3}}`` -> ``["model.depth=3"]``.
+
+    Values are written as JSON, which Hydra's override grammar reads back unchanged (quoted strings, null, lists).
+    """
+    overrides = []
+    for key, value in bundle.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            overrides.extend(preset_overrides(value, prefix=f"{dotted}."))
+        else:
+            overrides.append(f"{dotted}={json.dumps(value)}")
+    return overrides

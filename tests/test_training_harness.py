@@ -15,9 +15,9 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
-from simreal.config import ConfigError, compose_config
+from simreal.config import ConfigError, compose_config, preset_overrides
 from simreal.training import checkpoint as ckpt
-from simreal.training.config import compose_training_config, preset_overrides
+from simreal.training.config import compose_training_config
 from simreal.training.ema import ExponentialMovingAverage
 from simreal.training.errors import DatasetTooSmallError, NonFiniteLossError, RunDirectoryError
 from simreal.training.loop import train

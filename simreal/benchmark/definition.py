@@ -18,9 +18,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from simreal.benchmark.mix import MixPart, normalized_parts
-from simreal.config import ConfigError, compose_config
+from simreal.config import compose_config, compose_with_preset, preset_overrides
 from simreal.data.store import FrameStore
-from simreal.training.config import compose_training_config, preset_overrides
+from simreal.training.config import compose_training_config
 
 MIX_FILE = "mix.yaml"
 # Keys of a run's training config that do not change what it learns (left out of its fingerprint).
@@ -68,14 +68,7 @@ def compose_bench_config(name: str, overrides: Sequence[str] = ()) -> DictConfig
             raise BenchConfigError(f"configs/{config_name}.yaml has no {key!r} section; see configs/bench/default.yaml")
     roles = set(base.stores)
     overrides = [_expand_store_shorthand(override, roles) for override in overrides]
-    cfg = compose_config(config_name, overrides)
-    preset = cfg.get("preset")
-    if preset is None:
-        return cfg
-    if preset not in cfg.presets:
-        raise ConfigError(f"unknown preset {preset!r} for bench {name}; choose one of: {', '.join(cfg.presets)}")
-    bundle = OmegaConf.to_container(cfg.presets[preset], resolve=False)
-    return compose_config(config_name, preset_overrides(bundle) + overrides)
+    return compose_with_preset(config_name, overrides, what=f"bench {name}")
 
 
 def _expand_store_shorthand(override: str, roles: set[str]) -> str:
