@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from omegaconf import DictConfig, OmegaConf
 
 from pipelines.commit import OrderedCommitter
 from pipelines.progress import progress_bar
@@ -48,6 +49,92 @@ class CollectResult:
     captured: int
     filter_report: dict[str, int]
     seconds: float
+
+
+def _parse_server(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"server must look like host:port, got {text!r}")
+    return host, int(port)
+
+
+def source_specs(cfg: DictConfig) -> list[SourceSpec]:
+    """One source per procedural worker or per CARLA server, towns and weathers spread over them."""
+    towns, weathers = list(cfg.towns), list(cfg.weathers)
+    if cfg.backend == "procedural":
+        return [
+            SourceSpec(
+                "procedural",
+                {
+                    "town": towns[i % len(towns)],
+                    "weather": weathers[i % len(weathers)],
+                    "seed": int(cfg.seed),
+                    "width": int(cfg.camera.width),
+                    "height": int(cfg.camera.height),
+                    "fov": float(cfg.camera.fov),
+                    "look": str(cfg.procedural.look),
+                    "capture_every": int(cfg.camera.capture_every),
+                },
+                stream=i,
+            )
+            for i in range(int(cfg.workers))
+        ]
+    if cfg.backend == "carla":
+        specs = []
+        for i, server in enumerate(cfg.servers):
+            host, port = _parse_server(str(server))
+            params = {
+                "host": host,
+                "port": port,
+                "tm_port": int(cfg.tm_port_base) + 10 * i,
+                "towns": towns,
+                "frames_per_town": int(cfg.frames_per_town),
+                "weathers": weathers,
+                "frames_per_weather": int(cfg.frames_per_weather),
+                "width": int(cfg.camera.width),
+                "height": int(cfg.camera.height),
+                "fov": float(cfg.camera.fov),
+                "capture_every": int(cfg.camera.capture_every),
+                "camera_x": float(cfg.camera.x),
+                "camera_z": float(cfg.camera.z),
+                "camera_pitch": float(cfg.camera.pitch),
+                "n_vehicles": int(cfg.traffic.vehicles),
+                "n_walkers": int(cfg.traffic.walkers),
+                "seed": int(cfg.seed),
+                **OmegaConf.to_container(cfg.carla),  # type: ignore[arg-type]
+            }
+            specs.append(SourceSpec("carla", params, stream=i))
+        return specs
+    raise ValueError(f"unknown backend {cfg.backend!r}; choose procedural or carla")
+
+
+def collect_job(cfg: DictConfig) -> CollectJob:
+    """The job a composed ``configs/collect.yaml`` describes."""
+    store = cfg.store
+    return CollectJob(
+        out=Path(cfg.out),
+        frames=int(cfg.frames),
+        sources=source_specs(cfg),
+        frame_spec=FrameSpec(
+            (int(store.size[0]), int(store.size[1])),
+            str(store.policy),
+            str(store.interpolation),
+            str(store.unknown),
+            bool(store.keep_source_label),
+        ),
+        filter=FilterConfig(
+            min_traffic_share=float(cfg.filter.min_traffic_share),
+            min_traffic_blobs=int(cfg.filter.min_traffic_blobs),
+            min_blob_pixels=int(cfg.filter.min_blob_pixels),
+            duplicate_threshold=float(cfg.filter.duplicate_threshold),
+            uniform_std=float(cfg.filter.uniform_std),
+            enabled=tuple(cfg.filter.rules),
+        ),
+        class_set=str(store.class_set),
+        shard_size=int(store.shard_size),
+        cpus_per_source=float(cfg.cpus_per_source),
+        config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+    )
 
 
 def _write_batch(path: str, start: int, batch: Batch) -> tuple[int, int]:

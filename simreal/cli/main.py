@@ -7,9 +7,11 @@ import typer
 from simreal.cli.bench import bench
 from simreal.cli.collect import collect
 from simreal.cli.datasets import datasets_app
+from simreal.cli.demo import demo
 from simreal.cli.labels import labels_app
 from simreal.cli.score import score
 from simreal.cli.train import train_app
+from simreal.cli.translate import translate
 
 app = typer.Typer(
     name="simreal",
@@ -22,7 +24,9 @@ app.add_typer(labels_app, name="labels")
 app.add_typer(datasets_app, name="datasets")
 app.command("collect")(collect)
 app.add_typer(train_app, name="train")
+app.command("translate")(translate)
 app.command("score")(score)
+app.command("demo")(demo)
 app.command("bench")(bench)
 
 if __name__ == "__main__":
