@@ -4,8 +4,10 @@ Conventions shared by the three models:
 
 - Label maps hold class ids ``0..N-1`` and 255 for don't-care. Generators take them one-hot with ``N + 1``
   channels: channel 0 is don't-care, channel ``c + 1`` is class ``c`` (``one_hot_labels``).
-- Convolutions are initialised Xavier-normal with gain 0.02 (zero bias) and, where the references use spectral
-  norm, wrapped *after* initialisation so the init is not lost behind the normalisation.
+- Plain convolutions are initialised Xavier-normal with gain 0.02 (zero bias), as in the references.
+  Spectral-normalised ones keep PyTorch's default init: the references' Xavier pass never reaches them (it
+  writes a weight that the spectral-norm hook recomputes), and a 0.02-scale weight under spectral norm is unstable
+  with Adam: each step moves the tiny weights so far that the one-step power iteration misjudges σ.
 - Spatial sizes are free: generators derive their latent size from the label map, so one network paints any
   size divisible by ``2 ** num_upsamplings``.
 """
@@ -36,7 +38,7 @@ def conv2d(
     bias: bool = True,
     sn: bool = False,
 ) -> nn.Module:
-    """A Xavier(0.02)-initialised conv, optionally spectral-normalised; 'same' padding by default."""
+    """A conv, 'same' padding by default: spectral-normalised with default init, or Xavier(0.02)-initialised."""
     conv = nn.Conv2d(
         in_channels,
         out_channels,
@@ -45,10 +47,12 @@ def conv2d(
         padding=kernel_size // 2 if padding is None else padding,
         bias=bias,
     )
+    if sn:
+        return spectral_norm(conv)
     nn.init.xavier_normal_(conv.weight, gain=INIT_GAIN)
     if bias:
         nn.init.zeros_(conv.bias)
-    return spectral_norm(conv) if sn else conv
+    return conv
 
 
 def linear(in_features: int, out_features: int) -> nn.Linear:
