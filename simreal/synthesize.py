@@ -90,9 +90,7 @@ class Synthesizer:
         return torch.randn(batch, self.z_dim, generator=torch.Generator().manual_seed(seed))
 
     @torch.no_grad()
-    def paint(
-        self, labels: torch.Tensor, noise_seed: int | None = None, z: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def paint(self, labels: torch.Tensor, noise_seed: int | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
         """(B, H, W) class ids (255 = don't-care) -> (B, 3, H, W) float images in [-1, 1] on ``self.device``.
 
         Noise: ``z`` as given ((B, z_dim), or (B, z_dim, H, W) per pixel for OASIS/DP-GAN), else drawn from
@@ -118,7 +116,9 @@ class Synthesizer:
                 f"{self.method} generator paints sizes divisible by {factor}; labels are {height}x{width}"
             )
         if isinstance(spec, SPADEGeneratorSpec) and spec.use_vae and tuple(spec.vae_image_size) != (height, width):
-            raise LabelMapError(f"this VAE SPADE generator paints {spec.vae_image_size} only; labels are {height}x{width}")
+            raise LabelMapError(
+                f"this VAE SPADE generator paints {spec.vae_image_size} only; labels are {height}x{width}"
+            )
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -26,7 +26,9 @@ def make_store(path: Path, frames: int, *, source_label: bool = False, seed: int
     label[:, :8] = 255
     store = FrameStore.create(path, height=64, width=64, with_source_label=source_label, shard_size=4)
     rgb = rng.integers(0, 256, (frames, 64, 64, 3), dtype=np.uint8)
-    store.append(rgb, label, [{"town": f"T{i}"} for i in range(frames)], source_label=label + 1 if source_label else None)
+    store.append(
+        rgb, label, [{"town": f"T{i}"} for i in range(frames)], source_label=label + 1 if source_label else None
+    )
     return path
 
 
@@ -73,7 +75,9 @@ def test_synthesize_paints_variants_copies_labels_and_resumes(checkpoints: dict[
     with pytest.raises(KeyboardInterrupt):
         job.run(batch_size=4, on_batch=stop)
     assert len(FrameStore.open(resumed)) == 4
-    code, output = invoke(run / "checkpoint.pt", "--labels", labels, "--out", resumed, "--variants", 2, "--seed", 5, "-b", 3)
+    code, output = invoke(
+        run / "checkpoint.pt", "--labels", labels, "--out", resumed, "--variants", 2, "--seed", 5, "-b", 3
+    )
     assert code == 0, output
     assert "painted 2 frame(s), 6 in total" in output
     again = FrameStore.open(resumed)

@@ -96,7 +96,9 @@ def test_ema_follows_the_generator_and_checkpoints_reestimate_its_statistics(rea
     shadow_before = [p.detach().clone() for p in method.ema.module.parameters()]
     method.run_phase("G", batch, 0)
     method.run_phase("D", batch, 0)  # the EMA update follows the D step
-    for old, shadow, live in zip(shadow_before, method.ema.module.parameters(), method.generator.parameters(), strict=True):
+    for old, shadow, live in zip(
+        shadow_before, method.ema.module.parameters(), method.generator.parameters(), strict=True
+    ):
         assert torch.allclose(shadow, 0.5 * old + 0.5 * live.detach(), atol=1e-6)
     norm = next(m for m in method.ema.module.modules() if isinstance(m, torch.nn.BatchNorm2d))
     live_norm = next(m for m in method.generator.modules() if isinstance(m, torch.nn.BatchNorm2d))

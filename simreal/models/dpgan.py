@@ -60,7 +60,8 @@ class DPGANGenerator(nn.Module):
         self.pyramid = nn.ModuleList(stages)
         self.fc = conv2d(condition, channels[0])
         self.body = nn.ModuleList(
-            SPADEResBlock(fin, fout, 2 * width, hidden=None) for fin, fout in zip(channels[:-1], channels[1:], strict=True)
+            SPADEResBlock(fin, fout, 2 * width, hidden=None)
+            for fin, fout in zip(channels[:-1], channels[1:], strict=True)
         )
         self.conv_img = conv2d(channels[-1], 3)
 

@@ -43,7 +43,9 @@ class OASISGeneratorSpec:
         return asdict(self)
 
 
-def make_noise_map(z: torch.Tensor | None, batch: int, z_dim: int, size: tuple[int, int], like: torch.Tensor):
+def make_noise_map(
+    z: torch.Tensor | None, batch: int, z_dim: int, size: tuple[int, int], like: torch.Tensor
+) -> torch.Tensor:
     """The (B, z_dim, H, W) noise map from a per-image vector, a per-pixel map, or fresh N(0, I) when None."""
     if z is None:
         z = torch.randn(batch, z_dim, device=like.device, dtype=like.dtype)

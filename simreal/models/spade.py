@@ -193,4 +193,3 @@ class MultiscalePatchDiscriminator(nn.Module):
                 x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
             outputs.append(scale(x))
         return outputs
-

@@ -80,7 +80,8 @@ def one_hot_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     if bool(bad.any()):
         found = sorted(int(v) for v in torch.unique(labels[bad])[:8])
         raise LabelMapError(
-            f"label ids {found} are outside the network's {num_classes} classes (0..{num_classes - 1}, 255 = don't-care)"
+            f"label ids {found} are outside the network's {num_classes} classes "
+            f"(0..{num_classes - 1}, 255 = don't-care)"
         )
     shifted = torch.where(labels == IGNORE_LABEL, torch.zeros_like(labels), labels + 1)
     return F.one_hot(shifted, num_classes + 1).permute(0, 3, 1, 2).float()
@@ -88,7 +89,9 @@ def one_hot_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def check_divisible(height: int, width: int, factor: int, what: str) -> None:
     if height % factor or width % factor:
-        raise LabelMapError(f"{what} paints sizes divisible by {factor}; got {height}x{width}: resize or crop the labels")
+        raise LabelMapError(
+            f"{what} paints sizes divisible by {factor}; got {height}x{width}: resize or crop the labels"
+        )
 
 
 def generator_channels(base: int, num_blocks: int) -> list[int]:

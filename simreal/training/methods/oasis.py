@@ -10,8 +10,12 @@ stays in the graph, so the patch heads and, through them, the generator learn fr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
+from omegaconf import DictConfig
 from torch import nn
+from torch.utils.data import Dataset
 
 from simreal.losses.synthesis import (
     feature_alignment_loss,
@@ -22,18 +26,27 @@ from simreal.losses.synthesis import (
     make_vgg_loss,
     n_plus_one_loss,
 )
-from simreal.models.dpgan import DPGANDiscriminator, DPGANGenerator, DPGANGeneratorSpec
-from simreal.models.oasis import OASISGenerator, OASISGeneratorSpec, UNetDiscriminator, UNetDiscriminatorSpec
+from simreal.models.dpgan import DPGANDiscriminator, DPGANGenerator, DPGANGeneratorSpec, DPGANOutput
+from simreal.models.oasis import (
+    OASISGenerator,
+    OASISGeneratorSpec,
+    UNetDiscriminator,
+    UNetDiscriminatorSpec,
+    UNetOutput,
+)
+from simreal.training.method import TrainContext
 from simreal.training.methods.synthesis import LabelToImageMethod
 from simreal.training.registry import register_method
+
+DOutput = UNetOutput | DPGANOutput
 
 
 @register_method("oasis", "OASIS label-to-image GAN (SPADE generator + 3D noise, U-Net N+1 discriminator)")
 class OASISMethod(LabelToImageMethod):
     kind = "oasis"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+        super().__init__(cfg, ctx, datasets)
         weight = float(self.cfg.loss.vgg)
         self.vgg = make_vgg_loss(self.cfg.loss.vgg_weights) if weight > 0 else None
         if self.vgg is not None:
@@ -57,12 +70,10 @@ class OASISMethod(LabelToImageMethod):
             losses["vgg"] = float(self.cfg.loss.vgg) * self.vgg(fake, images)
         return self.optimize(self.opt_g, losses)
 
-    def extra_generator_losses(self, images: torch.Tensor, out_fake) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    def extra_generator_losses(self, images: torch.Tensor, out_fake: DOutput) -> dict[str, torch.Tensor]:
         return {}
 
-    def discriminator_step(
-        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
-    ) -> dict[str, float]:
+    def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
         with torch.no_grad(), self.ctx.autocast():
             fake = self.train_generator(segmap)
         mask = labelmix_mask(labels)
@@ -80,7 +91,7 @@ class OASISMethod(LabelToImageMethod):
         losses.update(self.extra_discriminator_losses(out_real, out_fake))
         return self.optimize(self.opt_d, losses)
 
-    def extra_discriminator_losses(self, out_real, out_fake) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    def extra_discriminator_losses(self, out_real, out_fake: DOutput) -> dict[str, torch.Tensor]:
         return {}
 
 
@@ -100,7 +111,7 @@ class DPGANMethod(OASISMethod):
         discriminator = DPGANDiscriminator(UNetDiscriminatorSpec(self.num_classes, int(model.d_channels)))
         return DPGANGenerator(spec), discriminator
 
-    def extra_generator_losses(self, images: torch.Tensor, out_fake) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    def extra_generator_losses(self, images: torch.Tensor, out_fake: DOutput) -> dict[str, torch.Tensor]:
         with torch.no_grad(), self.ctx.autocast():
             out_real = self.train_discriminator(images)
         return {
@@ -109,5 +120,5 @@ class DPGANMethod(OASISMethod):
             * feature_alignment_loss(out_fake.decoder_features, out_real.decoder_features),
         }
 
-    def extra_discriminator_losses(self, out_real, out_fake) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    def extra_discriminator_losses(self, out_real, out_fake: DOutput) -> dict[str, torch.Tensor]:
         return {"patch": float(self.cfg.loss.patch) * hinge_d_loss(out_real.patch_scores, out_fake.patch_scores)}

@@ -9,8 +9,12 @@ the reference. TTUR: Adam lr 1e-4 (G) / 4e-4 (D), β (0, 0.9). No EMA (the refer
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
+from omegaconf import DictConfig
 from torch import nn
+from torch.utils.data import Dataset
 
 from simreal.losses.synthesis import (
     hinge_d_loss,
@@ -26,11 +30,14 @@ from simreal.models.spade import (
     SPADEGenerator,
     SPADEGeneratorSpec,
 )
+from simreal.training.method import TrainContext
 from simreal.training.methods.synthesis import LabelToImageMethod
 from simreal.training.registry import register_method
 
+Outputs = list[list[torch.Tensor]]  # per discriminator scale, every layer's output
 
-def _split_halves(outputs: list[list[torch.Tensor]]) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+
+def _split_halves(outputs: Outputs) -> tuple[Outputs, Outputs]:
     """D outputs of concat(fake, real) -> (fake outputs, real outputs)."""
     fake = [[t[: len(t) // 2] for t in scale] for scale in outputs]
     real = [[t[len(t) // 2 :] for t in scale] for scale in outputs]
@@ -42,8 +49,8 @@ class SPADEMethod(LabelToImageMethod):
     kind = "spade"
     uses_ema = False
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+        super().__init__(cfg, ctx, datasets)
         weight = float(self.cfg.loss.vgg)
         self.vgg = make_vgg_loss(self.cfg.loss.vgg_weights) if weight > 0 else None
         if self.vgg is not None:
@@ -91,7 +98,7 @@ class SPADEMethod(LabelToImageMethod):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         return z, float(self.cfg.loss.kld) * kld_loss(mu, logvar)
 
-    def _discriminate(self, segmap: torch.Tensor, fake: torch.Tensor, images: torch.Tensor):  # type: ignore[no-untyped-def]
+    def _discriminate(self, segmap: torch.Tensor, fake: torch.Tensor, images: torch.Tensor) -> tuple[Outputs, Outputs]:
         with self.ctx.autocast():
             outputs = self.train_discriminator(torch.cat([segmap, segmap]), torch.cat([fake, images.to(fake.dtype)]))
         return _split_halves(outputs)
@@ -111,9 +118,7 @@ class SPADEMethod(LabelToImageMethod):
             losses["kld"] = kld
         return self.optimize(self.opt_g, losses)
 
-    def discriminator_step(
-        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
-    ) -> dict[str, float]:
+    def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
         with torch.no_grad():
             z, _ = self._style(images)
             with self.ctx.autocast():
@@ -128,7 +133,7 @@ class SPADEMethod(LabelToImageMethod):
             state["encoder"] = self.encoder.state_dict()
         return state
 
-    def load_state_dict(self, state) -> None:  # type: ignore[no-untyped-def]
+    def load_state_dict(self, state: Mapping) -> None:
         super().load_state_dict(state)
         if self.encoder is not None:
             self.encoder.load_state_dict(state["encoder"])

@@ -73,9 +73,7 @@ class LabelToImageMethod(TrainingMethod):
     def generator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
         raise NotImplementedError
 
-    def discriminator_step(
-        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
-    ) -> dict[str, float]:
+    def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
         raise NotImplementedError
 
     def generator_parameters(self) -> list[nn.Parameter]:
