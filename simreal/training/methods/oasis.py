@@ -62,7 +62,7 @@ class OASISMethod(LabelToImageMethod):
     def generator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
         with self.ctx.autocast():
             fake = self.train_generator(segmap)
-            out_fake = self.train_discriminator(fake)
+            out_fake = self.discriminator(fake)
         balance = bool(self.cfg.loss.balance)
         losses = {"adv": n_plus_one_loss(out_fake.logits, labels, target_is_real=True, balance=balance)}
         losses.update(self.extra_generator_losses(images, out_fake))
@@ -113,7 +113,7 @@ class DPGANMethod(OASISMethod):
 
     def extra_generator_losses(self, images: torch.Tensor, out_fake: DOutput) -> dict[str, torch.Tensor]:
         with torch.no_grad(), self.ctx.autocast():
-            out_real = self.train_discriminator(images)
+            out_real = self.discriminator(images)
         return {
             "patch": float(self.cfg.loss.patch) * hinge_g_loss(out_fake.patch_scores),
             "align": float(self.cfg.loss.alignment)

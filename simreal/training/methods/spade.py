@@ -98,16 +98,18 @@ class SPADEMethod(LabelToImageMethod):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         return z, float(self.cfg.loss.kld) * kld_loss(mu, logvar)
 
-    def _discriminate(self, segmap: torch.Tensor, fake: torch.Tensor, images: torch.Tensor) -> tuple[Outputs, Outputs]:
+    def _discriminate(
+        self, discriminator: nn.Module, segmap: torch.Tensor, fake: torch.Tensor, images: torch.Tensor
+    ) -> tuple[Outputs, Outputs]:
         with self.ctx.autocast():
-            outputs = self.train_discriminator(torch.cat([segmap, segmap]), torch.cat([fake, images.to(fake.dtype)]))
+            outputs = discriminator(torch.cat([segmap, segmap]), torch.cat([fake, images.to(fake.dtype)]))
         return _split_halves(outputs)
 
     def generator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
         z, kld = self._style(images)
         with self.ctx.autocast():
             fake = self.train_generator(segmap, z)
-        pred_fake, pred_real = self._discriminate(segmap, fake, images)
+        pred_fake, pred_real = self._discriminate(self.discriminator, segmap, fake, images)
         losses = {
             "adv": hinge_g_loss([scale[-1] for scale in pred_fake]),
             "feat": float(self.cfg.loss.feat) * multiscale_feature_matching(pred_fake, pred_real),
@@ -123,7 +125,7 @@ class SPADEMethod(LabelToImageMethod):
             z, _ = self._style(images)
             with self.ctx.autocast():
                 fake = self.train_generator(segmap, z)
-        pred_fake, pred_real = self._discriminate(segmap, fake, images)
+        pred_fake, pred_real = self._discriminate(self.train_discriminator, segmap, fake, images)
         losses = {"hinge": hinge_d_loss([s[-1] for s in pred_real], [s[-1] for s in pred_fake])}
         return self.optimize(self.opt_d, losses)
 

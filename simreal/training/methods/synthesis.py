@@ -33,8 +33,10 @@ def tanh_to_uint8(images: torch.Tensor) -> np.ndarray:
 class LabelToImageMethod(TrainingMethod):
     """Base of the synthesizer methods: data, one-hot labels, Adam pair, EMA, sample grids, checkpoint layout.
 
-    Subclasses set ``generator`` / ``discriminator`` (bare modules) in ``build_networks`` and implement
-    ``generator_step`` / ``discriminator_step``.
+    Subclasses return the bare generator and discriminator from ``build_networks`` and implement
+    ``generator_step`` / ``discriminator_step``. The G step calls the bare ``discriminator`` (its weights are
+    frozen there, so the DDP wrapper, which expects gradients for every parameter, stays out of it); the D step
+    calls ``train_discriminator``.
     """
 
     data_roles = ("real",)
@@ -54,6 +56,8 @@ class LabelToImageMethod(TrainingMethod):
         self.class_set = datasets["real"].class_set
         self.num_classes = max(self.class_set.ids) + 1
         self.generator, self.discriminator = self.build_networks()
+        # the EMA copy keeps plain BatchNorm: its statistics are re-estimated on the main rank alone
+        self.ema = ExponentialMovingAverage(self.generator, float(cfg.ema.decay)) if self.uses_ema else None
         if ctx.distributed:  # the parameter-free norms must see the global batch, as the references' sync-BN
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
             self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
@@ -63,7 +67,6 @@ class LabelToImageMethod(TrainingMethod):
         betas = (float(optim.beta1), float(optim.beta2))
         self.opt_g = torch.optim.Adam(self.generator_parameters(), lr=float(optim.lr_g), betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=float(optim.lr_d), betas=betas)
-        self.ema = ExponentialMovingAverage(self.generator, float(cfg.ema.decay)) if self.uses_ema else None
         self._bn_labels: list[torch.Tensor] | None = None
 
     # ---------------------------------------------------------------- to implement
