@@ -102,3 +102,22 @@ def test_vgg_loss_switches_off_with_a_warning_when_weights_are_missing(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert make_vgg_loss(None) is None  # explicitly off: no warning
+
+
+def test_vgg_loss_from_a_local_weights_file(tmp_path) -> None:
+    from torchvision.models.vgg import cfgs, make_layers
+
+    features = make_layers(cfgs["E"])  # VGG19's feature layers, random weights stand in for ImageNet ones
+    path = tmp_path / "vgg19.pth"
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    loss = make_vgg_loss(str(path))
+    assert loss is not None
+    loss.train()
+    assert not loss.training  # a fixed feature extractor
+    real = torch.rand(1, 3, 32, 32) * 2 - 1
+    fake = (real + 0.3 * torch.randn_like(real)).clamp(-1, 1).requires_grad_(True)
+    assert float(loss(real, real)) == 0.0
+    value = loss(fake, real)
+    value.backward()
+    assert float(value.detach()) > 0 and fake.grad is not None and fake.grad.abs().sum() > 0
+    assert all(p.grad is None for p in loss.parameters())
