@@ -6,7 +6,6 @@ Label maps hold ids ``0..N-1`` with 255 = don't-care; segmentation discriminator
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -17,8 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from simreal.models.spade_blocks import IGNORE_LABEL
-
-log = logging.getLogger(__name__)
 
 VGG_LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 VGG_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
@@ -197,7 +194,8 @@ def make_vgg_loss(weights: str | None) -> VGGPerceptualLoss | None:
     try:
         return VGGPerceptualLoss(load_vgg19_features(weights))
     except VGGWeightsUnavailable as err:
-        message = f"VGG perceptual loss switched off: {err}. Set vgg_weights=null to silence this warning."
-        warnings.warn(message, stacklevel=2)
-        log.warning(message)
+        warnings.warn(
+            f"VGG perceptual loss switched off: {err}. Train with loss.vgg=0 to switch it off explicitly.",
+            stacklevel=2,
+        )
         return None
