@@ -1,0 +1,271 @@
+"""Painting label maps into images with a trained label-to-image generator (DP-GAN, OASIS, SPADE).
+
+Two layers, both reusable by pipelines:
+
+- ``load_synthesizer(ckpt)`` -> ``Synthesizer``: the generator of a training run (its EMA weights when it keeps
+  them), with ``paint(labels, noise_seed=... | z=...)`` for one batch.
+- ``open_synthesis_job(synth, labels_store, out_store, variants, seed)`` -> ``SynthesisJob``: paints every label
+  map of a store ``variants`` times into a new store (labels copied through, provenance per frame), one append
+  per batch by a single writer; rerunning the same job on the same output skips the frames already committed.
+
+Output frame ``j`` is source frame ``j // variants`` painted with variant ``j % variants``; its noise depends only
+on (seed, source index, variant), so a frame's pixels do not depend on the batch size or on resuming.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from simreal.data.store import FrameStore, StoreError
+from simreal.labels import LabelTable
+from simreal.models.dpgan import DPGANGenerator, DPGANGeneratorSpec
+from simreal.models.oasis import OASISGenerator, OASISGeneratorSpec
+from simreal.models.spade import SPADEGenerator, SPADEGeneratorSpec
+from simreal.models.spade_blocks import LabelMapError, one_hot_labels
+
+SYNTHESIZER_METHODS = ("dpgan", "oasis", "spade")
+
+
+class SynthesisError(ValueError):
+    """A checkpoint, label store or output store that cannot be used for synthesis as asked."""
+
+
+def build_generator(kind: str, spec: dict[str, Any]) -> nn.Module:
+    """A fresh generator of ``kind`` from the spec saved in a checkpoint."""
+    if kind == "dpgan":
+        return DPGANGenerator(DPGANGeneratorSpec(**spec))
+    if kind == "oasis":
+        return OASISGenerator(OASISGeneratorSpec(**spec))
+    if kind == "spade":
+        return SPADEGenerator(SPADEGeneratorSpec.from_dict(spec))
+    raise SynthesisError(f"unknown synthesizer kind {kind!r}; known: {', '.join(SYNTHESIZER_METHODS)}")
+
+
+def file_digest(path: Path, length: int = 16) -> str:
+    """Leading hex digits of the file's SHA-256 (identifies the checkpoint in provenance)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
+
+
+def frame_noise_seed(seed: int, source_index: int, variant: int) -> int:
+    """A 63-bit seed for one output frame, independent of batching."""
+    state = np.random.SeedSequence([seed, source_index, variant]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+@dataclass
+class Synthesizer:
+    """A trained generator in eval mode, ready to paint label maps of its class set."""
+
+    method: str
+    generator: nn.Module
+    class_set: LabelTable
+    num_classes: int
+    device: torch.device
+    checkpoint: Path
+    checkpoint_hash: str
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.generator.spec.z_dim)  # type: ignore[union-attr]
+
+    @property
+    def stochastic(self) -> bool:
+        """False for generators that take no noise (SPADE without VAE): every variant would be identical."""
+        return bool(getattr(self.generator, "stochastic", True))
+
+    def noise(self, batch: int, seed: int) -> torch.Tensor:
+        """(batch, z_dim) standard-normal noise drawn on the CPU from ``seed``."""
+        return torch.randn(batch, self.z_dim, generator=torch.Generator().manual_seed(seed))
+
+    @torch.no_grad()
+    def paint(self, labels: torch.Tensor, noise_seed: int | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H, W) class ids (255 = don't-care) -> (B, 3, H, W) float images in [-1, 1] on ``self.device``.
+
+        Noise: ``z`` as given ((B, z_dim), or (B, z_dim, H, W) per pixel for OASIS/DP-GAN), else drawn from
+        ``noise_seed``, else fresh random noise. Noise-free generators refuse both.
+        """
+        if noise_seed is not None and z is not None:
+            raise ValueError("pass noise_seed or z, not both")
+        if not self.stochastic:
+            if noise_seed is not None or z is not None:
+                raise ValueError(f"this {self.method} generator takes no noise (it was trained without a VAE)")
+        elif z is None:
+            z = self.noise(len(labels), noise_seed) if noise_seed is not None else torch.randn(len(labels), self.z_dim)
+        segmap = one_hot_labels(labels.to(self.device), self.num_classes)
+        images = self.generator(segmap, z.to(self.device) if z is not None else None)
+        return images.float().clamp(-1, 1)
+
+    def check_size(self, height: int, width: int) -> None:
+        """Raise ``LabelMapError`` if the generator cannot paint ``height`` x ``width`` maps."""
+        spec = self.generator.spec  # type: ignore[union-attr]
+        factor = spec.downsampling if isinstance(spec, SPADEGeneratorSpec) else 2 ** (spec.num_blocks - 1)
+        if height % factor or width % factor:
+            raise LabelMapError(
+                f"{self.method} generator paints sizes divisible by {factor}; labels are {height}x{width}"
+            )
+        if isinstance(spec, SPADEGeneratorSpec) and spec.use_vae and tuple(spec.vae_image_size) != (height, width):
+            raise LabelMapError(
+                f"this VAE SPADE generator paints {spec.vae_image_size} only; labels are {height}x{width}"
+            )
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; pass a training run directory or its checkpoint.pt")
+    return path
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SynthesisError(f"device {name} requested but CUDA is not available; use cpu or auto")
+    return torch.device(name)
+
+
+def load_synthesizer(path: str | Path, device: str | torch.device = "cpu") -> Synthesizer:
+    """The painting generator of a ``dpgan`` / ``oasis`` / ``spade`` run directory or its checkpoint.pt."""
+    checkpoint = resolve_checkpoint(path)
+    device = pick_device(device) if isinstance(device, str) else device
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    method = saved.get("method_name")
+    state = saved.get("method", {})
+    if method not in SYNTHESIZER_METHODS or "synthesizer" not in state:
+        raise SynthesisError(
+            f"{checkpoint} is a {method!r} checkpoint, not a synthesizer ({', '.join(SYNTHESIZER_METHODS)})"
+        )
+    generator = build_generator(state["synthesizer"]["kind"], state["synthesizer"]["generator_spec"])
+    generator.load_state_dict(state["ema"]["module"] if "ema" in state else state["generator"])
+    class_set = LabelTable.from_dict(state["class_set"])
+    return Synthesizer(
+        method=str(method),
+        generator=generator.to(device).eval().requires_grad_(False),
+        class_set=class_set,
+        num_classes=max(class_set.ids) + 1,
+        device=device,
+        checkpoint=checkpoint,
+        checkpoint_hash=file_digest(checkpoint),
+    )
+
+
+def _rgb_uint8(images: torch.Tensor) -> np.ndarray:
+    return ((images.cpu() + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+@dataclass
+class SynthesisJob:
+    """Painting one label store into one output store; ``run`` continues after the committed frames."""
+
+    synthesizer: Synthesizer
+    labels: FrameStore
+    out: FrameStore
+    variants: int
+    seed: int
+
+    @property
+    def total(self) -> int:
+        return len(self.labels) * self.variants
+
+    @property
+    def done(self) -> int:
+        return len(self.out)
+
+    def run(self, batch_size: int = 8, on_batch: Callable[[int], None] | None = None) -> int:
+        """Paint the remaining frames in batches; returns how many were painted now."""
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        start = self.done
+        has_source = self.labels.has_source_label
+        for first in range(start, self.total, batch_size):
+            jobs = [divmod(j, self.variants) for j in range(first, min(first + batch_size, self.total))]
+            labels = np.stack([self.labels.label(index) for index, _ in jobs])
+            seeds = [frame_noise_seed(self.seed, index, variant) for index, variant in jobs]
+            z = torch.cat([self.synthesizer.noise(1, s) for s in seeds]) if self.synthesizer.stochastic else None
+            rgb = _rgb_uint8(self.synthesizer.paint(torch.from_numpy(labels).long(), z=z))
+            provenance = [
+                {
+                    "source_store": str(self.labels.path),
+                    "source_index": index,
+                    "variant": variant,
+                    "seed": self.seed,
+                    "noise_seed": noise_seed,
+                    "method": self.synthesizer.method,
+                    "checkpoint": self.synthesizer.checkpoint_hash,
+                    "source_provenance": self.labels.provenance(index),
+                }
+                for (index, variant), noise_seed in zip(jobs, seeds, strict=True)
+            ]
+            source = np.stack([self.labels.array("source_label")[i] for i, _ in jobs]) if has_source else None
+            self.out.append(rgb, labels, provenance, source_label=source)
+            if on_batch is not None:
+                on_batch(len(jobs))
+        return self.total - start
+
+
+def open_synthesis_job(
+    synthesizer: Synthesizer, labels_path: str | Path, out_path: str | Path, *, variants: int = 1, seed: int = 0
+) -> SynthesisJob:
+    """Check the inputs and create (or reopen, to resume) the output store."""
+    if variants < 1:
+        raise SynthesisError(f"variants must be >= 1, got {variants}")
+    if variants > 1 and not synthesizer.stochastic:
+        raise SynthesisError(
+            f"this {synthesizer.method} generator takes no noise, so {variants} variants would be identical; "
+            "use --variants 1 (or train SPADE with model.use_vae=true)"
+        )
+    labels = FrameStore.open(labels_path)
+    if labels.class_set.name != synthesizer.class_set.name or labels.class_set.ids != synthesizer.class_set.ids:
+        raise SynthesisError(
+            f"{labels_path} is labelled in {labels.class_set.name!r} but the generator was trained on "
+            f"{synthesizer.class_set.name!r}; convert the labels to its class set first"
+        )
+    synthesizer.check_size(labels.height, labels.width)
+    settings = {
+        "labels": str(Path(labels_path).resolve()),
+        "checkpoint": synthesizer.checkpoint_hash,
+        "method": synthesizer.method,
+        "variants": variants,
+        "seed": seed,
+    }
+    out_path = Path(out_path)
+    if (out_path / "zarr.json").is_file():
+        out = FrameStore.open(out_path, mode="a")
+        previous = out.attrs.get("synthesize")
+        if previous != settings:
+            raise SynthesisError(
+                f"{out_path} exists but was not made by this job (its settings: {previous}); "
+                "rerun with the same checkpoint, labels, --variants and --seed to resume, or choose another --out"
+            )
+    elif out_path.exists():
+        raise StoreError(f"{out_path} exists and is not a frame store; choose another --out")
+    else:
+        out = FrameStore.create(
+            out_path,
+            height=labels.height,
+            width=labels.width,
+            class_set=labels.class_set,
+            shard_size=labels.shard_size,
+            with_source_label=labels.has_source_label,
+            source=f"{synthesizer.method} synthesis of {labels_path} ({variants} variant(s), seed {seed})",
+            attrs={
+                "synthesize": settings,
+                "evaluable_classes": labels.evaluable_classes,
+                "eval_merge": labels.attrs.get("eval_merge", {}),
+            },
+        )
+    return SynthesisJob(synthesizer, labels, out, variants, seed)

@@ -1,0 +1,124 @@
+"""Training methods ``oasis`` and ``dpgan``: label-to-image GANs with a segmentation (N+1 class) discriminator.
+
+Per batch: a G step (N+1 loss of D(fake) towards the true classes, class-balanced; DP-GAN adds the patch-head hinge
+term and the decoder feature alignment against D(real)), then a D step on the same batch (fake regenerated without
+gradients: N+1 fake + N+1 real + LabelMix; DP-GAN adds the patch heads' hinge loss), then the EMA update.
+
+Departure from the released DP-GAN code: its patch loss is added as a Python float and trains nothing; here it
+stays in the graph, so the patch heads and, through them, the generator learn from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import Dataset
+
+from simreal.losses.synthesis import (
+    feature_alignment_loss,
+    hinge_d_loss,
+    hinge_g_loss,
+    labelmix_loss,
+    labelmix_mask,
+    make_vgg_loss,
+    n_plus_one_loss,
+)
+from simreal.models.dpgan import DPGANDiscriminator, DPGANGenerator, DPGANGeneratorSpec, DPGANOutput
+from simreal.models.oasis import (
+    OASISGenerator,
+    OASISGeneratorSpec,
+    UNetDiscriminator,
+    UNetDiscriminatorSpec,
+    UNetOutput,
+)
+from simreal.training.method import TrainContext
+from simreal.training.methods.synthesis import LabelToImageMethod
+from simreal.training.registry import register_method
+
+DOutput = UNetOutput | DPGANOutput
+
+
+@register_method("oasis", "OASIS label-to-image GAN (SPADE generator + 3D noise, U-Net N+1 discriminator)")
+class OASISMethod(LabelToImageMethod):
+    kind = "oasis"
+
+    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+        super().__init__(cfg, ctx, datasets)
+        weight = float(self.cfg.loss.vgg)
+        self.vgg = make_vgg_loss(self.cfg.loss.vgg_weights) if weight > 0 else None
+        if self.vgg is not None:
+            self.vgg.to(self.ctx.device)
+
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        model = self.cfg.model
+        generator = OASISGenerator(
+            OASISGeneratorSpec(self.num_classes, int(model.z_dim), int(model.g_channels), int(model.num_blocks))
+        )
+        return generator, UNetDiscriminator(UNetDiscriminatorSpec(self.num_classes, int(model.d_channels)))
+
+    def generator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+        with self.ctx.autocast():
+            fake = self.train_generator(segmap)
+            out_fake = self.discriminator(fake)
+        balance = bool(self.cfg.loss.balance)
+        losses = {"adv": n_plus_one_loss(out_fake.logits, labels, target_is_real=True, balance=balance)}
+        losses.update(self.extra_generator_losses(images, out_fake))
+        if self.vgg is not None:
+            losses["vgg"] = float(self.cfg.loss.vgg) * self.vgg(fake, images)
+        return self.optimize(self.opt_g, losses)
+
+    def extra_generator_losses(self, images: torch.Tensor, out_fake: DOutput) -> dict[str, torch.Tensor]:
+        return {}
+
+    def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+        with torch.no_grad(), self.ctx.autocast():
+            fake = self.train_generator(segmap)
+        mask = labelmix_mask(labels)
+        mixed = mask * images + (1 - mask) * fake
+        with self.ctx.autocast():
+            out_fake = self.train_discriminator(fake)
+            out_real = self.train_discriminator(images)
+            out_mixed = self.train_discriminator(mixed)
+        losses = {
+            "fake": n_plus_one_loss(out_fake.logits, labels, target_is_real=False),
+            "real": n_plus_one_loss(out_real.logits, labels, target_is_real=True, balance=bool(self.cfg.loss.balance)),
+            "labelmix": float(self.cfg.loss.labelmix)
+            * labelmix_loss(mask, out_mixed.logits, out_real.logits, out_fake.logits),
+        }
+        losses.update(self.extra_discriminator_losses(out_real, out_fake))
+        return self.optimize(self.opt_d, losses)
+
+    def extra_discriminator_losses(self, out_real, out_fake: DOutput) -> dict[str, torch.Tensor]:
+        return {}
+
+
+@register_method("dpgan", "DP-GAN label-to-image GAN (dual-pyramid generator, scale-enhancement discriminator)")
+class DPGANMethod(OASISMethod):
+    kind = "dpgan"
+
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        model = self.cfg.model
+        spec = DPGANGeneratorSpec(
+            self.num_classes,
+            z_dim=int(model.z_dim),
+            base_channels=int(model.g_channels),
+            num_blocks=int(model.num_blocks),
+            pyramid_channels=int(model.pyramid_channels),
+        )
+        discriminator = DPGANDiscriminator(UNetDiscriminatorSpec(self.num_classes, int(model.d_channels)))
+        return DPGANGenerator(spec), discriminator
+
+    def extra_generator_losses(self, images: torch.Tensor, out_fake: DOutput) -> dict[str, torch.Tensor]:
+        with torch.no_grad(), self.ctx.autocast():
+            out_real = self.discriminator(images)
+        return {
+            "patch": float(self.cfg.loss.patch) * hinge_g_loss(out_fake.patch_scores),
+            "align": float(self.cfg.loss.alignment)
+            * feature_alignment_loss(out_fake.decoder_features, out_real.decoder_features),
+        }
+
+    def extra_discriminator_losses(self, out_real, out_fake: DOutput) -> dict[str, torch.Tensor]:
+        return {"patch": float(self.cfg.loss.patch) * hinge_d_loss(out_real.patch_scores, out_fake.patch_scores)}

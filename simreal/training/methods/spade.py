@@ -1,0 +1,141 @@
+"""Training method ``spade``: SPADE / GauGAN with a multi-scale PatchGAN discriminator.
+
+G step: hinge G loss averaged over the scales + feature matching (L1, every D layer but the logits, λ_feat /
+num_D per scale) + VGG19 perceptual loss (λ_vgg; switched off with a warning when no weights can be had) [+ KL
+divergence of the VAE style code, λ_kld]. D step on the same batch: hinge on real and on a fake regenerated
+without gradients. Fake and real go through D as one concatenated batch (shared InstanceNorm statistics), as in
+the reference. TTUR: Adam lr 1e-4 (G) / 4e-4 (D), β (0, 0.9). No EMA (the reference keeps none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import Dataset
+
+from simreal.losses.synthesis import (
+    hinge_d_loss,
+    hinge_g_loss,
+    kld_loss,
+    make_vgg_loss,
+    multiscale_feature_matching,
+)
+from simreal.models.spade import (
+    MultiscalePatchDiscriminator,
+    PatchGANSpec,
+    SPADEEncoder,
+    SPADEGenerator,
+    SPADEGeneratorSpec,
+)
+from simreal.training.method import TrainContext
+from simreal.training.methods.synthesis import LabelToImageMethod
+from simreal.training.registry import register_method
+
+Outputs = list[list[torch.Tensor]]  # per discriminator scale, every layer's output
+
+
+def _split_halves(outputs: Outputs) -> tuple[Outputs, Outputs]:
+    """D outputs of concat(fake, real) -> (fake outputs, real outputs)."""
+    fake = [[t[: len(t) // 2] for t in scale] for scale in outputs]
+    real = [[t[len(t) // 2 :] for t in scale] for scale in outputs]
+    return fake, real
+
+
+@register_method("spade", "SPADE / GauGAN label-to-image GAN (multi-scale PatchGAN, feature matching, VGG)")
+class SPADEMethod(LabelToImageMethod):
+    kind = "spade"
+    uses_ema = False
+
+    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+        super().__init__(cfg, ctx, datasets)
+        weight = float(self.cfg.loss.vgg)
+        self.vgg = make_vgg_loss(self.cfg.loss.vgg_weights) if weight > 0 else None
+        if self.vgg is not None:
+            self.vgg.to(self.ctx.device)
+
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        model = self.cfg.model
+        use_vae = bool(model.use_vae)
+        image_size = None
+        if use_vae:  # the VAE generator's first layer is sized for the training frames
+            dataset = self.datasets["real"]
+            image_size = tuple(dataset.crop) if dataset.crop else (dataset.height, dataset.width)
+        spec = SPADEGeneratorSpec(
+            self.num_classes,
+            base_channels=int(model.g_channels),
+            num_upsampling=str(model.num_upsampling),
+            use_vae=use_vae,
+            z_dim=int(model.z_dim),
+            vae_image_size=image_size,
+            encoder_size=int(model.encoder_size),
+        )
+        self.encoder = SPADEEncoder(spec) if use_vae else None
+        if self.encoder is not None:
+            self.train_encoder = self.ctx.prepare(self.encoder)
+        discriminator = MultiscalePatchDiscriminator(
+            PatchGANSpec(self.num_classes, int(model.d_channels), int(model.num_d), int(model.d_layers))
+        )
+        return SPADEGenerator(spec), discriminator
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        encoder = list(self.encoder.parameters()) if self.encoder is not None else []
+        return list(self.generator.parameters()) + encoder
+
+    def sample_noise(self, batch: int, generator: torch.Generator) -> torch.Tensor | None:
+        return super().sample_noise(batch, generator) if self.generator.stochastic else None
+
+    def _style(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(z, KL loss) from the VAE encoder; (None, None) without one."""
+        if self.encoder is None:
+            return None, None
+        self.train_encoder.train()
+        with self.ctx.autocast():
+            mu, logvar = self.train_encoder(images)
+        mu, logvar = mu.float(), logvar.float()
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return z, float(self.cfg.loss.kld) * kld_loss(mu, logvar)
+
+    def _discriminate(
+        self, discriminator: nn.Module, segmap: torch.Tensor, fake: torch.Tensor, images: torch.Tensor
+    ) -> tuple[Outputs, Outputs]:
+        with self.ctx.autocast():
+            outputs = discriminator(torch.cat([segmap, segmap]), torch.cat([fake, images.to(fake.dtype)]))
+        return _split_halves(outputs)
+
+    def generator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+        z, kld = self._style(images)
+        with self.ctx.autocast():
+            fake = self.train_generator(segmap, z)
+        pred_fake, pred_real = self._discriminate(self.discriminator, segmap, fake, images)
+        losses = {
+            "adv": hinge_g_loss([scale[-1] for scale in pred_fake]),
+            "feat": float(self.cfg.loss.feat) * multiscale_feature_matching(pred_fake, pred_real),
+        }
+        if self.vgg is not None:
+            losses["vgg"] = float(self.cfg.loss.vgg) * self.vgg(fake, images)
+        if kld is not None:
+            losses["kld"] = kld
+        return self.optimize(self.opt_g, losses)
+
+    def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+        with torch.no_grad():
+            z, _ = self._style(images)
+            with self.ctx.autocast():
+                fake = self.train_generator(segmap, z)
+        pred_fake, pred_real = self._discriminate(self.train_discriminator, segmap, fake, images)
+        losses = {"hinge": hinge_d_loss([s[-1] for s in pred_real], [s[-1] for s in pred_fake])}
+        return self.optimize(self.opt_d, losses)
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.encoder is not None:
+            state["encoder"] = self.encoder.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        super().load_state_dict(state)
+        if self.encoder is not None:
+            self.encoder.load_state_dict(state["encoder"])

@@ -1,0 +1,206 @@
+"""What the label-to-image methods (``oasis``, ``dpgan``, ``spade``) share on the training harness.
+
+Data role ``real``: images and labels of a real store (label 255 = don't-care). Each step runs a G phase, then a D
+phase on the same batch (the references' loop). The checkpoint's method state carries a ``synthesizer`` entry
+(generator kind + spec); the weights to paint with are ``ema.module`` (the EMA generator, BatchNorm statistics
+re-estimated just before saving) when the method keeps one, else ``generator``. ``simreal.synthesize`` reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import Dataset
+
+from simreal.models.spade_blocks import one_hot_labels, reestimate_batch_norm
+from simreal.training.ema import ExponentialMovingAverage
+from simreal.training.method import Phase, TrainContext, TrainingMethod
+
+SAMPLES_SHOWN = 4
+SAMPLE_NOISE_SEED = 1234  # the same noise at every sample step, so grids show training progress only
+BN_NOISE_SEED = 4321
+
+
+def tanh_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
+    return ((images.float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+class LabelToImageMethod(TrainingMethod):
+    """Base of the synthesizer methods: data, one-hot labels, Adam pair, EMA, sample grids, checkpoint layout.
+
+    Subclasses return the bare generator and discriminator from ``build_networks`` and implement
+    ``generator_step`` / ``discriminator_step``. The G step calls the bare ``discriminator`` (its weights are
+    frozen there, so the DDP wrapper, which expects gradients for every parameter, stays out of it); the D step
+    calls ``train_discriminator``.
+    """
+
+    data_roles = ("real",)
+    sample_columns = 3  # label | generated | real
+    kind = ""  # the generator kind saved for load_synthesizer
+    uses_ema = True
+
+    @classmethod
+    def make_dataset(cls, cfg: DictConfig, role: str, store_path: str) -> Dataset:
+        from simreal.data.dataset import FrameDataset
+
+        crop = tuple(cfg.crop) if cfg.get("crop") else None
+        return FrameDataset(store_path, crop=crop, random_crop=True, hflip=bool(cfg.hflip), normalize="tanh")
+
+    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+        super().__init__(cfg, ctx, datasets)
+        self.class_set = datasets["real"].class_set
+        self.num_classes = max(self.class_set.ids) + 1
+        self.generator, self.discriminator = self.build_networks()
+        # the EMA copy keeps plain BatchNorm: its statistics are re-estimated on the main rank alone
+        self.ema = ExponentialMovingAverage(self.generator, float(cfg.ema.decay)) if self.uses_ema else None
+        if ctx.distributed:  # the parameter-free norms must see the global batch, as the references' sync-BN
+            self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
+            self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
+        self.train_generator = ctx.prepare(self.generator)
+        self.train_discriminator = ctx.prepare(self.discriminator)
+        optim = cfg.optim
+        betas = (float(optim.beta1), float(optim.beta2))
+        self.opt_g = torch.optim.Adam(self.generator_parameters(), lr=float(optim.lr_g), betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=float(optim.lr_d), betas=betas)
+        self._bn_labels: list[torch.Tensor] | None = None
+
+    # ---------------------------------------------------------------- to implement
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        raise NotImplementedError
+
+    def generator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+    def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        return list(self.generator.parameters())
+
+    def generator_spec(self) -> dict:
+        return self.generator.spec.to_dict()  # type: ignore[union-attr,operator]
+
+    # ---------------------------------------------------------------- harness contract
+    def phases(self) -> Sequence[Phase]:
+        return [Phase("G", 1), Phase("D", 1)]
+
+    def run_phase(self, name: str, batch: Mapping[str, Mapping[str, torch.Tensor]], step: int) -> dict[str, float]:
+        images = self.ctx.images_to_device(batch["real"]["image"])
+        labels = batch["real"]["label"].to(self.ctx.device)
+        segmap = self.ctx.images_to_device(one_hot_labels(labels, self.num_classes))
+        self.train_generator.train()
+        self.train_discriminator.train()
+        if name == "G":
+            self.discriminator.requires_grad_(False)  # no D gradients are needed in the G step
+            try:
+                return self.generator_step(images, labels, segmap)
+            finally:
+                self.discriminator.requires_grad_(True)
+        if name == "D":
+            losses = self.discriminator_step(images, labels, segmap)
+            if self.ema is not None:
+                self.ema.update(self.generator)
+            return losses
+        raise ValueError(f"unknown phase {name!r}")
+
+    def optimize(self, optimizer: torch.optim.Optimizer, losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """Check, backpropagate the sum of ``losses`` and step; return every term and the total as floats."""
+        total = torch.stack([loss.float() for loss in losses.values()]).sum()
+        self.check_finite({**losses, "total": total})
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        return {**{k: float(v.detach()) for k, v in losses.items()}, "total": float(total.detach())}
+
+    # ---------------------------------------------------------------- sampling generator
+    def sampling_generator(self) -> nn.Module:
+        """The generator to paint with: the EMA one (statistics re-estimated) when kept, else the live one."""
+        if self.ema is None:
+            return self.generator
+        self.refresh_ema_statistics()
+        return self.ema.module
+
+    def _statistics_labels(self) -> list[torch.Tensor]:
+        """Label batches for BatchNorm re-estimation: evenly spread frames, centre crops, no RNG use."""
+        if self._bn_labels is None:
+            from simreal.data.dataset import FrameDataset
+
+            source = self.datasets["real"]
+            dataset = FrameDataset(source.store_path, crop=source.crop, random_crop=False, hflip=False)
+            batch_size = int(self.cfg.batch_size) // self.ctx.world_size
+            wanted = min(len(dataset), int(self.cfg.ema.bn_batches) * batch_size)
+            picks = np.linspace(0, len(dataset) - 1, wanted).round().astype(int)
+            labels = torch.stack([dataset[int(i)]["label"].to(torch.uint8) for i in picks])
+            self._bn_labels = list(labels.split(batch_size))
+        return self._bn_labels
+
+    @torch.no_grad()
+    def refresh_ema_statistics(self) -> None:
+        if self.ema is None:
+            return
+        noise = torch.Generator().manual_seed(BN_NOISE_SEED)
+        batches = []
+        for labels in self._statistics_labels():
+            segmap = self.ctx.images_to_device(one_hot_labels(labels.long(), self.num_classes))
+            batches.append((segmap, self.sample_noise(len(labels), noise)))
+        with self.ctx.autocast():
+            reestimate_batch_norm(self.ema.module, batches)
+
+    def sample_noise(self, batch: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Noise for ``batch`` images drawn on the CPU from ``generator`` (None for noise-free generators)."""
+        spec = self.generator.spec  # type: ignore[union-attr]
+        return torch.randn(batch, spec.z_dim, generator=generator).to(self.ctx.device)
+
+    @torch.no_grad()
+    def sample_images(self, batch: Mapping[str, Mapping[str, torch.Tensor]]) -> list[tuple[str, np.ndarray]]:
+        images = batch["real"]["image"][:SAMPLES_SHOWN]
+        labels = batch["real"]["label"][:SAMPLES_SHOWN]
+        generator = self.sampling_generator()
+        was_training = generator.training
+        generator.eval()
+        try:
+            segmap = self.ctx.images_to_device(one_hot_labels(labels.to(self.ctx.device), self.num_classes))
+            noise = self.sample_noise(len(labels), torch.Generator().manual_seed(SAMPLE_NOISE_SEED))
+            with self.ctx.autocast():
+                fake = generator(segmap, noise)
+        finally:
+            generator.train(was_training)
+        samples = []
+        label_ids = labels.cpu().numpy().astype(np.uint8)
+        for i, (painted, real) in enumerate(zip(tanh_to_uint8(fake), tanh_to_uint8(images), strict=True)):
+            samples.append((f"label {i}", self.class_set.colorize(label_ids[i])))
+            samples.append((f"generated {i}", painted))
+            samples.append((f"real {i}", real))
+        return samples
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        self.refresh_ema_statistics()
+        state = {
+            "synthesizer": {"kind": self.kind, "generator_spec": self.generator_spec()},
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "class_set": self.class_set.to_attrs(),
+            "input_range": "tanh",
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        saved_kind = state.get("synthesizer", {}).get("kind")
+        if saved_kind != self.kind:
+            raise ValueError(f"checkpoint holds a {saved_kind!r} synthesizer, not {self.kind!r}")
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
