@@ -116,11 +116,10 @@ def _objects_section(scores: dict[str, Any]) -> Section:
             value = fmt(entry["fid"], 2) if entry["fid"] is not None else NOT_COMPUTED
             cells.append(f"{value} ({entry['crops']} / {entry['reference_crops']})")
         rows.append([store["name"], *cells])
-    skipped = scores.get("fid_skipped")
     return Section(
         "Object-level FID",
         paragraphs=[
-            *([f"Not computed: {skipped}"] if skipped else []),
+            *(["Not computed in this run: FID was skipped (see Overview)."] if scores.get("fid_skipped") else []),
             "FID of object crops (connected components of the classes "
             f"{', '.join(settings['classes'])}) against crops of the reference store, per size bucket; in "
             "brackets: crops in the scored store / in the reference. Buckets by mask area at 512x256 "
