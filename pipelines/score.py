@@ -3,6 +3,10 @@
 One process, batched inference on one device (CUDA when available): every store is read once in frame order and
 each batch goes through Inception (whole frames and object crops) and the segmenter. Outputs in ``out``:
 ``scores.json``, ``report.md``, ``report.html``, ``grid_<store>.png`` and ``per_class_iou.png``.
+
+``ScoreJob.fid`` decides what happens without Inception weights: ``require`` fails before any work, ``auto`` skips
+FID/KID and object-level FID (with the reason in every output), ``off`` skips them on purpose. A skipped FID never
+builds Inception, so label consistency alone stays fast.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from simreal.metrics.consistency import (
     segmenter_training_store,
 )
 from simreal.metrics.fid import (
+    InceptionWeightsError,
     fid_from_features,
     inception_features,
     kernel_inception_distance,
@@ -38,7 +43,8 @@ from simreal.metrics.objects import ObjectCrop, ObjectCropSpec, object_crops, ob
 from simreal.models.segmenter import load_segmenter
 from simreal.report import FID_MIN_IMAGES, image_grid, iou_bar_chart, save_png, write_report
 
-SCORES_VERSION = 1
+SCORES_VERSION = 2  # 2: FID may be skipped (fid/kid/objects null, fid_skipped says why)
+FID_MODES = ("require", "auto", "off")
 # Provenance keys by which a translated frame names the frame it was made from.
 SOURCE_STORE_KEY, SOURCE_INDEX_KEY = "source_store", "source_index"
 
@@ -61,15 +67,26 @@ class ScoreJob:
     min_object_crops: int = 50
     objects: ObjectCropSpec = field(default_factory=ObjectCropSpec)
     grid_rows: int = 4
+    fid: str = "require"  # one of FID_MODES
+    offline: bool = False  # never download the Inception weights (also: $SIMREAL_OFFLINE=1)
 
 
 @dataclass
 class StoreScan:
-    """What one pass over a store yields."""
+    """What one pass over a store yields (no features when FID is skipped)."""
 
-    features: np.ndarray
+    features: np.ndarray | None
     object_features: dict[str, np.ndarray]
     grid: list[list[np.ndarray]]
+
+
+@dataclass
+class InceptionSetup:
+    """The Inception network and its weights file, or why FID/KID are skipped."""
+
+    network: torch.nn.Module | None
+    weights: Path | None
+    skipped: str | None
 
 
 def default_out_dir(first_store: Path) -> Path:
@@ -93,27 +110,30 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
         raise ScoreError("give at least one store to score")
     if job.batch_size < 1 or job.grid_rows < 1:
         raise ScoreError("--batch-size and the grid rows must be at least 1")
+    if job.fid not in FID_MODES:
+        raise ScoreError(f"--fid must be one of {', '.join(FID_MODES)}, got {job.fid!r}")
     _check_object_classes(job.objects.class_names)
     device = pick_device(job.device)
     out = Path(job.out) if job.out is not None else default_out_dir(Path(job.stores[0]))
-    reference = _open_store(job.reference, "reference")
-    stores = [_open_store(path, "scored") for path in job.stores]
-    weights = resolve_inception_weights(job.inception_weights)  # fail offline before any heavy work
-    inception = load_inception(weights, dims=job.inception_dims, device=device)
+    min_frames = 1 if job.fid == "off" else 2
+    reference = _open_store(job.reference, "reference", min_frames)
+    stores = [_open_store(path, "scored", min_frames) for path in job.stores]
+    inception = _setup_inception(job, device)  # before any heavy work: "require" fails here
     segmenter = load_segmenter(job.segmenter, map_location=device).to(device)
     segmenter_set = segmenter_class_set(job.segmenter)
     for store in stores:
         check_class_sets_match(segmenter_set, store)
     training = open_training_store(job.segmenter)
 
-    reference_scan = _scan(reference, "reference", job, inception, None, device)
+    network = inception.network
+    reference_scan = _scan(reference, "reference", job, network, None, device) if network is not None else None
     results, warnings = [], []
     for name, store in zip(_unique_names([Path(p) for p in job.stores]), stores, strict=True):
         protocol = eval_protocol(store, training)
         consistency = LabelConsistency(segmenter.spec.num_classes, protocol, store.class_set.ignore_index, device)
-        scan = _scan(store, name, job, inception, (segmenter, consistency), device)
-        results.append(_store_scores(name, store, scan, reference_scan, consistency, job, out))
-        if min(len(store), len(reference)) < FID_MIN_IMAGES:
+        scan = _scan(store, name, job, network, (segmenter, consistency), device)
+        results.append(_store_scores(name, store, scan, reference_scan, consistency, job, out, inception.skipped))
+        if network is not None and min(len(store), len(reference)) < FID_MIN_IMAGES:
             warnings.append(
                 f"{name}: FID/KID from {len(store)} scored and {len(reference)} reference images; FID on fewer "
                 f"than {FID_MIN_IMAGES} images is biased upwards and not comparable to published numbers"
@@ -134,13 +154,15 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
         "settings": {
             "batch_size": job.batch_size,
             "device": str(device),
-            "inception_weights": str(weights),
+            "fid": job.fid,
+            "inception_weights": str(inception.weights) if inception.weights is not None else None,
             "inception_dims": job.inception_dims,
             "kid_subsets": job.kid_subsets,
             "objects": {**asdict(job.objects), "classes": object_classes, "min_crops": job.min_object_crops},
         },
         "stores": results,
         "figures": {"iou_chart": "per_class_iou.png"},
+        "fid_skipped": inception.skipped,
         "warnings": warnings,
     }
     write_report(scores, out)
@@ -151,15 +173,13 @@ def _store_scores(
     name: str,
     store: FrameStore,
     scan: StoreScan,
-    reference_scan: StoreScan,
+    reference_scan: StoreScan | None,
     consistency: LabelConsistency,
     job: ScoreJob,
     out: Path,
+    fid_skipped: str | None,
 ) -> dict[str, Any]:
     """One store's entry of ``scores.json``; writes its sample grid."""
-    kid_mean, kid_std, subset_size = kernel_inception_distance(
-        scan.features, reference_scan.features, num_subsets=job.kid_subsets
-    )
     with_source = len(scan.grid[0]) == 4
     grid_columns = ["sim", "translated", "label", "prediction"] if with_source else ["image", "label", "prediction"]
     grid_file = f"grid_{name}.png"
@@ -168,20 +188,50 @@ def _store_scores(
         "name": name,
         "path": str(store.path),
         "images": len(store),
-        "fid": fid_from_features(scan.features, reference_scan.features),
-        "kid": {"mean": kid_mean, "std": kid_std, "subset_size": subset_size, "subsets": job.kid_subsets},
+        **_realism_scores(scan, reference_scan, job, fid_skipped),
         "consistency": consistency.scores(store.class_set),
-        "objects": object_fid(scan.object_features, reference_scan.object_features, job.min_object_crops),
         "grid_columns": grid_columns,
         "figures": {"grid": grid_file},
     }
 
 
-def _open_store(path: Path, role: str) -> FrameStore:
+def _realism_scores(
+    scan: StoreScan, reference_scan: StoreScan | None, job: ScoreJob, fid_skipped: str | None
+) -> dict[str, Any]:
+    """``fid``, ``kid``, ``objects`` (all ``None`` when FID is skipped) and ``fid_skipped`` (why, or ``None``)."""
+    if scan.features is None or reference_scan is None or reference_scan.features is None:
+        return {"fid": None, "kid": None, "objects": None, "fid_skipped": fid_skipped}
+    kid_mean, kid_std, subset_size = kernel_inception_distance(
+        scan.features, reference_scan.features, num_subsets=job.kid_subsets
+    )
+    return {
+        "fid": fid_from_features(scan.features, reference_scan.features),
+        "kid": {"mean": kid_mean, "std": kid_std, "subset_size": subset_size, "subsets": job.kid_subsets},
+        "objects": object_fid(scan.object_features, reference_scan.object_features, job.min_object_crops),
+        "fid_skipped": None,
+    }
+
+
+def _open_store(path: Path, role: str, min_frames: int) -> FrameStore:
     store = FrameStore.open(path)
-    if len(store) < 2:
-        raise ScoreError(f"{role} store {path} holds {len(store)} frame(s); FID and KID need at least 2")
+    if len(store) < min_frames:
+        need = "FID and KID need at least 2 (or use --fid off)" if min_frames == 2 else "scoring needs at least 1"
+        raise ScoreError(f"{role} store {path} holds {len(store)} frame(s); {need}")
     return store
+
+
+def _setup_inception(job: ScoreJob, device: torch.device) -> InceptionSetup:
+    """Inception per ``job.fid``: ``require`` raises without weights, ``auto`` records why FID is skipped."""
+    if job.fid == "off":
+        return InceptionSetup(None, None, "FID/KID switched off (--fid off); use --fid auto or --fid require")
+    try:
+        weights = resolve_inception_weights(job.inception_weights, offline=job.offline)
+        network = load_inception(weights, dims=job.inception_dims, device=device)
+    except InceptionWeightsError as err:
+        if job.fid == "require":
+            raise
+        return InceptionSetup(None, None, f"Inception weights unavailable (--fid auto): {err}")
+    return InceptionSetup(network, weights, None)
 
 
 def _check_object_classes(names: Sequence[str]) -> None:
@@ -207,15 +257,17 @@ def _scan(
     store: FrameStore,
     name: str,
     job: ScoreJob,
-    inception: torch.nn.Module,
+    inception: torch.nn.Module | None,
     segmentation: tuple[torch.nn.Module, LabelConsistency] | None,
     device: torch.device,
 ) -> StoreScan:
-    """One pass in frame order: Inception features of frames and object crops, segmentation, grid tiles."""
+    """One pass in frame order: Inception features of frames and object crops (without ``inception``: none),
+    segmentation, grid tiles."""
     n = len(store)
     grid_indices = set(np.linspace(0, n - 1, min(job.grid_rows, n)).round().astype(int).tolist())
     object_ids = job.objects.class_ids(store.class_set)
-    features, crop_features = [], CropFeatures(inception, job.batch_size, device)
+    features: list[np.ndarray] = []
+    crop_features = CropFeatures(inception, job.batch_size, device) if inception is not None else None
     grid: list[list[np.ndarray]] = []
     sources = {i: _source_frame(store, i) for i in grid_indices} if segmentation is not None else {}
     if any(frame is None for frame in sources.values()):
@@ -223,9 +275,10 @@ def _scan(
     with progress_bar(f"score {name}", total=n) as bar:
         for start in range(0, n, job.batch_size):
             rgb, label = store.read_range(start, start + job.batch_size)
-            features.append(inception_features(inception, rgb, device))
-            for i in range(len(rgb)):
-                crop_features.add(object_crops(rgb[i], label[i], object_ids, job.objects))
+            if crop_features is not None:
+                features.append(inception_features(crop_features.inception, rgb, device))
+                for i in range(len(rgb)):
+                    crop_features.add(object_crops(rgb[i], label[i], object_ids, job.objects))
             if segmentation is not None:
                 net, consistency = segmentation
                 predictions = segment_images(net, rgb, device)
@@ -237,6 +290,8 @@ def _scan(
                     source = sources.get(start + i)
                     grid.append([source, *row] if source is not None else row)
             bar.advance(len(rgb))
+    if crop_features is None:
+        return StoreScan(None, {}, grid)
     return StoreScan(np.concatenate(features), crop_features.finish(), grid)
 
 
@@ -281,14 +336,19 @@ def _source_frame(store: FrameStore, index: int) -> np.ndarray | None:
 
 
 def scores_summary(scores: dict[str, Any]) -> str:
-    """One line per store for the terminal."""
+    """One line per store for the terminal, then why FID/KID were skipped (if they were)."""
     lines = []
     for store in scores["stores"]:
         c = store["consistency"]
+        realism = "FID not computed  KID not computed"
+        if store["fid"] is not None:
+            realism = f"FID {store['fid']:.2f}  KID {store['kid']['mean']:.4f}"
         lines.append(
-            f"{store['name']}: {store['images']} images  FID {store['fid']:.2f}  KID {store['kid']['mean']:.4f}  "
+            f"{store['name']}: {store['images']} images  {realism}  "
             f"pixel acc {_fmt(c['pixel_acc'])}  mean acc {_fmt(c['mean_acc'])}  mIoU {_fmt(c['miou'])}"
         )
+    if scores["fid_skipped"]:
+        lines.append(f"FID/KID and object-level FID skipped: {scores['fid_skipped']}")
     return "\n".join(lines)
 
 

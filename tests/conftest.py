@@ -15,6 +15,12 @@ def _quiet_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No internet here: code with a real download path (FID Inception weights) must never attempt it in tests.
+    monkeypatch.setenv("SIMREAL_OFFLINE", "1")
+
+
 def shared_path(*parts: str) -> Path:
     """A path under the shared reference folder, or skip the test with the reason when it is absent."""
     path = SHARED.joinpath(*parts)

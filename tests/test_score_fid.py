@@ -1,13 +1,15 @@
-"""FID/KID: equality with pytorch-fid (features, statistics, distance), KID by hand, offline weights handling.
+"""FID/KID: equality with pytorch-fid (features, statistics, distance), KID by hand, weights lookup and download.
 
 No real Inception weights exist here: the pytorch-fid architecture is built with random (seeded) weights, saved to
-a local file and loaded through simreal's own loading path.
+a local file and loaded through simreal's own loading path. There is no internet either: the download branch runs
+against a stand-in for ``torch.hub.load_state_dict_from_url``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from unittest import mock
+from urllib.error import URLError
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from pytorch_fid import inception as pfid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
 
 from simreal.metrics.fid import (
+    OFFLINE_ENV,
     WEIGHTS_ENV,
     WEIGHTS_FILENAME,
     FeatureSetError,
@@ -29,6 +32,7 @@ from simreal.metrics.fid import (
     kernel_inception_distance,
     load_inception,
     polynomial_mmd_unbiased,
+    resolve_inception_weights,
 )
 
 # pytorch-fid's own sqrtm warns on rank-deficient covariances and about a scipy deprecation; both are expected here
@@ -166,6 +170,7 @@ def test_missing_weights_fail_offline_with_instructions(offline: Path, monkeypat
     message = str(err.value)
     assert str(offline / "hub" / "checkpoints" / WEIGHTS_FILENAME) in message
     assert WEIGHTS_ENV in message and "--inception-weights" in message and "pt_inception" in message
+    assert f"{OFFLINE_ENV}=1" in message and "downloads are disabled" in message
     monkeypatch.setenv(WEIGHTS_ENV, "/nowhere/weights.pth")
     with pytest.raises(InceptionWeightsError, match="/nowhere/weights.pth"):
         load_inception()
@@ -195,3 +200,52 @@ def test_wrong_weights_file_is_refused(offline: Path, tmp_path: Path) -> None:
         load_inception(garbage)
     with pytest.raises(FeatureSetError, match="dims"):
         load_inception(wrong, dims=100)
+
+
+class FakeHub:
+    """Stands in for ``torch.hub.load_state_dict_from_url``: records the calls, then stores ``weights`` in the hub
+    cache and returns the state dict like the real download, or raises ``error``."""
+
+    def __init__(self, weights: Path | None = None, error: Exception | None = None) -> None:
+        self.weights, self.error, self.urls = weights, error, []
+
+    def __call__(self, url: str, *args: object, **kwargs: object) -> dict:
+        self.urls.append(url)
+        if self.error is not None:
+            raise self.error
+        state = torch.load(self.weights, weights_only=True)
+        target = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, target)
+        return state
+
+
+def test_download_fills_the_hub_cache_once(offline: Path, weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(OFFLINE_ENV)
+    hub = FakeHub(weights)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", hub)
+    with pytest.raises(InceptionWeightsError, match="downloads are disabled"):
+        load_inception(offline=True)  # --offline wins over an online machine
+    with pytest.raises(InceptionWeightsError, match="missing.pth"):
+        load_inception(Path("/nowhere/missing.pth"))  # an explicit file is never replaced by a download
+    assert hub.urls == []
+
+    probe = np.full((1, 32, 32, 3), 90, np.uint8)
+    downloaded = inception_features(load_inception(dims=64), probe)
+    assert hub.urls == [pfid_inception.FID_WEIGHTS_URL]
+    assert resolve_inception_weights() == offline / "hub" / "checkpoints" / WEIGHTS_FILENAME
+    assert len(hub.urls) == 1  # the second lookup finds the cached file
+    np.testing.assert_array_equal(downloaded, inception_features(load_inception(weights, dims=64), probe))
+
+
+def test_failed_download_explains_how_to_provide_weights(offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(OFFLINE_ENV, "0")
+    hub = FakeHub(error=URLError("no route to host"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", hub)
+    with pytest.raises(InceptionWeightsError) as err:
+        resolve_inception_weights()
+    message = str(err.value)
+    assert "downloading" in message and "no route to host" in message and pfid_inception.FID_WEIGHTS_URL in message
+    assert WEIGHTS_ENV in message and "--inception-weights" in message
+    assert hub.urls == [pfid_inception.FID_WEIGHTS_URL]
+    assert not (offline / "hub" / "checkpoints" / WEIGHTS_FILENAME).exists()

@@ -1,5 +1,6 @@
 """`simreal score` end to end through typer's CliRunner: two tiny stores against a tiny real store, the report
-files, the comparison table, source frames in grids, and the errors a user meets first."""
+files, the comparison table, source frames in grids, the FID modes (require, auto, off) and the errors a user meets
+first."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from PIL import Image
 from test_score_fid import make_random_inception_weights, no_download
 from typer.testing import CliRunner
 
+import pipelines.score as score_pipeline
+from pipelines.score import ScoreError, ScoreJob, run_score
 from simreal.cli.score import score
 from simreal.data.store import FrameStore
 from simreal.metrics.consistency import LabelConsistency, eval_protocol, segment_images
@@ -145,10 +148,86 @@ def test_cli_fails_offline_without_weights(
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     monkeypatch.setattr(pfid_inception, "load_state_dict_from_url", no_download)
+    monkeypatch.setattr(score_pipeline, "load_segmenter", no_download)  # fails before any heavy work
     code, output = invoke(str(world["sim"]), "--reference", str(world["real"]), "--segmenter", str(world["segmenter"]))
     assert code == 1
     assert "FID Inception weights not found" in output and WEIGHTS_ENV in output
     assert not (world["sim"].parent / "sim.scores").exists()
+
+
+def independent_miou(world: dict[str, Path], store_path: Path) -> float:
+    """mIoU of the world's segmenter on a store, computed without the score pipeline."""
+    store = FrameStore.open(store_path)
+    consistency = LabelConsistency(16, eval_protocol(store, FrameStore.open(world["real"])))
+    rgb, label = store.read_range(0, len(store))
+    consistency.update(segment_images(load_segmenter(world["segmenter"]), rgb), label)
+    return consistency.scores(store.class_set)["miou"]
+
+
+def test_cli_fid_auto_without_weights_scores_consistency_and_says_why(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    out = tmp_path / "auto"
+    args = ["--reference", str(world["real"]), "--segmenter", str(world["segmenter"]), "--out", str(out)]
+    code, output = invoke(str(world["sim"]), *args, "--fid", "auto", "--object-classes", "vehicle")
+    assert code == 0, output
+    assert "sim: 3 images FID not computed KID not computed" in output
+    assert "skipped" in output and WEIGHTS_ENV in output and "--inception-weights" in output
+
+    scores = json.loads((out / "scores.json").read_text())
+    (sim,) = scores["stores"]
+    assert sim["fid"] is None and sim["kid"] is None and sim["objects"] is None
+    assert sim["fid_skipped"] == scores["fid_skipped"] and "Inception weights unavailable" in sim["fid_skipped"]
+    assert scores["settings"]["inception_weights"] is None and scores["settings"]["fid"] == "auto"
+    assert scores["warnings"] == []  # no small-set FID warning for an FID that was not computed
+    assert sim["consistency"]["miou"] == pytest.approx(independent_miou(world, world["sim"]))
+    markdown = (out / "report.md").read_text()
+    assert "FID/KID and object-level FID not computed:** Inception weights unavailable" in markdown
+    assert "| sim | 3 | not computed | not computed |" in markdown
+    assert "| sim | not computed | not computed | not computed | not computed |" in markdown  # object FID
+    assert "<strong>FID/KID and object-level FID not computed:</strong>" in (out / "report.html").read_text()
+
+    code, output = invoke(str(world["sim"]), *args, "--fid", "sometimes")
+    assert code == 2 and "sometimes" in output
+
+
+def test_fid_off_never_loads_inception_and_accepts_single_frames(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("resolve_inception_weights", "load_inception", "inception_features"):
+        monkeypatch.setattr(score_pipeline, name, no_download)
+    rgb, label = render_labelled_frames(1, width=WIDTH, height=HEIGHT, look="flat", seed=5)
+    single = write_store(tmp_path / "single", rgb, label, [{}])
+    job = ScoreJob(
+        stores=[single], reference=world["real"], segmenter=world["segmenter"], out=tmp_path / "off", fid="off"
+    )
+    scores = run_score(job)
+    assert scores["stores"][0]["fid"] is None and "--fid off" in scores["fid_skipped"]
+    assert scores["stores"][0]["consistency"]["miou"] == pytest.approx(independent_miou(world, single))
+    with pytest.raises(ScoreError, match="--fid must be one of"):
+        run_score(ScoreJob(stores=[single], reference=world["real"], segmenter=world["segmenter"], fid="maybe"))
+    with pytest.raises(ScoreError, match="or use --fid off"):
+        run_score(ScoreJob(stores=[single], reference=world["real"], segmenter=world["segmenter"], fid="auto"))
+
+
+def test_fid_auto_with_weights_computes_fid(world: dict[str, Path], tmp_path: Path) -> None:
+    job = ScoreJob(
+        stores=[world["translated"]],
+        reference=world["real"],
+        segmenter=world["segmenter"],
+        out=tmp_path / "auto",
+        inception_weights=world["weights"],
+        inception_dims=64,  # the first Inception block only: fast
+        kid_subsets=2,
+        fid="auto",
+    )
+    scores = run_score(job)
+    (translated,) = scores["stores"]
+    assert translated["fid"] == pytest.approx(0.0, abs=1e-6) and translated["kid"]["subset_size"] == 3
+    assert translated["fid_skipped"] is None and scores["fid_skipped"] is None
+    assert scores["settings"]["inception_weights"] == str(world["weights"])
 
 
 def test_cli_rejects_bad_inputs(world: dict[str, Path], tmp_path: Path) -> None:

@@ -5,16 +5,26 @@ Examples::
     simreal score stores/town10-lcsae stores/town10-sae --reference stores/cityscapes-val \\
         --segmenter runs/segmenter-heldout
     simreal score stores/translated --reference stores/real --segmenter runs/seg --inception-weights pt_inception.pth
+    simreal score stores/translated --reference stores/real --segmenter runs/seg --fid auto --offline
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 from simreal.cli.errors import user_errors
 from simreal.metrics.objects import DEFAULT_OBJECT_CLASSES, ObjectCropSpec
+
+
+class FidMode(str, Enum):
+    """What to do about FID/KID (``ScoreJob.fid``)."""
+
+    require = "require"
+    auto = "auto"
+    off = "off"
 
 
 @user_errors
@@ -32,7 +42,17 @@ def score(
     inception_weights: Path | None = typer.Option(
         None,
         "--inception-weights",
-        help="pytorch-fid Inception weights file [default: $SIMREAL_FID_WEIGHTS, else the torch hub cache].",
+        help="pytorch-fid Inception weights file [default: $SIMREAL_FID_WEIGHTS, else the torch hub cache, "
+        "downloaded there by pytorch-fid unless offline].",
+    ),
+    fid: FidMode = typer.Option(
+        FidMode.require,
+        "--fid",
+        help="require: no Inception weights is an error; auto: without weights, skip FID/KID and object FID "
+        "(the report says why); off: label consistency only, Inception is never loaded.",
+    ),
+    offline: bool = typer.Option(
+        False, "--offline", help="Never download the Inception weights (also: SIMREAL_OFFLINE=1)."
     ),
     kid_subsets: int = typer.Option(50, "--kid-subsets", min=1, help="Random subsets KID is averaged over."),
     object_classes: str = typer.Option(
@@ -58,6 +78,8 @@ def score(
         kid_subsets=kid_subsets,
         min_object_crops=min_object_crops,
         objects=ObjectCropSpec(class_names=_class_names(object_classes)),
+        fid=fid.value,
+        offline=offline,
     )
     scores = run_score(job)
     typer.echo(scores_summary(scores))

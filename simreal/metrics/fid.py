@@ -1,4 +1,4 @@
-"""FID and KID on pytorch-fid's Inception features, loaded from local weights only (never downloaded).
+"""FID and KID on pytorch-fid's Inception features; the weights come from a local file or pytorch-fid's download.
 
 Feature extraction follows pytorch-fid exactly: uint8 RGB -> float in [0, 1] (what ``ToTensor`` gives) -> the
 network's own bilinear resize to 299x299 (no antialias) and scaling to [-1, 1] -> pool3 features (2048-d).
@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from pytorch_fid import inception as pfid_inception
 
 WEIGHTS_ENV = "SIMREAL_FID_WEIGHTS"
+OFFLINE_ENV = "SIMREAL_OFFLINE"  # 1: never download the Inception weights
 WEIGHTS_FILENAME = Path(pfid_inception.FID_WEIGHTS_URL).name
 FEATURE_DIMS = tuple(pfid_inception.InceptionV3.BLOCK_INDEX_BY_DIM)
 
 
 class InceptionWeightsError(RuntimeError):
-    """The FID Inception weights are not available locally (simreal never downloads them)."""
+    """The FID Inception weights are neither available locally nor downloadable."""
 
 
 class FeatureSetError(ValueError):
@@ -33,35 +34,69 @@ class FeatureSetError(ValueError):
 
 
 def hub_weights_path() -> Path:
-    """Where pytorch-fid's own download would cache the weights (``$TORCH_HOME/hub/checkpoints``)."""
+    """Where pytorch-fid's own download caches the weights (``$TORCH_HOME/hub/checkpoints``)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILENAME
 
 
-def resolve_inception_weights(weights: str | Path | None = None) -> Path:
-    """The local weights file: ``weights`` if given, else ``$SIMREAL_FID_WEIGHTS``, else the torch hub cache."""
+def downloads_disabled(offline: bool = False) -> bool:
+    """True when ``offline`` is set (``--offline``) or ``$SIMREAL_OFFLINE`` is 1/true/yes."""
+    return offline or os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def resolve_inception_weights(weights: str | Path | None = None, *, offline: bool = False) -> Path:
+    """The weights file: ``weights`` if given, else ``$SIMREAL_FID_WEIGHTS``, else the torch hub cache, which is
+    filled by pytorch-fid's own download (``torch.hub.load_state_dict_from_url``) unless downloads are disabled
+    (``offline`` or ``$SIMREAL_OFFLINE=1``). An explicit file that does not exist is an error, never a download."""
     if weights is not None:
-        candidates = [("--inception-weights", Path(weights).expanduser())]
-    elif os.environ.get(WEIGHTS_ENV):
-        candidates = [(f"${WEIGHTS_ENV}", Path(os.environ[WEIGHTS_ENV]).expanduser())]
-    else:
-        candidates = [("torch hub cache", hub_weights_path())]
-    origin, path = candidates[0]
-    if not path.is_file():
+        return _existing(Path(weights).expanduser(), "--inception-weights")
+    if os.environ.get(WEIGHTS_ENV):
+        return _existing(Path(os.environ[WEIGHTS_ENV]).expanduser(), f"${WEIGHTS_ENV}")
+    cached = hub_weights_path()
+    if cached.is_file():
+        return cached
+    if downloads_disabled(offline):
         raise InceptionWeightsError(
-            f"FID Inception weights not found at {path} ({origin}). simreal does not download them. On a machine "
-            f"with internet, fetch {pfid_inception.FID_WEIGHTS_URL} and either place it at {hub_weights_path()}, "
-            f"set ${WEIGHTS_ENV}=/path/to/{WEIGHTS_FILENAME}, or pass --inception-weights /path/to/file"
+            f"FID Inception weights not found at {cached} (torch hub cache) and downloads are disabled "
+            f"(${OFFLINE_ENV}=1 or --offline). {_HOW_TO_PROVIDE}"
         )
+    try:
+        # pytorch-fid's own call: it downloads once into the hub cache, where the next run finds the file.
+        torch.hub.load_state_dict_from_url(pfid_inception.FID_WEIGHTS_URL, progress=True, weights_only=True)
+    except Exception as err:  # network, disk and hash failures come in many types
+        raise InceptionWeightsError(
+            f"FID Inception weights not found at {cached} (torch hub cache) and downloading "
+            f"{pfid_inception.FID_WEIGHTS_URL} failed: {err}. {_HOW_TO_PROVIDE}"
+        ) from err
+    if not cached.is_file():
+        raise InceptionWeightsError(f"the download did not leave the weights at {cached}. {_HOW_TO_PROVIDE}")
+    return cached
+
+
+_HOW_TO_PROVIDE = (
+    f"On a machine with internet, fetch {pfid_inception.FID_WEIGHTS_URL} and either place it at "
+    f"$TORCH_HOME/hub/checkpoints/{WEIGHTS_FILENAME} (default ~/.cache/torch), set "
+    f"${WEIGHTS_ENV}=/path/to/{WEIGHTS_FILENAME}, or pass --inception-weights /path/to/file"
+)
+
+
+def _existing(path: Path, origin: str) -> Path:
+    if not path.is_file():
+        raise InceptionWeightsError(f"FID Inception weights not found at {path} ({origin}). {_HOW_TO_PROVIDE}")
     return path
 
 
 def load_inception(
-    weights: str | Path | None = None, dims: int = 2048, device: str | torch.device = "cpu"
+    weights: str | Path | None = None,
+    dims: int = 2048,
+    device: str | torch.device = "cpu",
+    *,
+    offline: bool = False,
 ) -> pfid_inception.InceptionV3:
-    """pytorch-fid's ``InceptionV3`` (FID variant) with weights read from a local file, in eval mode."""
+    """pytorch-fid's ``InceptionV3`` (FID variant) with weights from :func:`resolve_inception_weights`, in eval
+    mode."""
     if dims not in FEATURE_DIMS:
         raise FeatureSetError(f"Inception feature dims must be one of {FEATURE_DIMS}, got {dims}")
-    path = resolve_inception_weights(weights)
+    path = resolve_inception_weights(weights, offline=offline)
 
     def load_local(url: str, *args: object, **kwargs: object) -> dict:
         # pytorch-fid builds the network and then asks for the state dict by URL: answer from the local file,

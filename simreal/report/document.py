@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FID_MIN_IMAGES = 2048  # below this FID is biased upwards and not comparable to published numbers
+NOT_COMPUTED = "not computed"
 
 
 @dataclass
@@ -29,11 +30,13 @@ def fmt(value: float | None, digits: int = 3) -> str:
 def build_sections(scores: dict[str, Any]) -> list[Section]:
     stores = scores["stores"]
     reference = scores["reference"]
+    skipped = scores.get("fid_skipped")
     overview = Section(
         "Overview",
         paragraphs=[
             f"Reference (real) store: `{reference['path']}` ({reference['images']} images). "
             f"Held-out segmenter: `{scores['segmenter']['path']}`.",
+            *([f"**FID/KID and object-level FID not computed:** {skipped}"] if skipped else []),
             *[f"**Warning:** {text}" for text in scores.get("warnings", [])],
         ],
         tables=[
@@ -43,8 +46,8 @@ def build_sections(scores: dict[str, Any]) -> list[Section]:
                     [
                         store["name"],
                         str(store["images"]),
-                        fmt(store["fid"], 2),
-                        f"{fmt(_scaled(store['kid']['mean']), 2)} ± {fmt(_scaled(store['kid']['std']), 2)}",
+                        fmt(store["fid"], 2) if store["fid"] is not None else NOT_COMPUTED,
+                        _kid_cell(store["kid"]),
                         fmt(store["consistency"]["pixel_acc"]),
                         fmt(store["consistency"]["mean_acc"]),
                         fmt(store["consistency"]["miou"]),
@@ -69,6 +72,12 @@ def build_sections(scores: dict[str, Any]) -> list[Section]:
 
 def _scaled(value: float | None) -> float | None:
     return None if value is None else value * 1e3
+
+
+def _kid_cell(kid: dict[str, Any] | None) -> str:
+    if kid is None:
+        return NOT_COMPUTED
+    return f"{fmt(_scaled(kid['mean']), 2)} ± {fmt(_scaled(kid['std']), 2)}"
 
 
 def _per_class_section(scores: dict[str, Any]) -> Section:
@@ -100,13 +109,17 @@ def _objects_section(scores: dict[str, Any]) -> Section:
     for store in scores["stores"]:
         cells = []
         for bucket in buckets:
-            entry = store["objects"][bucket]
-            value = fmt(entry["fid"], 2) if entry["fid"] is not None else "not computed"
+            entry = store["objects"][bucket] if store["objects"] is not None else None
+            if entry is None:  # FID skipped: no crops were cut
+                cells.append(NOT_COMPUTED)
+                continue
+            value = fmt(entry["fid"], 2) if entry["fid"] is not None else NOT_COMPUTED
             cells.append(f"{value} ({entry['crops']} / {entry['reference_crops']})")
         rows.append([store["name"], *cells])
     return Section(
         "Object-level FID",
         paragraphs=[
+            *(["Not computed in this run: FID was skipped (see Overview)."] if scores.get("fid_skipped") else []),
             "FID of object crops (connected components of the classes "
             f"{', '.join(settings['classes'])}) against crops of the reference store, per size bucket; in "
             "brackets: crops in the scored store / in the reference. Buckets by mask area at 512x256 "
@@ -122,6 +135,7 @@ def _objects_section(scores: dict[str, Any]) -> Section:
 
 def _method_section(scores: dict[str, Any]) -> Section:
     settings = scores["settings"]
+    weights = settings["inception_weights"]
     return Section(
         "Method",
         paragraphs=[
@@ -129,7 +143,7 @@ def _method_section(scores: dict[str, Any]) -> Section:
             "scaled to [0, 1] and resized "
             "by the network to 299x299 (bilinear). KID is the unbiased polynomial-kernel MMD (degree 3) averaged "
             f"over {settings['kid_subsets']} random subsets of min(1000, n_scored, n_reference) images. "
-            f"Inception weights: `{settings['inception_weights']}`.",
+            + (f"Inception weights: `{weights}`." if weights else "Not computed in this run (see Overview)."),
             "Label consistency: the held-out segmenter segments every image; pixel accuracy, mean class accuracy "
             "and mIoU come from one confusion matrix over the whole store (LC-SAE report, section 4.3).",
             f"FID on fewer than {FID_MIN_IMAGES} images is biased upwards and not comparable to published numbers.",
