@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from simreal.data.images import tensor_to_uint8
 from simreal.data.store import FrameStore, StoreError
 from simreal.labels import LabelTable
 from simreal.models.dpgan import DPGANGenerator, DPGANGeneratorSpec
@@ -107,6 +108,18 @@ class Synthesizer:
         images = self.generator(segmap, z.to(self.device) if z is not None else None)
         return images.float().clamp(-1, 1)
 
+    def paint_frames(
+        self, labels: np.ndarray, jobs: list[tuple[int, int]], seed: int
+    ) -> tuple[np.ndarray, list[int | None]]:
+        """Paint uint8 label maps for output jobs (source index, variant) with per-frame noise seeds.
+
+        Returns uint8 (B, H, W, 3) images and each frame's noise seed (None for noise-free generators).
+        """
+        seeds = [frame_noise_seed(seed, index, variant) for index, variant in jobs]
+        z = torch.cat([self.noise(1, s) for s in seeds]) if self.stochastic else None
+        images = self.paint(torch.from_numpy(np.ascontiguousarray(labels)).long(), z=z)
+        return tensor_to_uint8(images), (seeds if self.stochastic else [None] * len(jobs))
+
     def check_size(self, height: int, width: int) -> None:
         """Raise ``LabelMapError`` if the generator cannot paint ``height`` x ``width`` maps."""
         spec = self.generator.spec  # type: ignore[union-attr]
@@ -163,10 +176,6 @@ def load_synthesizer(path: str | Path, device: str | torch.device = "cpu") -> Sy
     )
 
 
-def _rgb_uint8(images: torch.Tensor) -> np.ndarray:
-    return ((images.cpu() + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-
-
 @dataclass
 class SynthesisJob:
     """Painting one label store into one output store; ``run`` continues after the committed frames."""
@@ -194,9 +203,7 @@ class SynthesisJob:
         for first in range(start, self.total, batch_size):
             jobs = [divmod(j, self.variants) for j in range(first, min(first + batch_size, self.total))]
             labels = np.stack([self.labels.label(index) for index, _ in jobs])
-            seeds = [frame_noise_seed(self.seed, index, variant) for index, variant in jobs]
-            z = torch.cat([self.synthesizer.noise(1, s) for s in seeds]) if self.synthesizer.stochastic else None
-            rgb = _rgb_uint8(self.synthesizer.paint(torch.from_numpy(labels).long(), z=z))
+            rgb, seeds = self.synthesizer.paint_frames(labels, jobs, self.seed)
             provenance = [
                 {
                     "source_store": str(self.labels.path),

@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from simreal.synthesize import SYNTHESIZER_METHODS, Synthesizer, file_digest, frame_noise_seed, load_synthesizer
 
 from simreal.data.images import tensor_to_uint8, uint8_to_tensor
 from simreal.data.store import FrameStore
 from simreal.labels import LabelTable
+from simreal.synthesize import SYNTHESIZER_METHODS, Synthesizer, file_digest, frame_noise_seed, load_synthesizer
 
 STYLE_POLICIES = ("random", "fixed", "mean")
 STRUCTURE_TEXTURE_METHODS = ("lcsae", "sae")
@@ -136,10 +136,8 @@ class LabelTranslator:
     def translate(
         self, rgb: np.ndarray, label: np.ndarray, jobs: list[tuple[int, int]], seed: int
     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        seeds = [frame_noise_seed(seed, index, variant) for index, variant in jobs]
-        z = torch.cat([self.synthesizer.noise(1, s) for s in seeds]) if self.synthesizer.stochastic else None
-        images = self.synthesizer.paint(torch.from_numpy(np.ascontiguousarray(label)).long(), z=z)
-        return tensor_to_uint8(images), [{"noise_seed": s} for s in seeds]
+        images, seeds = self.synthesizer.paint_frames(label, jobs, seed)
+        return images, [{"noise_seed": s} for s in seeds]
 
 
 def checkpoint_method(path: str | Path) -> tuple[Path, str, dict]:

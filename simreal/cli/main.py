@@ -10,6 +10,7 @@ from simreal.cli.datasets import datasets_app
 from simreal.cli.demo import demo
 from simreal.cli.labels import labels_app
 from simreal.cli.score import score
+from simreal.cli.synthesize import synthesize
 from simreal.cli.train import train_app
 from simreal.cli.translate import translate
 
@@ -24,6 +25,7 @@ app.add_typer(labels_app, name="labels")
 app.add_typer(datasets_app, name="datasets")
 app.command("collect")(collect)
 app.add_typer(train_app, name="train")
+app.command("synthesize")(synthesize)
 app.command("translate")(translate)
 app.command("score")(score)
 app.command("demo")(demo)
