@@ -11,6 +11,7 @@ committed, and a run killed at any moment leaves a store that verifies.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -166,6 +167,9 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
     out.reserve(total)
     committer = OrderedCommitter(out)
     with ray_session(address, num_cpus):
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # our own bar counts committed frames
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = float(ray.cluster_resources().get("CPU", 1))
         # One actor per GPU; without GPUs, CPU actors leave a core to reading and writing when there is one to spare.
@@ -185,6 +189,7 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
                 compute=ray.data.ActorPoolStrategy(size=actors),
                 num_gpus=1 if gpus else 0,
                 num_cpus=1,
+                max_restarts=0,  # a lost actor fails the run; rerunning resumes after the committed frames
             )
             .map_batches(_write_shard, batch_size=1, fn_kwargs={"out_path": str(job.out)}, num_cpus=0.25)
         )

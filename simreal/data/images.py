@@ -8,7 +8,9 @@ import torch
 
 def uint8_to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [-1, 1] on ``device``."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device)
+    # Ray hands batches over as read-only views; torch wants memory it may write to.
+    rgb = np.ascontiguousarray(rgb) if rgb.flags.writeable else np.array(rgb)
+    x = torch.from_numpy(rgb).to(device)
     return x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
