@@ -25,7 +25,7 @@ from pipelines.commit import OrderedCommitter
 from pipelines.progress import progress_bar
 from pipelines.ray_runtime import ray_session, task_error_cause
 from simreal.data.store import FrameStore, StoreError, shard_ranges
-from simreal.translate import StyleOptions, TranslationError, checkpoint_method, load_translator
+from simreal.translate import StyleOptions, TranslationError, check_request, checkpoint_method, load_translator
 
 
 @dataclass
@@ -152,6 +152,7 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
     if job.variants < 1:
         raise TranslationError(f"--variants must be >= 1, got {job.variants}")
     checkpoint, method, state = checkpoint_method(job.checkpoint)
+    check_request(method, job.style)  # fail here, not inside a model actor
     job = replace(job, checkpoint=checkpoint.resolve(), input=Path(job.input).resolve())
     class_set = state.get("class_set", {}).get("name")
     if class_set and class_set != source.class_set.name:
@@ -189,7 +190,6 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
                 compute=ray.data.ActorPoolStrategy(size=actors),
                 num_gpus=1 if gpus else 0,
                 num_cpus=1,
-                max_restarts=0,  # a lost actor fails the run; rerunning resumes after the committed frames
             )
             .map_batches(_write_shard, batch_size=1, fn_kwargs={"out_path": str(job.out)}, num_cpus=0.25)
         )

@@ -59,6 +59,24 @@ def style_index(seed: int, source_index: int, variant: int, n_style: int) -> int
     return int(np.random.default_rng([seed, source_index, variant, 0x5EED]).integers(n_style))
 
 
+def check_request(method: str, style: StyleOptions) -> None:
+    """Refuse a translation that cannot work, before any model is loaded."""
+    known = STRUCTURE_TEXTURE_METHODS + SYNTHESIZER_METHODS
+    if method not in known:
+        raise TranslationError(f"a {method!r} checkpoint cannot translate; translation takes {', '.join(known)}")
+    if method not in STRUCTURE_TEXTURE_METHODS:
+        return
+    if style.policy not in STYLE_POLICIES:
+        raise TranslationError(f"unknown style policy {style.policy!r}; choose from {', '.join(STYLE_POLICIES)}")
+    if style.store is None:
+        raise TranslationError(f"{method} translates sim structure with real texture: pass --style REAL_STORE")
+    frames = len(FrameStore.open(style.store))
+    if frames == 0:
+        raise TranslationError(f"style store {style.store} holds no frames")
+    if style.policy == "fixed" and not 0 <= style.fixed_index < frames:
+        raise TranslationError(f"--style-index {style.fixed_index} outside the style store's {frames} frames")
+
+
 class TextureTranslator:
     """Swapping-autoencoder inference: sim structure code x real texture code -> translated frame."""
 
@@ -66,21 +84,15 @@ class TextureTranslator:
         self, encoder: torch.nn.Module, generator: torch.nn.Module, *, method: str, class_set: LabelTable,
         checkpoint_hash: str, style: StyleOptions, device: torch.device, bf16: bool = False,
     ) -> None:  # fmt: skip
-        if style.policy not in STYLE_POLICIES:
-            raise TranslationError(f"unknown style policy {style.policy!r}; choose from {', '.join(STYLE_POLICIES)}")
-        if style.store is None:
-            raise TranslationError(f"{method} translates sim structure with real texture: pass --style REAL_STORE")
+        check_request(method, style)
+        assert style.store is not None
         self.encoder, self.generator = encoder.eval(), generator.eval()
         self.method, self.class_set, self.checkpoint_hash = method, class_set, checkpoint_hash
         self.device, self.bf16 = device, bf16
         self.policy = style.policy
         self.style_store = FrameStore.open(style.store)
-        if len(self.style_store) == 0:
-            raise TranslationError(f"style store {style.store} holds no frames")
         self._fixed_code: torch.Tensor | None = None
         if style.policy == "fixed":
-            if not 0 <= style.fixed_index < len(self.style_store):
-                raise TranslationError(f"--style-index {style.fixed_index} outside the style store's frames")
             self.fixed_index = style.fixed_index
             self._fixed_code = self._texture(self.style_store.rgb(style.fixed_index)[None])
         elif style.policy == "mean":
@@ -172,5 +184,4 @@ def load_translator(
             class_set=LabelTable.from_dict(state["class_set"]), checkpoint_hash=file_digest(path), style=style,
             device=device, bf16=bf16,
         )  # fmt: skip
-    known = ", ".join(STRUCTURE_TEXTURE_METHODS + SYNTHESIZER_METHODS)
-    raise TranslationError(f"{path} is a {method!r} checkpoint; translation takes {known}")
+    raise TranslationError(f"{path} is a {method!r} checkpoint, which cannot translate")

@@ -27,6 +27,7 @@ def translate(
     batch_size: int = typer.Option(8, "--batch-size", help="Frames per forward pass."),
     actors: int = typer.Option(0, "--actors", help="Model actors (default: one per GPU, else CPU actors)."),
     bf16: bool = typer.Option(True, "--bf16/--fp32", help="bf16 autocast on GPU."),
+    shard_size: int = typer.Option(32, "--shard-size", help="Frames per shard of a new output store."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default local, or RAY_ADDRESS)."),
 ) -> None:  # fmt: skip
     """Translate every frame of a store in parallel model actors; labels are copied through unchanged."""
@@ -36,7 +37,8 @@ def translate(
         raise ValueError(f"--style-policy must be one of {', '.join(STYLE_POLICIES)}, got {style_policy!r}")
     job = TranslateJob(
         checkpoint=checkpoint, input=input, out=out, variants=variants, seed=seed, batch_size=batch_size,
-        actors=actors, bf16=bf16, style=StyleOptions(store=style, policy=style_policy, fixed_index=style_index),
+        actors=actors, bf16=bf16, shard_size=shard_size,
+        style=StyleOptions(store=style, policy=style_policy, fixed_index=style_index),
     )  # fmt: skip
     result = run_translate(job, address=address)
     console.print(f"{result.out}: {result.frames} frames ({result.added} new, {result.seconds:.1f}s)")

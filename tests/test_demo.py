@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from simreal.cli.main import app
+from simreal.data.verify import verify_store
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_tiny_demo_runs_the_whole_chain(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "preset=tiny"])
+    assert result.exit_code == 0, result.output
+    for store in ("sim", "real", "eval", "translated"):
+        assert verify_store(out / f"{store}.zarr").ok
+    for run in ("segmenter-outer", "segmenter-heldout", "lcsae"):
+        assert (out / run / "checkpoint.pt").is_file()
+    scores = json.loads((out / "report" / "scores.json").read_text())
+    assert [s["name"] for s in scores["stores"]] == ["translated", "sim"]
+    assert all(0.0 <= s["consistency"]["pixel_acc"] <= 1.0 for s in scores["stores"])
+    assert scores["fid_skipped"]  # no Inception weights offline: said, not failed
+    readme = (out / "README.md").read_text()
+    assert "toy numbers" in readme and "simreal collect --backend carla" in readme
+    assert (out / "report" / "report.html").is_file() and (out / "report" / "grid_translated.png").is_file()

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from stores import make_procedural_store
+from typer.testing import CliRunner
+
+from pipelines.translate import TranslateJob, run_translate
+from simreal.cli.main import app
+from simreal.data.store import FrameStore
+from simreal.data.verify import verify_store
+from simreal.training.config import compose_training_config
+from simreal.training.loop import train
+from simreal.translate import StyleOptions, TranslationError
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("translate")
+    sim = make_procedural_store(root / "sim.zarr", "flat", frames=6)
+    real = make_procedural_store(root / "real.zarr", "textured", frames=4)
+    common = ["preset=tiny", "steps=2", "progress=false"]
+    sae = train(compose_training_config("sae", [*common, f"sim={sim}", f"real={real}", f"out={root / 'sae'}"]))
+    dpgan = train(compose_training_config("dpgan", [*common, f"real={real}", f"out={root / 'dpgan'}"]))
+    return {"root": root, "sim": sim, "real": real, "sae": sae.run_dir, "dpgan": dpgan.run_dir}
+
+
+def provenance(path: Path) -> list[dict]:
+    return FrameStore.open(path).provenance_table()
+
+
+def test_texture_translation_keeps_labels_and_records_styles(world: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "t.zarr"
+    job = TranslateJob(world["sae"], world["sim"], out, StyleOptions(world["real"], "random"), variants=2,
+                       batch_size=4, shard_size=4)  # fmt: skip
+    result = run_translate(job)
+    assert result.frames == 12 and result.added == 12
+    assert verify_store(out).ok
+    sim, translated = FrameStore.open(world["sim"]), FrameStore.open(out)
+    for j in range(12):
+        np.testing.assert_array_equal(translated.label(j), sim.label(j // 2))
+    records = provenance(out)
+    assert [(p["source_index"], p["variant"]) for p in records] == [(j // 2, j % 2) for j in range(12)]
+    assert all(p["method"] == "sae" and p["style_policy"] == "random" for p in records)
+    assert {p["style_index"] for p in records} <= set(range(4)) and len({p["style_index"] for p in records}) > 1
+    assert not np.array_equal(translated.rgb(0), sim.rgb(0))
+    # the same command again adds nothing; the same seed into a new store gives the same pixels
+    assert run_translate(job).added == 0
+    again = run_translate(
+        TranslateJob(
+            world["sae"],
+            world["sim"],
+            tmp_path / "u.zarr",
+            StyleOptions(world["real"], "random"),
+            variants=2,
+            batch_size=4,
+            shard_size=4,
+        )
+    )
+    np.testing.assert_array_equal(FrameStore.open(tmp_path / "u.zarr").array("rgb")[:12],
+                                  translated.array("rgb")[:12])  # fmt: skip
+    assert again.frames == 12
+
+
+@pytest.mark.parametrize("policy", ["fixed", "mean"])
+def test_fixed_and_mean_styles_use_one_texture(world: dict[str, Path], tmp_path: Path, policy: str) -> None:
+    out = tmp_path / f"{policy}.zarr"
+    run_translate(TranslateJob(world["sae"], world["sim"], out, StyleOptions(world["real"], policy, fixed_index=3)))
+    records = provenance(out)
+    assert {p["style_policy"] for p in records} == {policy}
+    assert {p["style_index"] for p in records} == ({3} if policy == "fixed" else {None})
+
+
+def test_label_to_image_translation_paints_the_labels(world: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "painted.zarr"
+    run_translate(TranslateJob(world["dpgan"], world["sim"], out, variants=2, shard_size=4))
+    painted, sim = FrameStore.open(out), FrameStore.open(world["sim"])
+    assert len(painted) == 12
+    np.testing.assert_array_equal(painted.label(5), sim.label(2))
+    records = provenance(out)
+    assert records[4]["method"] == "dpgan" and records[4]["noise_seed"] != records[5]["noise_seed"]
+    assert not np.array_equal(painted.rgb(4), painted.rgb(5))  # two variants of one label map differ
+
+
+def test_bad_requests_are_clear(world: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(TranslationError, match="--style"):
+        run_translate(TranslateJob(world["sae"], world["sim"], tmp_path / "a.zarr"))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        run_translate(TranslateJob(tmp_path / "nowhere", world["sim"], tmp_path / "b.zarr"))
+    result = CliRunner().invoke(app, ["translate", str(world["sae"]), "--input", str(world["sim"]), "--out",
+                                      str(tmp_path / "c.zarr"), "--style", str(world["real"]),
+                                      "--style-policy", "median"])  # fmt: skip
+    assert result.exit_code == 1 and "random, fixed, mean" in result.output
+
+
+def test_resume_after_kill(world: dict[str, Path], tmp_path: Path) -> None:
+    big = make_procedural_store(tmp_path / "big.zarr", "flat", frames=48)
+    out = tmp_path / "killed.zarr"
+    args = ["translate", str(world["dpgan"]), "--input", str(big), "--out", str(out), "--shard-size", "2",
+            "--batch-size", "2", "--variants", "2"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "simreal.cli.main", *args], cwd=REPO, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 180
+    try:
+        while time.time() < deadline:
+            if (out / "zarr.json").is_file() and len(FrameStore.open(out)) >= 4:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the translation never committed a shard")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_at = len(FrameStore.open(out))
+    assert verify_store(out).ok
+    assert killed_at < 96, "the run finished before it was killed; nothing was resumed"
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert verify_store(out).ok
+    records = provenance(out)
+    assert [(p["source_index"], p["variant"]) for p in records] == [(j // 2, j % 2) for j in range(96)]
