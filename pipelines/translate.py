@@ -48,6 +48,14 @@ class TranslateResult:
     frames: int
     added: int
     seconds: float
+    first_commit: tuple[int, float] | None = None  # (frames, seconds) when the first shard landed: start-up cost
+
+    @property
+    def steady_rate(self) -> float | None:
+        """Frames per second after the first shard, i.e. without actor start-up and model loading."""
+        if self.first_commit is None or self.first_commit[0] >= self.frames:
+            return None
+        return (self.frames - self.first_commit[0]) / max(self.seconds - self.first_commit[1], 1e-9)
 
 
 def _jobs(start: int, stop: int, variants: int) -> list[tuple[int, int]]:
@@ -193,12 +201,16 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
             )
             .map_batches(_write_shard, batch_size=1, fn_kwargs={"out_path": str(job.out)}, num_cpus=0.25)
         )
+        first_commit = None
         with progress_bar(f"translate ({method})", total=total, completed=committed_before) as bar:
             try:
                 for row in translated.iter_rows():
                     start, stop = int(row["start"]), int(row["stop"])
-                    committer.written(start, stop)
+                    committed = committer.written(start, stop)
+                    if first_commit is None:
+                        first_commit = (committed, time.perf_counter() - began)
                     bar.advance(stop - start)
             except Exception as err:
                 raise task_error_cause(err) from None
-    return TranslateResult(Path(job.out), len(out), len(out) - committed_before, time.perf_counter() - began)
+    seconds = time.perf_counter() - began
+    return TranslateResult(Path(job.out), len(out), len(out) - committed_before, seconds, first_commit)
