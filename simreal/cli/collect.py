@@ -13,6 +13,7 @@ from simreal.config import compose_config
 console = Console()
 
 
+@user_errors
 def collect(
     overrides: list[str] = typer.Argument(None, help="Hydra overrides of configs/collect.yaml, e.g. camera.fov=100."),
     town: list[str] = typer.Option(None, "--town", help="Town(s) to drive in (repeat the flag for several)."),
@@ -27,20 +28,6 @@ def collect(
 
     Rerunning the same command on the same --out continues to the requested count.
     """
-    run_collect_command(overrides or [], town, frames, out, backend, servers, seed, address)
-
-
-@user_errors
-def run_collect_command(
-    overrides: list[str],
-    town: list[str] | None,
-    frames: int | None,
-    out: Path | None,
-    backend: str | None,
-    servers: str | None,
-    seed: int | None,
-    address: str | None,
-) -> None:
     from pipelines.collect import collect_job, run_collect
 
     flags = []
@@ -51,7 +38,7 @@ def run_collect_command(
     for key, value in (("frames", frames), ("out", out), ("backend", backend), ("seed", seed), ("address", address)):
         if value is not None:
             flags.append(f"{key}={value}")
-    cfg = compose_config("collect", [*overrides, *flags])
+    cfg = compose_config("collect", [*(overrides or []), *flags])
     if int(cfg.frames) <= 0:
         raise fail("--frames must be positive")
     result = run_collect(collect_job(cfg), address=cfg.address)
