@@ -27,6 +27,13 @@ runner = CliRunner()
         ["datasets", "show"],
         ["datasets", "list"],
         ["collect"],
+        ["train"],
+        *(["train", method] for method in ("segmenter", "lcsae", "sae", "dpgan", "oasis", "spade")),
+        ["translate"],
+        ["synthesize"],
+        ["score"],
+        ["bench"],
+        ["demo"],
     ],
 )
 def test_every_command_explains_itself(command: list[str]) -> None:
