@@ -57,6 +57,8 @@ class FrameStore:
         self._group = group
         self.writable = writable
         self._attrs: dict[str, Any] = dict(group.attrs[ATTRS_KEY])
+        self._arrays: dict[str, zarr.Array] = {}
+        self._has_source_label = "source_label" in group
         version = self._attrs.get("format_version")
         if version != FORMAT_VERSION:
             raise StoreError(f"{path}: store format version {version}, this simreal reads {FORMAT_VERSION}")
@@ -153,10 +155,13 @@ class FrameStore:
 
     @property
     def has_source_label(self) -> bool:
-        return "source_label" in self._group
+        return self._has_source_label
 
     def array(self, name: str) -> zarr.Array:
-        return self._group[name]  # type: ignore[return-value]
+        # Opening an array reads its metadata from disk: do it once per store object (random reads for training).
+        if name not in self._arrays:
+            self._arrays[name] = self._group[name]  # type: ignore[assignment]
+        return self._arrays[name]
 
     def __len__(self) -> int:
         return int(self._attrs["committed_frames"])
