@@ -10,12 +10,8 @@ stays in the graph, so the patch heads and, through them, the generator learn fr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
-from omegaconf import DictConfig
 from torch import nn
-from torch.utils.data import Dataset
 
 from simreal.losses.synthesis import (
     feature_alignment_loss,
@@ -23,7 +19,6 @@ from simreal.losses.synthesis import (
     hinge_g_loss,
     labelmix_loss,
     labelmix_mask,
-    make_vgg_loss,
     n_plus_one_loss,
 )
 from simreal.models.dpgan import DPGANDiscriminator, DPGANGenerator, DPGANGeneratorSpec, DPGANOutput
@@ -34,7 +29,6 @@ from simreal.models.oasis import (
     UNetDiscriminatorSpec,
     UNetOutput,
 )
-from simreal.training.method import TrainContext
 from simreal.training.methods.synthesis import LabelToImageMethod
 from simreal.training.registry import register_method
 
@@ -44,13 +38,6 @@ DOutput = UNetOutput | DPGANOutput
 @register_method("oasis", "OASIS label-to-image GAN (SPADE generator + 3D noise, U-Net N+1 discriminator)")
 class OASISMethod(LabelToImageMethod):
     kind = "oasis"
-
-    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
-        super().__init__(cfg, ctx, datasets)
-        weight = float(self.cfg.loss.vgg)
-        self.vgg = make_vgg_loss(self.cfg.loss.vgg_weights) if weight > 0 else None
-        if self.vgg is not None:
-            self.vgg.to(self.ctx.device)
 
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         model = self.cfg.model
@@ -66,8 +53,7 @@ class OASISMethod(LabelToImageMethod):
         balance = bool(self.cfg.loss.balance)
         losses = {"adv": n_plus_one_loss(out_fake.logits, labels, target_is_real=True, balance=balance)}
         losses.update(self.extra_generator_losses(images, out_fake))
-        if self.vgg is not None:
-            losses["vgg"] = float(self.cfg.loss.vgg) * self.vgg(fake, images)
+        losses.update(self.perceptual_loss(fake, images))
         return self.optimize(self.opt_g, losses)
 
     def extra_generator_losses(self, images: torch.Tensor, out_fake: DOutput) -> dict[str, torch.Tensor]:

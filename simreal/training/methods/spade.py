@@ -12,15 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
-from torch.utils.data import Dataset
 
 from simreal.losses.synthesis import (
     hinge_d_loss,
     hinge_g_loss,
     kld_loss,
-    make_vgg_loss,
     multiscale_feature_matching,
 )
 from simreal.models.spade import (
@@ -30,7 +27,6 @@ from simreal.models.spade import (
     SPADEGenerator,
     SPADEGeneratorSpec,
 )
-from simreal.training.method import TrainContext
 from simreal.training.methods.synthesis import LabelToImageMethod
 from simreal.training.registry import register_method
 
@@ -48,13 +44,6 @@ def _split_halves(outputs: Outputs) -> tuple[Outputs, Outputs]:
 class SPADEMethod(LabelToImageMethod):
     kind = "spade"
     uses_ema = False
-
-    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
-        super().__init__(cfg, ctx, datasets)
-        weight = float(self.cfg.loss.vgg)
-        self.vgg = make_vgg_loss(self.cfg.loss.vgg_weights) if weight > 0 else None
-        if self.vgg is not None:
-            self.vgg.to(self.ctx.device)
 
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         model = self.cfg.model
@@ -114,8 +103,7 @@ class SPADEMethod(LabelToImageMethod):
             "adv": hinge_g_loss([scale[-1] for scale in pred_fake]),
             "feat": float(self.cfg.loss.feat) * multiscale_feature_matching(pred_fake, pred_real),
         }
-        if self.vgg is not None:
-            losses["vgg"] = float(self.cfg.loss.vgg) * self.vgg(fake, images)
+        losses.update(self.perceptual_loss(fake, images))
         if kld is not None:
             losses["kld"] = kld
         return self.optimize(self.opt_g, losses)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
+from simreal.losses.synthesis import make_vgg_loss
 from simreal.models.spade_blocks import one_hot_labels, reestimate_batch_norm
 from simreal.training.ema import ExponentialMovingAverage
 from simreal.training.method import Phase, TrainContext, TrainingMethod
@@ -68,6 +69,10 @@ class LabelToImageMethod(TrainingMethod):
         self.opt_g = torch.optim.Adam(self.generator_parameters(), lr=float(optim.lr_g), betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=float(optim.lr_d), betas=betas)
         self._bn_labels: list[torch.Tensor] | None = None
+        # VGG19 perceptual loss (every method's config has loss.vgg; 0 = off, and off with a warning offline)
+        self.vgg = make_vgg_loss(cfg.loss.vgg_weights) if float(cfg.loss.vgg) > 0 else None
+        if self.vgg is not None:
+            self.vgg.to(ctx.device)
 
     # ---------------------------------------------------------------- to implement
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
@@ -78,6 +83,10 @@ class LabelToImageMethod(TrainingMethod):
 
     def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
         raise NotImplementedError
+
+    def perceptual_loss(self, fake: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"vgg": weighted loss}`` when the perceptual loss is on, else nothing."""
+        return {"vgg": float(self.cfg.loss.vgg) * self.vgg(fake, images)} if self.vgg is not None else {}
 
     def generator_parameters(self) -> list[nn.Parameter]:
         return list(self.generator.parameters())
