@@ -25,6 +25,7 @@ from pipelines.commit import OrderedCommitter
 from pipelines.progress import progress_bar
 from pipelines.ray_runtime import ray_session, task_error_cause
 from simreal.data.store import FrameStore, StoreError, shard_ranges
+from simreal.synthesize import file_digest
 from simreal.translate import StyleOptions, TranslationError, check_request, checkpoint_method, load_translator
 
 
@@ -120,7 +121,7 @@ def _write_shard(row: dict[str, Any], out_path: str) -> dict[str, Any]:
     return {"start": [start], "stop": [stop]}
 
 
-def _open_output(job: TranslateJob, source: FrameStore, class_set_name: str) -> FrameStore:
+def _open_output(job: TranslateJob, source: FrameStore, method: str) -> FrameStore:
     total = len(source) * job.variants
     if (Path(job.out) / "zarr.json").is_file():
         out = FrameStore.open(job.out, mode="a")
@@ -143,12 +144,13 @@ def _open_output(job: TranslateJob, source: FrameStore, class_set_name: str) -> 
             "eval_merge": source.attrs.get("eval_merge", {}),
             "translate": {
                 "checkpoint": str(job.checkpoint),
+                "checkpoint_hash": file_digest(Path(job.checkpoint)),
+                "method": method,
                 "input": str(job.input),
                 "frames": total,
                 "variants": job.variants,
                 "seed": job.seed,
                 "style": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job.style).items()},
-                "class_set": class_set_name,
             },
         },
     )
@@ -167,7 +169,7 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
         raise TranslationError(
             f"{job.checkpoint} was trained on {class_set} labels but {job.input} holds {source.class_set.name}"
         )
-    out = _open_output(job, source, source.class_set.name)
+    out = _open_output(job, source, method)
     total = len(source) * job.variants
     committed_before = len(out)
     ranges = shard_ranges(committed_before, total, out.shard_size)

@@ -54,6 +54,9 @@ def test_texture_translation_keeps_labels_and_records_styles(world: dict[str, Pa
     assert all(p["method"] == "sae" and p["style_policy"] == "random" for p in records)
     assert {p["style_index"] for p in records} <= set(range(4)) and len({p["style_index"] for p in records}) > 1
     assert not np.array_equal(translated.rgb(0), sim.rgb(0))
+    recorded = translated.attrs["translate"]
+    assert recorded["method"] == "sae" and recorded["checkpoint_hash"] == records[0]["checkpoint"]
+    assert recorded["variants"] == 2 and recorded["style"]["policy"] == "random"
     # the same command again adds nothing; the same seed into a new store gives the same pixels
     assert run_translate(job).added == 0
     again = run_translate(
