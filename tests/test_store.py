@@ -182,3 +182,15 @@ def test_killed_writer_leaves_committed_frames_intact(tmp_path: Path, delay: flo
     # and the store keeps growing after the crash
     reopened.append(*frames(n, 4, 64, 96))
     assert verify_store(path).ok and len(FrameStore.open(path)) == n + 4
+
+
+def test_a_failed_create_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zarr
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(zarr.Group, "create_array", broken)
+    with pytest.raises(OSError, match="disk full"):
+        FrameStore.create(tmp_path / "s.zarr", height=16, width=24)
+    assert list(tmp_path.iterdir()) == []

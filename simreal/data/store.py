@@ -19,7 +19,9 @@ written by two processes: parallel writers are handed whole shards (see ``shard_
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,36 +87,43 @@ class FrameStore:
                 raise StoreError(f"{path} already exists; choose another --out or remove it first")
             shutil.rmtree(path)
         table = get_class_set(class_set) if isinstance(class_set, str) else class_set
-        group = zarr.open_group(path, mode="w", zarr_format=3)
-        frame_arrays = {"rgb": (height, width, 3), "label": (height, width)}
-        if with_source_label:
-            frame_arrays["source_label"] = (height, width)
-        for name, frame_shape in frame_arrays.items():
-            group.create_array(
-                name,
-                shape=(0, *frame_shape),
-                dtype="uint8",
-                chunks=(1, *frame_shape),
-                shards=(shard_size, *frame_shape),
-                compressors=_ZSTD,
-                fill_value=IGNORE if name != "rgb" else 0,
-                dimension_names=("frame", "h", "w", "c")[: 1 + len(frame_shape)],
-            )
-        group.create_array("provenance", shape=(0,), dtype=str, chunks=(shard_size,), compressors=_ZSTD)
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "committed_frames": 0,
-            "height": int(height),
-            "width": int(width),
-            "shard_size": int(shard_size),
-            "class_set": table.to_attrs(),
-            "source": source,
-            "evaluable_classes": table.ids,
-            "eval_merge": {},
-        }
-        meta.update(attrs or {})
-        group.attrs[ATTRS_KEY] = meta
-        return cls(path, group, writable=True)
+        # Built beside its final place and renamed into it: nobody ever sees a half-created store.
+        building = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:8]}")
+        try:
+            group = zarr.open_group(building, mode="w", zarr_format=3)
+            frame_arrays = {"rgb": (height, width, 3), "label": (height, width)}
+            if with_source_label:
+                frame_arrays["source_label"] = (height, width)
+            for name, frame_shape in frame_arrays.items():
+                group.create_array(
+                    name,
+                    shape=(0, *frame_shape),
+                    dtype="uint8",
+                    chunks=(1, *frame_shape),
+                    shards=(shard_size, *frame_shape),
+                    compressors=_ZSTD,
+                    fill_value=IGNORE if name != "rgb" else 0,
+                    dimension_names=("frame", "h", "w", "c")[: 1 + len(frame_shape)],
+                )
+            group.create_array("provenance", shape=(0,), dtype=str, chunks=(shard_size,), compressors=_ZSTD)
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "committed_frames": 0,
+                "height": int(height),
+                "width": int(width),
+                "shard_size": int(shard_size),
+                "class_set": table.to_attrs(),
+                "source": source,
+                "evaluable_classes": table.ids,
+                "eval_merge": {},
+            }
+            meta.update(attrs or {})
+            group.attrs[ATTRS_KEY] = meta
+            os.rename(building, path)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        return cls.open(path, mode="a")
 
     @classmethod
     def open(cls, path: str | Path, mode: str = "r") -> FrameStore:
