@@ -121,15 +121,31 @@ def _write_shard(row: dict[str, Any], out_path: str) -> dict[str, Any]:
     return {"start": [start], "stop": [stop]}
 
 
+def _settings(job: TranslateJob, method: str) -> dict[str, Any]:
+    """What decides a translated store's pixels: a rerun must match it to continue the store."""
+    return {
+        "checkpoint": str(job.checkpoint),
+        "checkpoint_hash": file_digest(Path(job.checkpoint)),
+        "method": method,
+        "input": str(job.input),
+        "variants": job.variants,
+        "seed": job.seed,
+        "style": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job.style).items()},
+    }
+
+
 def _open_output(job: TranslateJob, source: FrameStore, method: str) -> FrameStore:
     total = len(source) * job.variants
     if (Path(job.out) / "zarr.json").is_file():
         out = FrameStore.open(job.out, mode="a")
         recorded = out.attrs.get("translate", {})
-        if recorded.get("checkpoint") != str(job.checkpoint) or recorded.get("input") != str(job.input):
+        wanted = _settings(job, method)
+        changed = [key for key, value in wanted.items() if recorded.get(key) != value]
+        if changed:
+            listing = ", ".join(f"{key}: {recorded.get(key)!r} there, {wanted[key]!r} now" for key in changed)
             raise StoreError(
-                f"{job.out} holds a translation of {recorded.get('input')} by {recorded.get('checkpoint')}; "
-                "choose another --out to translate something else"
+                f"{job.out} holds a translation made with other settings ({listing}); rerun with the same "
+                "settings to continue it, or choose another --out"
             )
         return out
     return FrameStore.create(
@@ -142,16 +158,7 @@ def _open_output(job: TranslateJob, source: FrameStore, method: str) -> FrameSto
         attrs={
             "evaluable_classes": source.evaluable_classes,
             "eval_merge": source.attrs.get("eval_merge", {}),
-            "translate": {
-                "checkpoint": str(job.checkpoint),
-                "checkpoint_hash": file_digest(Path(job.checkpoint)),
-                "method": method,
-                "input": str(job.input),
-                "frames": total,
-                "variants": job.variants,
-                "seed": job.seed,
-                "style": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job.style).items()},
-            },
+            "translate": {**_settings(job, method), "frames": total, "class_set": source.class_set.name},
         },
     )
 
@@ -163,7 +170,13 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
         raise TranslationError(f"--variants must be >= 1, got {job.variants}")
     checkpoint, method, state = checkpoint_method(job.checkpoint)
     check_request(method, job.style)  # fail here, not inside a model actor
-    job = replace(job, checkpoint=checkpoint.resolve(), input=Path(job.input).resolve())
+    style_store = Path(job.style.store).resolve() if job.style.store is not None else None
+    job = replace(
+        job,
+        checkpoint=checkpoint.resolve(),
+        input=Path(job.input).resolve(),
+        style=replace(job.style, store=style_store),
+    )
     class_set = state.get("class_set", {}).get("name")
     if class_set and class_set != source.class_set.name:
         raise TranslationError(

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from pipelines.translate import TranslateJob, run_translate
 from simreal.cli.main import app
-from simreal.data.store import FrameStore
+from simreal.data.store import FrameStore, StoreError
 from simreal.data.verify import verify_store
 from simreal.training.config import compose_training_config
 from simreal.training.loop import train
@@ -57,8 +58,11 @@ def test_texture_translation_keeps_labels_and_records_styles(world: dict[str, Pa
     recorded = translated.attrs["translate"]
     assert recorded["method"] == "sae" and recorded["checkpoint_hash"] == records[0]["checkpoint"]
     assert recorded["variants"] == 2 and recorded["style"]["policy"] == "random"
-    # the same command again adds nothing; the same seed into a new store gives the same pixels
+    # the same command again adds nothing; other settings cannot continue this store
     assert run_translate(job).added == 0
+    with pytest.raises(StoreError, match="seed: 0 there, 1 now"):
+        run_translate(replace(job, seed=1))
+    # the same seed into a new store gives the same pixels
     again = run_translate(
         TranslateJob(
             world["sae"],
