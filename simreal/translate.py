@@ -138,8 +138,9 @@ class TextureTranslator:
 class LabelTranslator:
     """Label-to-image inference: the label map painted with noise drawn per output frame."""
 
-    def __init__(self, synthesizer: Synthesizer) -> None:
+    def __init__(self, synthesizer: Synthesizer, bf16: bool = False) -> None:
         self.synthesizer = synthesizer
+        self.bf16 = bf16 and synthesizer.device.type == "cuda"
         self.method = synthesizer.method
         self.class_set = synthesizer.class_set
         self.checkpoint_hash = synthesizer.checkpoint_hash
@@ -148,7 +149,8 @@ class LabelTranslator:
     def translate(
         self, rgb: np.ndarray, label: np.ndarray, jobs: list[tuple[int, int]], seed: int
     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        images, seeds = self.synthesizer.paint_frames(label, jobs, seed)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            images, seeds = self.synthesizer.paint_frames(label, jobs, seed)
         return images, [{"noise_seed": s} for s in seeds]
 
 
@@ -169,7 +171,7 @@ def load_translator(
     """The translator of any translation run (``lcsae``, ``sae``, ``dpgan``, ``oasis``, ``spade``)."""
     path, method, state = checkpoint_method(checkpoint)
     if method in SYNTHESIZER_METHODS:
-        return LabelTranslator(load_synthesizer(path, device))
+        return LabelTranslator(load_synthesizer(path, device), bf16=bf16)
     if method in STRUCTURE_TEXTURE_METHODS:
         from simreal.models.sae import SAEConfig, build_networks
 
