@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -99,6 +99,20 @@ def stem_key(suffixes: Iterable[str]) -> Callable[[Path], str | None]:
         return path.stem if path.suffix.lower() in allowed else None
 
     return key_of
+
+
+def pair_by_stem(
+    dataset: str,
+    image_dir: Path,
+    label_dir: Path,
+    image_suffixes: Sequence[str] = (".png",),
+    label_kind: str = "labels",
+    skip_unpaired: bool = False,
+) -> tuple[dict[str, Path], dict[str, Path], list[str]]:
+    """Images and ``*.png`` labels in two folders, paired by file stem: (images, labels, sorted common keys)."""
+    images = files_by_key(dataset, image_dir, stem_key(image_suffixes), f"*{image_suffixes[0]} images")
+    labels = files_by_key(dataset, label_dir, stem_key([".png"]), f"*.png {label_kind}")
+    return images, labels, check_paired(dataset, images, labels, image_dir, label_dir, skip_unpaired)
 
 
 def check_paired(

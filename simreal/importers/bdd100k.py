@@ -11,14 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from simreal.importers.base import (
-    IdLabelFormat,
-    SamplePair,
-    check_paired,
-    files_by_key,
-    require_dir,
-    stem_key,
-)
+from simreal.importers.base import IdLabelFormat, SamplePair, pair_by_stem, require_dir
 
 
 @dataclass(frozen=True)
@@ -32,7 +25,7 @@ class Bdd100kFormat(IdLabelFormat):
         label_dir = require_dir(
             self.name, root / "labels" / "sem_seg" / "masks" / split, f"sem_seg masks of split {split!r}"
         )
-        images = files_by_key(self.name, image_dir, stem_key([".jpg", ".jpeg"]), "*.jpg images")
-        labels = files_by_key(self.name, label_dir, stem_key([".png"]), "*.png masks")
-        keys = check_paired(self.name, images, labels, image_dir, label_dir, self.skip_unpaired)
+        images, labels, keys = pair_by_stem(
+            self.name, image_dir, label_dir, (".jpg", ".jpeg"), "masks", skip_unpaired=self.skip_unpaired
+        )
         return [SamplePair(images[k], labels[k], split, k, {}) for k in keys]

@@ -6,14 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from simreal.importers.base import (
-    IdLabelFormat,
-    SamplePair,
-    check_paired,
-    files_by_key,
-    require_dir,
-    stem_key,
-)
+from simreal.importers.base import IdLabelFormat, SamplePair, pair_by_stem, require_dir
 
 
 @dataclass(frozen=True)
@@ -24,8 +17,6 @@ class CamVidFormat(IdLabelFormat):
         require_dir(self.name, root, "dataset root")
         image_dir = require_dir(self.name, root / split, f"images of split {split!r}")
         label_dir = require_dir(self.name, root / f"{split}annot", f"labels of split {split!r}")
-        images = files_by_key(self.name, image_dir, stem_key([".png"]), "*.png images")
-        labels = files_by_key(self.name, label_dir, stem_key([".png"]), "*.png labels")
-        keys = check_paired(self.name, images, labels, image_dir, label_dir)
+        images, labels, keys = pair_by_stem(self.name, image_dir, label_dir)
         # File names are <sequence>_<frame>, e.g. 0001TP_006690.
         return [SamplePair(images[k], labels[k], split, k, {"sequence": k.split("_")[0]}) for k in keys]

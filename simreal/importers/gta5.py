@@ -10,14 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from simreal.importers.base import (
-    IdLabelFormat,
-    SamplePair,
-    check_paired,
-    files_by_key,
-    require_dir,
-    stem_key,
-)
+from simreal.importers.base import IdLabelFormat, SamplePair, pair_by_stem, require_dir
 from simreal.importers.splits import SplitLists, select_split
 
 WHOLE_POOL_SPLITS = ("train", "all")
@@ -32,8 +25,6 @@ class Gta5Format(IdLabelFormat):
         require_dir(self.name, root, "dataset root")
         image_dir = require_dir(self.name, root / "images", "images")
         label_dir = require_dir(self.name, root / "labels", "labelId masks")
-        images = files_by_key(self.name, image_dir, stem_key([".png"]), "*.png images")
-        labels = files_by_key(self.name, label_dir, stem_key([".png"]), "*.png labels")
-        paired = check_paired(self.name, images, labels, image_dir, label_dir)
+        images, labels, paired = pair_by_stem(self.name, image_dir, label_dir)
         keys = select_split(self.name, root, split, paired, self.split_lists, WHOLE_POOL_SPLITS)
         return [SamplePair(images[k], labels[k], split, k, {}) for k in keys]
