@@ -123,7 +123,7 @@ class Synthesizer:
     def check_size(self, height: int, width: int) -> None:
         """Raise ``LabelMapError`` if the generator cannot paint ``height`` x ``width`` maps."""
         spec = self.generator.spec  # type: ignore[union-attr]
-        factor = spec.downsampling if isinstance(spec, SPADEGeneratorSpec) else 2 ** (spec.num_blocks - 1)
+        factor = spec.downsampling
         if height % factor or width % factor:
             raise LabelMapError(
                 f"{self.method} generator paints sizes divisible by {factor}; labels are {height}x{width}"

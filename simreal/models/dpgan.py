@@ -40,6 +40,11 @@ class DPGANGeneratorSpec:
     num_blocks: int = 6
     pyramid_channels: int = 64
 
+    @property
+    def downsampling(self) -> int:
+        """Factor between the label map and the trunk's first feature map: sizes must be multiples of it."""
+        return 2 ** (self.num_blocks - 1)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -65,14 +70,10 @@ class DPGANGenerator(nn.Module):
         )
         self.conv_img = conv2d(channels[-1], 3)
 
-    @property
-    def downsampling(self) -> int:
-        return 2 ** (self.spec.num_blocks - 1)
-
     def forward(self, segmap: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """One-hot ``segmap`` (B, N+1, H, W) and noise -> images (B, 3, H, W) in [-1, 1]."""
         batch, _, height, width = segmap.shape
-        check_divisible(height, width, self.downsampling, "this DP-GAN generator")
+        check_divisible(height, width, self.spec.downsampling, "this DP-GAN generator")
         condition = torch.cat([segmap, make_noise_map(z, batch, self.spec.z_dim, (height, width), segmap)], 1)
         levels = []
         x = condition

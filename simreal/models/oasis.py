@@ -39,6 +39,11 @@ class OASISGeneratorSpec:
     base_channels: int = 64
     num_blocks: int = 6
 
+    @property
+    def downsampling(self) -> int:
+        """Factor between the label map and the trunk's first feature map: sizes must be multiples of it."""
+        return 2 ** (self.num_blocks - 1)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -69,16 +74,12 @@ class OASISGenerator(nn.Module):
         )
         self.conv_img = conv2d(channels[-1], 3)
 
-    @property
-    def downsampling(self) -> int:
-        return 2 ** (self.spec.num_blocks - 1)
-
     def forward(self, segmap: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """One-hot ``segmap`` (B, N+1, H, W) and noise -> images (B, 3, H, W) in [-1, 1]."""
         batch, _, height, width = segmap.shape
-        check_divisible(height, width, self.downsampling, "this OASIS generator")
+        check_divisible(height, width, self.spec.downsampling, "this OASIS generator")
         condition = torch.cat([segmap, make_noise_map(z, batch, self.spec.z_dim, (height, width), segmap)], 1)
-        latent = (height // self.downsampling, width // self.downsampling)
+        latent = (height // self.spec.downsampling, width // self.spec.downsampling)
         x = self.fc(F.interpolate(condition, size=latent, mode="nearest"))
         for i, block in enumerate(self.body):
             x = block(x, condition)
