@@ -24,7 +24,7 @@ import torch
 from pipelines.commit import OrderedCommitter
 from pipelines.progress import progress_bar
 from pipelines.ray_runtime import ray_session, task_error_cause
-from simreal.data.store import FrameStore, StoreError, shard_ranges
+from simreal.data.store import FrameStore, open_derived, shard_ranges
 from simreal.synthesize import file_digest
 from simreal.translate import StyleOptions, TranslationError, check_request, checkpoint_method, load_translator
 
@@ -134,35 +134,6 @@ def _settings(job: TranslateJob, method: str) -> dict[str, Any]:
     }
 
 
-def _open_output(job: TranslateJob, source: FrameStore, method: str) -> FrameStore:
-    total = len(source) * job.variants
-    if (Path(job.out) / "zarr.json").is_file():
-        out = FrameStore.open(job.out, mode="a")
-        recorded = out.attrs.get("translate", {})
-        wanted = _settings(job, method)
-        changed = [key for key, value in wanted.items() if recorded.get(key) != value]
-        if changed:
-            listing = ", ".join(f"{key}: {recorded.get(key)!r} there, {wanted[key]!r} now" for key in changed)
-            raise StoreError(
-                f"{job.out} holds a translation made with other settings ({listing}); rerun with the same "
-                "settings to continue it, or choose another --out"
-            )
-        return out
-    return FrameStore.create(
-        job.out,
-        height=source.height,
-        width=source.width,
-        class_set=source.class_set,
-        shard_size=job.shard_size,
-        source=f"{source.path} translated by {job.checkpoint}",
-        attrs={
-            "evaluable_classes": source.evaluable_classes,
-            "eval_merge": source.attrs.get("eval_merge", {}),
-            "translate": {**_settings(job, method), "frames": total, "class_set": source.class_set.name},
-        },
-    )
-
-
 def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int | None = None) -> TranslateResult:
     began = time.perf_counter()
     source = FrameStore.open(job.input)
@@ -182,7 +153,10 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
         raise TranslationError(
             f"{job.checkpoint} was trained on {class_set} labels but {job.input} holds {source.class_set.name}"
         )
-    out = _open_output(job, source, method)
+    out = open_derived(
+        job.out, source, role="translate", settings=_settings(job, method), shard_size=job.shard_size,
+        description=f"{source.path} translated by {job.checkpoint}",
+    )  # fmt: skip
     total = len(source) * job.variants
     committed_before = len(out)
     ranges = shard_ranges(committed_before, total, out.shard_size)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from simreal.data.images import tensor_to_uint8
-from simreal.data.store import FrameStore, StoreError
+from simreal.data.store import FrameStore, open_derived
 from simreal.labels import LabelTable
 from simreal.models.dpgan import DPGANGenerator, DPGANGeneratorSpec
 from simreal.models.oasis import OASISGenerator, OASISGeneratorSpec
@@ -249,30 +249,8 @@ def open_synthesis_job(
         "variants": variants,
         "seed": seed,
     }
-    out_path = Path(out_path)
-    if (out_path / "zarr.json").is_file():
-        out = FrameStore.open(out_path, mode="a")
-        previous = out.attrs.get("synthesize")
-        if previous != settings:
-            raise SynthesisError(
-                f"{out_path} exists but was not made by this job (its settings: {previous}); "
-                "rerun with the same checkpoint, labels, --variants and --seed to resume, or choose another --out"
-            )
-    elif out_path.exists():
-        raise StoreError(f"{out_path} exists and is not a frame store; choose another --out")
-    else:
-        out = FrameStore.create(
-            out_path,
-            height=labels.height,
-            width=labels.width,
-            class_set=labels.class_set,
-            shard_size=labels.shard_size,
-            with_source_label=labels.has_source_label,
-            source=f"{synthesizer.method} synthesis of {labels_path} ({variants} variant(s), seed {seed})",
-            attrs={
-                "synthesize": settings,
-                "evaluable_classes": labels.evaluable_classes,
-                "eval_merge": labels.attrs.get("eval_merge", {}),
-            },
-        )
+    out = open_derived(
+        out_path, labels, role="synthesize", settings=settings, with_source_label=labels.has_source_label,
+        description=f"{synthesizer.method} synthesis of {labels_path} ({variants} variant(s), seed {seed})",
+    )  # fmt: skip
     return SynthesisJob(synthesizer, labels, out, variants, seed)

@@ -311,6 +311,50 @@ class FrameStore:
             raise StoreError(f"label ids {bad} are not in class set {self.class_set.name!r}")
 
 
+def open_derived(
+    path: str | Path,
+    source: FrameStore,
+    *,
+    role: str,
+    settings: dict[str, Any],
+    description: str,
+    shard_size: int | None = None,
+    with_source_label: bool = False,
+) -> FrameStore:
+    """A store made frame by frame from ``source`` (same size, class set and scoring classes), or the one a
+    previous run started, to continue it.
+
+    ``settings`` (what decides the frames' pixels) are recorded under ``attrs[role]``; an existing store is only
+    continued when its recorded settings are the same, else the error names every difference.
+    """
+    path = Path(path)
+    if (path / "zarr.json").is_file():
+        out = FrameStore.open(path, mode="a")
+        recorded = out.attrs.get(role) or {}
+        changed = [key for key, value in settings.items() if recorded.get(key) != value]
+        if changed:
+            listing = ", ".join(f"{key}: {recorded.get(key)!r} there, {settings[key]!r} now" for key in changed)
+            raise StoreError(
+                f"{path} was not made by this job ({listing}); rerun with the same settings to continue it, "
+                "or choose another --out"
+            )
+        return out
+    return FrameStore.create(
+        path,
+        height=source.height,
+        width=source.width,
+        class_set=source.class_set,
+        shard_size=shard_size or source.shard_size,
+        with_source_label=with_source_label,
+        source=description,
+        attrs={
+            role: settings,
+            "evaluable_classes": source.evaluable_classes,
+            "eval_merge": source.attrs.get("eval_merge", {}),
+        },
+    )
+
+
 def shard_ranges(start: int, stop: int, shard_size: int) -> list[tuple[int, int]]:
     """Split rows [start, stop) at shard boundaries, so that each piece can go to a different writer."""
     ranges = []
