@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import yaml
 
+from simreal.data.images import uint8_to_tensor
 from simreal.data.store import FrameStore, StoreError
 from simreal.labels import LabelTable
 from simreal.metrics.segmentation import confusion_matrix, segmentation_scores
@@ -124,8 +125,7 @@ def open_training_store(segmenter: str | Path) -> FrameStore | None:
 @torch.no_grad()
 def segment_images(net: torch.nn.Module, rgb: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
     """Class ids (N, H, W) for uint8 (N, H, W, 3) images; the segmenter takes RGB in [-1, 1]."""
-    images = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(0, 3, 1, 2).float()
-    return net(images / 127.5 - 1.0).argmax(1)
+    return net(uint8_to_tensor(rgb, device)).argmax(1)
 
 
 class LabelConsistency:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
+from simreal.data.images import tensor_to_uint8
 from simreal.metrics.segmentation import confusion_matrix, segmentation_scores
 from simreal.models.segmenter import SegmenterNet, build_segmenter
 from simreal.training.method import Phase, TrainContext, TrainingMethod
@@ -117,7 +118,7 @@ class SegmenterMethod(TrainingMethod):
             predictions = self.net(self.ctx.images_to_device(images)).argmax(1).cpu().numpy()
         finally:
             self.net.train()
-        rgb = ((images.float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        rgb = tensor_to_uint8(images)
         samples = []
         for i in range(len(rgb)):
             samples.append((f"image {i}", rgb[i]))

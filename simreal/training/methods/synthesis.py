@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
+from simreal.data.images import tensor_to_uint8
 from simreal.losses.synthesis import make_vgg_loss
 from simreal.models.spade_blocks import one_hot_labels, reestimate_batch_norm
 from simreal.training.ema import ExponentialMovingAverage
@@ -24,11 +25,6 @@ from simreal.training.method import Phase, TrainContext, TrainingMethod
 SAMPLES_SHOWN = 4
 SAMPLE_NOISE_SEED = 1234  # the same noise at every sample step, so grids show training progress only
 BN_NOISE_SEED = 4321
-
-
-def tanh_to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
-    return ((images.float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 class LabelToImageMethod(TrainingMethod):
@@ -181,7 +177,7 @@ class LabelToImageMethod(TrainingMethod):
             generator.train(was_training)
         samples = []
         label_ids = labels.cpu().numpy().astype(np.uint8)
-        for i, (painted, real) in enumerate(zip(tanh_to_uint8(fake), tanh_to_uint8(images), strict=True)):
+        for i, (painted, real) in enumerate(zip(tensor_to_uint8(fake), tensor_to_uint8(images), strict=True)):
             samples.append((f"label {i}", self.class_set.colorize(label_ids[i])))
             samples.append((f"generated {i}", painted))
             samples.append((f"real {i}", real))
