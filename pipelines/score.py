@@ -21,6 +21,7 @@ import torch
 
 from pipelines.progress import progress_bar
 from simreal.data.store import FrameStore, StoreError
+from simreal.device import pick_device
 from simreal.labels import list_class_sets
 from simreal.metrics.consistency import (
     LabelConsistency,
@@ -93,15 +94,6 @@ def default_out_dir(first_store: Path) -> Path:
     """``<first store>.scores`` next to it (a ``.zarr`` suffix is dropped)."""
     name = first_store.name.removesuffix(".zarr")
     return first_store.with_name(f"{name}.scores")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ScoreError(f"device {name!r} asked for but CUDA is not available; use --device cpu")
-    return device
 
 
 def run_score(job: ScoreJob) -> dict[str, Any]:

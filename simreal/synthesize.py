@@ -26,6 +26,7 @@ from torch import nn
 
 from simreal.data.images import tensor_to_uint8
 from simreal.data.store import FrameStore, open_derived
+from simreal.device import pick_device
 from simreal.labels import LabelTable
 from simreal.models.dpgan import DPGANGenerator, DPGANGeneratorSpec
 from simreal.models.oasis import OASISGenerator, OASISGeneratorSpec
@@ -141,14 +142,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; pass a training run directory or its checkpoint.pt")
     return path
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SynthesisError(f"device {name} requested but CUDA is not available; use cpu or auto")
-    return torch.device(name)
 
 
 def load_synthesizer(path: str | Path, device: str | torch.device = "cpu") -> Synthesizer:

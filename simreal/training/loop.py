@@ -28,6 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
+from simreal.device import pick_device
 from simreal.training import checkpoint as ckpt
 from simreal.training.data import InfiniteLoader
 from simreal.training.errors import NonFiniteLossError, RunDirectoryError, TrainingError
@@ -57,7 +58,7 @@ def train(cfg: DictConfig, *, rank: int = 0, world_size: int = 1, device: torch.
     checkpoint_path = run_dir / ckpt.CHECKPOINT_NAME
     saved = _load_for_resume(cfg, checkpoint_path, spec.name)
     ctx = TrainContext(
-        device=device or _pick_device(str(cfg.device)),
+        device=device or pick_device(str(cfg.device)),
         bf16=bool(cfg.bf16),
         channels_last=bool(cfg.channels_last),
         compile=bool(cfg.compile),
@@ -206,14 +207,6 @@ def _load_for_resume(cfg: DictConfig, checkpoint_path: Path, method_name: str) -
             f"{checkpoint_path} belongs to method {saved['method_name']!r}, not {method_name!r}; choose another out="
         )
     return saved
-
-
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"device={name} requested but CUDA is not available; use device=cpu or device=auto")
-    return torch.device(name)
 
 
 def _build_datasets(cfg: DictConfig, method_cls: type[TrainingMethod]) -> dict[str, Dataset]:

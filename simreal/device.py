@@ -1,0 +1,19 @@
+"""Choosing the torch device from a user's setting."""
+
+from __future__ import annotations
+
+import torch
+
+
+class DeviceUnavailableError(ValueError):
+    """A CUDA device was asked for on a machine without one."""
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailableError(f"device {name!r} asked for but CUDA is not available; use cpu or auto")
+    return device
