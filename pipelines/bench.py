@@ -16,7 +16,6 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from pipelines.progress import progress_bar
 from pipelines.ray_runtime import ray_session, task_error_cause
 from simreal.benchmark.aggregate import best_mix, summarize
 from simreal.benchmark.chart import draw_score_chart
@@ -32,6 +31,7 @@ from simreal.benchmark.definition import (
 from simreal.benchmark.report import write_html, write_markdown
 from simreal.benchmark.run import BenchRunError, execute_run, finished_result, write_json_atomic
 from simreal.data.store import FrameStore
+from simreal.progress import progress_bar
 
 QUESTION = (
     "Does training a real-world segmenter on translated frames make it better? Every mix trains the same network "

@@ -20,12 +20,12 @@ import ray
 from omegaconf import DictConfig, OmegaConf
 
 from pipelines.commit import OrderedCommitter
-from pipelines.progress import progress_bar
 from pipelines.ray_runtime import ray_session, task_error_cause
 from simreal.collect.collector import Batch, SourceSpec, StreamCollector
 from simreal.collect.filters import KEPT, FilterConfig, merge_counts
 from simreal.data.convert import FrameSpec
 from simreal.data.store import FrameStore, StoreError, shard_ranges
+from simreal.progress import progress_bar
 
 
 @dataclass

@@ -15,7 +15,6 @@ from omegaconf import DictConfig
 
 from pipelines.collect import collect_job, run_collect
 from pipelines.import_dataset import ImportJob, run_import
-from pipelines.progress import console
 from pipelines.ray_runtime import ray_session
 from pipelines.score import ScoreJob, run_score, scores_summary
 from pipelines.train import run_training
@@ -23,6 +22,7 @@ from pipelines.translate import TranslateJob, run_translate
 from simreal.config import compose_config
 from simreal.data.convert import FrameSpec
 from simreal.data.registry import get_dataset
+from simreal.progress import console
 from simreal.training.config import compose_training_config
 from simreal.translate import StyleOptions
 

@@ -15,12 +15,12 @@ import numpy as np
 import ray
 
 from pipelines.commit import OrderedCommitter
-from pipelines.progress import progress_bar
 from pipelines.ray_runtime import ray_session, task_error_cause
 from simreal.data.convert import FrameSpec, prepare_frame
 from simreal.data.store import FrameStore, StoreError, shard_ranges
 from simreal.importers import SamplePair, get_format
 from simreal.labels import RemapReport, get_mapping
+from simreal.progress import progress_bar
 
 
 @dataclass(frozen=True)

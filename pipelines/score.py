@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipelines.progress import progress_bar
 from simreal.data.store import FrameStore, StoreError
 from simreal.device import pick_device
 from simreal.labels import list_class_sets
@@ -42,6 +41,7 @@ from simreal.metrics.fid import (
 )
 from simreal.metrics.objects import ObjectCrop, ObjectCropSpec, object_crops, object_fid
 from simreal.models.segmenter import load_segmenter
+from simreal.progress import progress_bar
 from simreal.report import FID_MIN_IMAGES, image_grid, iou_bar_chart, save_png, write_report
 
 SCORES_VERSION = 2  # 2: FID may be skipped (fid/kid/objects null, fid_skipped says why)

@@ -26,7 +26,7 @@ def synthesize(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
     """Paint every label map of a store into images with a trained label-to-image generator."""
-    from pipelines.progress import progress_bar
+    from simreal.progress import progress_bar
     from simreal.synthesize import load_synthesizer, open_synthesis_job
 
     synthesizer = load_synthesizer(checkpoint, device)

@@ -29,12 +29,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from simreal.device import pick_device
+from simreal.progress import progress_bar
 from simreal.training import checkpoint as ckpt
 from simreal.training.data import InfiniteLoader
 from simreal.training.errors import NonFiniteLossError, RunDirectoryError, TrainingError
 from simreal.training.grid import save_grid
 from simreal.training.method import TrainContext, TrainingMethod, iterate_phases
-from simreal.training.progress import TrainingProgress
 from simreal.training.registry import get_method
 from simreal.training.run_log import RunLog
 
@@ -115,8 +115,8 @@ def _run(
     sums: dict[str, float] = {}
     count, window_start = 0, time.perf_counter()
     saved_step = step if result.checkpoint is not None else None
-    progress = TrainingProgress(total_steps, step, enabled=ctx.is_main and bool(cfg.progress))
-    with progress, _stop_on_sigint() as stop:
+    show = ctx.is_main and bool(cfg.progress)
+    with progress_bar("train", total_steps, completed=step, unit="it", enabled=show) as bar, _stop_on_sigint() as stop:
         while step < total_steps and not stop.is_set():
             batch = {role: _to_device(next(loader), ctx) for role, loader in loaders.items()}
             losses: dict[str, float] = {}
@@ -134,7 +134,9 @@ def _run(
                 sums[key] = sums.get(key, 0.0) + value
             count += 1
             result.losses = losses
-            progress.advance(step, losses)
+            bar.advance()
+            if show:
+                bar.info(" ".join(f"{name}={value:.4g}" for name, value in losses.items()))
 
             if not ctx.is_main:
                 continue

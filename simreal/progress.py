@@ -1,4 +1,4 @@
-"""Progress display shared by the pipelines (rich, on stderr)."""
+"""Progress display shared by every long stage: pipelines and training (rich, on stderr)."""
 
 from __future__ import annotations
 
@@ -31,19 +31,28 @@ class RateColumn(ProgressColumn):
 
 
 class Bar:
-    def __init__(self, progress: Progress, task: TaskID) -> None:
+    """One progress bar; a disabled bar (no ``progress``) ignores every call."""
+
+    def __init__(self, progress: Progress | None, task: TaskID | None) -> None:
         self._progress, self._task = progress, task
 
     def advance(self, n: int = 1) -> None:
-        self._progress.advance(self._task, n)
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, n)
 
     def info(self, text: str) -> None:
         """Free text after the counters, e.g. drop counts or losses."""
-        self._progress.update(self._task, info=text)
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, info=text)
 
 
 @contextmanager
-def progress_bar(description: str, total: int, completed: int = 0, unit: str = "frames") -> Iterator[Bar]:
+def progress_bar(
+    description: str, total: int, completed: int = 0, unit: str = "frames", enabled: bool = True
+) -> Iterator[Bar]:
+    if not enabled:  # e.g. non-main ranks of a distributed job, or progress=false
+        yield Bar(None, None)
+        return
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
