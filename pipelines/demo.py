@@ -7,6 +7,8 @@ reused, so an interrupted demo continues where it stopped.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,18 +40,13 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _stage(name: str, seconds: dict[str, float]):  # type: ignore[no-untyped-def]
+@contextmanager
+def _stage(name: str, seconds: dict[str, float]) -> Iterator[None]:
     """Announce a stage and time it."""
-
-    class Timer:
-        def __enter__(self) -> None:
-            console.rule(f"[bold]{name}")
-            self.began = time.perf_counter()
-
-        def __exit__(self, *exc: object) -> None:
-            seconds[name] = time.perf_counter() - self.began
-
-    return Timer()
+    console.rule(f"[bold]{name}")
+    began = time.perf_counter()
+    yield
+    seconds[name] = time.perf_counter() - began
 
 
 def _collect(cfg: DictConfig, out: Path, look: str, frames: int, seed: int) -> None:
