@@ -11,8 +11,9 @@ from torch import nn
 
 from simreal.benchmark.aggregate import mean_std, summarize
 from simreal.benchmark.definition import Mix
-from simreal.benchmark.evaluate import evaluate_on_store, merge_lut
+from simreal.benchmark.evaluate import evaluate_on_store
 from simreal.data.store import FrameStore
+from simreal.metrics.segmentation import merge_table
 
 NUM_CLASSES = 16
 
@@ -55,9 +56,9 @@ def test_scores_equal_a_hand_computed_confusion_matrix(tmp_path: Path) -> None:
 
 
 def test_merge_table_refuses_bad_entries() -> None:
-    assert merge_lut({"6": 7})[6] == 7 and merge_lut({})[255] == 255
+    assert merge_table({"6": 7})[6] == 7 and merge_table({})[255] == 255
     with pytest.raises(ValueError, match="eval_merge"):
-        merge_lut({"255": 3})
+        merge_table({"255": 3})
 
 
 def record(mix: str, seed: int, miou: float, road: float | None) -> dict:

@@ -9,7 +9,6 @@ lights as signs, because its SignSymbol class holds both).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import yaml
 from simreal.data.images import uint8_to_tensor
 from simreal.data.store import FrameStore, StoreError
 from simreal.labels import LabelTable
-from simreal.metrics.segmentation import confusion_matrix, segmentation_scores
+from simreal.metrics.segmentation import confusion_matrix, merge_table, named_scores
 
 
 class ConsistencyError(ValueError):
@@ -35,13 +34,6 @@ class EvalProtocol:
     classes: tuple[int, ...]
     merge: dict[int, int] = field(default_factory=dict)
     description: str = ""
-
-    def merge_table(self, size: int = 256) -> torch.Tensor:
-        """Lookup table id -> scored id (identity except the merged ids)."""
-        table = torch.arange(size, dtype=torch.long)
-        for source, target in self.merge.items():
-            table[source] = target
-        return table
 
 
 def store_eval_merge(store: FrameStore) -> dict[int, int]:
@@ -143,7 +135,7 @@ class LabelConsistency:
         self.num_classes = num_classes
         self.protocol = protocol
         self.ignore_index = ignore_index
-        self.table = protocol.merge_table().to(device)
+        self.table = merge_table(protocol.merge, ignore_index).to(device)
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor | np.ndarray) -> None:
@@ -154,20 +146,10 @@ class LabelConsistency:
 
     def scores(self, class_set: LabelTable) -> dict[str, Any]:
         """JSON-able scores; undefined values (a class absent from labels and predictions) are ``None``."""
-        raw = segmentation_scores(self.matrix, self.protocol.classes)
-        names = [class_set.name_of(c) for c in self.protocol.classes]
         return {
-            "pixel_acc": _finite_or_none(raw["pixel_acc"]),
-            "mean_acc": _finite_or_none(raw["mean_acc"]),
-            "miou": _finite_or_none(raw["miou"]),
-            "per_class_iou": {n: _finite_or_none(v) for n, v in zip(names, raw["per_class_iou"], strict=True)},
-            "classes": names,
+            **named_scores(self.matrix, self.protocol.classes, class_set),
+            "classes": [class_set.name_of(c) for c in self.protocol.classes],
             "merged": {class_set.name_of(a): class_set.name_of(b) for a, b in self.protocol.merge.items()},
             "protocol": self.protocol.description,
             "pixels_scored": int(self.matrix[list(self.protocol.classes)].sum()),
         }
-
-
-def _finite_or_none(value: Any) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None

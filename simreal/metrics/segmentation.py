@@ -7,7 +7,9 @@ Rows are ground truth, columns are predictions: ``cm[t, p]`` counts pixels of tr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,3 +87,34 @@ def segmentation_scores(
 def _nanmean(values: torch.Tensor) -> float:
     finite = values[~values.isnan()]
     return float(finite.mean()) if finite.numel() else float("nan")
+
+
+def merge_table(eval_merge: Mapping[Any, Any], ignore_index: int = 255) -> torch.Tensor:
+    """A 256-entry id -> scored-as id table from a store's ``eval_merge`` (JSON keys may be strings):
+    identity except for the merged ids, e.g. CamVid scores traffic lights as signs."""
+    table = torch.arange(256, dtype=torch.long)
+    for source, target in eval_merge.items():
+        source_id, target_id = int(source), int(target)
+        if not (0 <= source_id < 256 and 0 <= target_id < 256) or source_id == ignore_index:
+            raise ValueError(f"eval_merge entry {source!r}: {target!r} is not a pair of class ids")
+        table[source_id] = target_id
+    return table
+
+
+def named_scores(cm: torch.Tensor, classes: Sequence[int], class_set: Any) -> dict[str, Any]:
+    """JSON-able scores of ``classes``: pixel_acc, mean_acc, miou and per-class IoU by class name; values that
+    are undefined (a class absent from both labels and predictions) are ``None``."""
+    scores = segmentation_scores(cm, classes)
+    return {
+        "pixel_acc": _finite_or_none(scores["pixel_acc"]),
+        "mean_acc": _finite_or_none(scores["mean_acc"]),
+        "miou": _finite_or_none(scores["miou"]),
+        "per_class_iou": {
+            class_set.name_of(c): _finite_or_none(v) for c, v in zip(classes, scores["per_class_iou"], strict=True)
+        },
+    }
+
+
+def _finite_or_none(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
