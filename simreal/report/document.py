@@ -19,6 +19,7 @@ class Table:
 class Section:
     title: str
     paragraphs: list[str] = field(default_factory=list)
+    bullets: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     figures: list[tuple[str, str]] = field(default_factory=list)  # (caption, relative path)
 

@@ -21,6 +21,8 @@ def to_markdown(title: str, sections: Sequence[Section]) -> str:
         lines += [f"## {section.title}", ""]
         for paragraph in section.paragraphs:
             lines += [paragraph, ""]
+        if section.bullets:
+            lines += [f"- {item}" for item in section.bullets] + [""]
         for table in section.tables:
             lines += _markdown_table(table) + [""]
         for caption, path in section.figures:
@@ -33,13 +35,15 @@ def to_html(title: str, sections: Sequence[Section]) -> str:
         "<!DOCTYPE html>",
         '<html><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
+        f"<h1>{_inline_html(title)}</h1>",
     ]
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         for paragraph in section.paragraphs:
             css = ' class="warn"' if paragraph.startswith("**Warning:**") else ""
             parts.append(f"<p{css}>{_inline_html(paragraph)}</p>")
+        if section.bullets:
+            parts.append("<ul>" + "".join(f"<li>{_inline_html(item)}</li>" for item in section.bullets) + "</ul>")
         for table in section.tables:
             parts.append(_html_table(table))
         for caption, path in section.figures:
