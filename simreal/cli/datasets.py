@@ -10,11 +10,12 @@ from rich.table import Table
 
 from simreal.cli.errors import fail, user_errors
 from simreal.data.convert import FrameSpec
+from simreal.data.images import save_png
 from simreal.data.registry import get_dataset, load_registry
 from simreal.data.resize import parse_size
 from simreal.data.store import FrameStore
 from simreal.data.verify import verify_store
-from simreal.data.visualize import store_grid, write_png
+from simreal.data.visualize import store_grid
 
 datasets_app = typer.Typer(
     help="Dataset registry, importing to frame stores, verifying and viewing them.", no_args_is_help=True
@@ -129,5 +130,5 @@ def show(
 ) -> None:
     """Write a PNG grid: image | colourised label, one row per frame."""
     opened = FrameStore.open(store)
-    write_png(out, store_grid(opened, n))
+    save_png(store_grid(opened, n), out)
     console.print(f"wrote {out} ({min(n, len(opened))} of {len(opened)} frames)")

@@ -1,9 +1,12 @@
-"""Conversions between uint8 frames and the [-1, 1] tensors every network here takes and returns."""
+"""uint8 frames: conversions to and from the [-1, 1] tensors every network here uses, and PNG files."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+from PIL import Image
 
 
 def uint8_to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -18,3 +21,11 @@ def tensor_to_uint8(images: torch.Tensor) -> np.ndarray:
     """[-1, 1] (B, 3, H, W) -> uint8 (B, H, W, 3) on the CPU (values outside the range are clipped)."""
     rgb = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return rgb.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def save_png(rgb: np.ndarray, path: str | Path) -> Path:
+    """Write a uint8 (H, W, 3) RGB image as PNG, creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path)
+    return path

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import cv2
 import numpy as np
 
 from simreal.data.store import FrameStore
@@ -35,11 +32,3 @@ def store_grid(store: FrameStore, n: int = 8) -> np.ndarray:
     if not indices:
         raise ValueError(f"{store.path} holds no committed frames to show")
     return grid_rows([[store.rgb(i), store.class_set.colorize(store.label(i))] for i in indices])
-
-
-def write_png(path: str | Path, rgb: np.ndarray) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    return path

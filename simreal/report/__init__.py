@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from simreal.data.images import save_png
 from simreal.report.document import FID_MIN_IMAGES, build_sections
-from simreal.report.images import image_grid, iou_bar_chart, save_png
+from simreal.report.images import image_grid, iou_bar_chart
 from simreal.report.render import to_html, to_markdown
 
 REPORT_TITLE = "simreal score report"

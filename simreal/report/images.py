@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -26,13 +25,6 @@ STORE_COLOURS = (
 )
 PAD = 4
 TITLE_HEIGHT = 16
-
-
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
-    return path
 
 
 def image_grid(rows: Sequence[Sequence[np.ndarray]], column_titles: Sequence[str]) -> np.ndarray:

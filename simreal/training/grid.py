@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from simreal.data.images import save_png
+
 TITLE_HEIGHT = 14
 
 
@@ -36,6 +38,5 @@ def make_grid(samples: Sequence[tuple[str, np.ndarray]], columns: int | None = N
 
 def save_grid(samples: Sequence[tuple[str, np.ndarray]], path: Path, columns: int | None = None) -> np.ndarray:
     grid = make_grid(samples, columns)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
+    save_png(grid, path)
     return grid
