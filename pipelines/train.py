@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from simreal.config import ConfigError
+from simreal.training.checkpoint import CHECKPOINT_NAME
 from simreal.training.errors import TrainingError
 from simreal.training.loop import TrainResult, train
 from simreal.training.registry import get_method
@@ -78,7 +79,7 @@ def result_from_run_dir(run_dir: Path) -> TrainResult:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     last_train = next((r for r in reversed(records) if any(k.startswith("train/") for k in r)), {})
     last_eval = next((r for r in reversed(records) if any(k.startswith("eval/") for k in r)), {})
-    checkpoint = run_dir / "checkpoint.pt"
+    checkpoint = run_dir / CHECKPOINT_NAME
     return TrainResult(
         run_dir=run_dir,
         step=max((int(r["step"]) for r in records), default=0),

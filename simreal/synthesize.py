@@ -32,6 +32,7 @@ from simreal.models.dpgan import DPGANGenerator, DPGANGeneratorSpec
 from simreal.models.oasis import OASISGenerator, OASISGeneratorSpec
 from simreal.models.spade import SPADEGenerator, SPADEGeneratorSpec
 from simreal.models.spade_blocks import LabelMapError, one_hot_labels
+from simreal.training.checkpoint import checkpoint_file
 
 SYNTHESIZER_METHODS = ("dpgan", "oasis", "spade")
 
@@ -135,18 +136,9 @@ class Synthesizer:
             )
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; pass a training run directory or its checkpoint.pt")
-    return path
-
-
 def load_synthesizer(path: str | Path, device: str | torch.device = "cpu") -> Synthesizer:
     """The painting generator of a ``dpgan`` / ``oasis`` / ``spade`` run directory or its checkpoint.pt."""
-    checkpoint = resolve_checkpoint(path)
+    checkpoint = checkpoint_file(path)
     device = pick_device(device) if isinstance(device, str) else device
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     method = saved.get("method_name")

@@ -24,6 +24,7 @@ from simreal.data.images import tensor_to_uint8, uint8_to_tensor
 from simreal.data.store import FrameStore
 from simreal.labels import LabelTable
 from simreal.synthesize import SYNTHESIZER_METHODS, Synthesizer, file_digest, frame_noise_seed, load_synthesizer
+from simreal.training.checkpoint import checkpoint_file
 
 STYLE_POLICIES = ("random", "fixed", "mean")
 STRUCTURE_TEXTURE_METHODS = ("lcsae", "sae")
@@ -156,11 +157,7 @@ class LabelTranslator:
 
 def checkpoint_method(path: str | Path) -> tuple[Path, str, dict]:
     """(checkpoint file, method name, saved method state) of a run directory or checkpoint."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; pass a training run directory or its checkpoint.pt")
+    path = checkpoint_file(path)
     saved = torch.load(path, map_location="cpu", weights_only=True)
     return path, str(saved.get("method_name")), saved.get("method", {})
 

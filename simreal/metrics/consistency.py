@@ -21,6 +21,7 @@ from simreal.data.images import uint8_to_tensor
 from simreal.data.store import FrameStore, StoreError
 from simreal.labels import LabelTable
 from simreal.metrics.segmentation import confusion_matrix, merge_table, named_scores
+from simreal.training.checkpoint import checkpoint_file
 
 
 class ConsistencyError(ValueError):
@@ -41,18 +42,9 @@ def store_eval_merge(store: FrameStore) -> dict[int, int]:
     return {int(k): int(v) for k, v in (store.attrs.get("eval_merge") or {}).items()}
 
 
-def checkpoint_path(segmenter: str | Path) -> Path:
-    """The checkpoint file of a run directory or checkpoint path."""
-    path = Path(segmenter)
-    path = path / "checkpoint.pt" if path.is_dir() else path
-    if not path.is_file():
-        raise FileNotFoundError(f"no segmenter checkpoint at {path}; pass a `simreal train segmenter` run directory")
-    return path
-
-
 def segmenter_training_store(segmenter: str | Path) -> Path | None:
     """The ``data`` store recorded in the run's ``config.yaml``, when the run directory has one."""
-    config_file = checkpoint_path(segmenter).parent / "config.yaml"
+    config_file = checkpoint_file(segmenter, "segmenter").parent / "config.yaml"
     if not config_file.is_file():
         return None
     config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
@@ -62,7 +54,7 @@ def segmenter_training_store(segmenter: str | Path) -> Path | None:
 
 def segmenter_class_set(segmenter: str | Path) -> LabelTable | None:
     """The class set a segmenter checkpoint was trained on (``None`` for checkpoints that do not record it)."""
-    saved = torch.load(checkpoint_path(segmenter), map_location="cpu", weights_only=True, mmap=True)
+    saved = torch.load(checkpoint_file(segmenter, "segmenter"), map_location="cpu", weights_only=True, mmap=True)
     attrs = saved.get("method", saved).get("class_set")
     return LabelTable.from_dict(attrs) if attrs else None
 

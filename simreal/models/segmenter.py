@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simreal.training.checkpoint import checkpoint_file
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
@@ -115,11 +117,7 @@ def load_segmenter(path: str | Path, map_location: str | torch.device = "cpu") -
 
     The returned network is in eval mode and takes [-1, 1] RGB input.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"no segmenter checkpoint at {path}")
+    path = checkpoint_file(path, "segmenter")
     saved = torch.load(path, map_location=map_location, weights_only=True)
     state = saved.get("method", saved)
     if "model_spec" not in state or "model" not in state:

@@ -14,6 +14,22 @@ import torch
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
+def checkpoint_file(path: str | Path, what: str = "") -> Path:
+    """The checkpoint of a training run directory, or ``path`` itself when it names the file.
+
+    ``what`` names the kind of run expected in the error (``"segmenter"``: "no segmenter checkpoint at ...").
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        kind = f"{what} " if what else ""
+        raise FileNotFoundError(
+            f"no {kind}checkpoint at {path}; pass a training run directory or its {CHECKPOINT_NAME}"
+        )
+    return path
+
+
 def save_atomic(payload: Any, path: Path) -> None:
     """Write with ``torch.save`` to a temp file in the same directory, fsync, then ``os.replace``.
 
