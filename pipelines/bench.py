@@ -31,6 +31,7 @@ from simreal.benchmark.definition import (
 from simreal.benchmark.report import write_html, write_markdown
 from simreal.benchmark.run import BenchRunError, execute_run, finished_result, write_json_atomic
 from simreal.data.store import FrameStore
+from simreal.errors import SimrealError
 from simreal.progress import progress_bar
 
 QUESTION = (
@@ -91,7 +92,9 @@ def _run_with_ray(
                 except Exception as err:
                     for ref in refs:
                         ray.cancel(ref)
-                    cause = task_error_cause(err)
+                    cause = task_error_cause(err, f"training run {spec.mix.name} seed {spec.seed}")
+                    if not isinstance(cause, SimrealError):
+                        raise cause from None  # a bug: keep Ray's error with the remote traceback
                     raise BenchRunError(f"run {spec.mix.name} seed {spec.seed} failed: {cause}") from cause
                 bar.advance()
                 best = best_mix(summarize(mixes, finished + records, {}))

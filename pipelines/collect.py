@@ -25,6 +25,7 @@ from simreal.collect.collector import Batch, SourceSpec, StreamCollector
 from simreal.collect.filters import KEPT, FilterConfig, merge_counts
 from simreal.data.convert import FrameSpec
 from simreal.data.store import FrameStore, StoreError, shard_ranges
+from simreal.errors import ConfigError
 from simreal.progress import progress_bar
 
 
@@ -54,7 +55,7 @@ class CollectResult:
 def _parse_server(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"server must look like host:port, got {text!r}")
+        raise ConfigError(f"server must look like host:port, got {text!r}")
     return host, int(port)
 
 
@@ -105,7 +106,7 @@ def source_specs(cfg: DictConfig) -> list[SourceSpec]:
             }
             specs.append(SourceSpec("carla", params, stream=i))
         return specs
-    raise ValueError(f"unknown backend {cfg.backend!r}; choose procedural or carla")
+    raise ConfigError(f"unknown backend {cfg.backend!r}; choose procedural or carla")
 
 
 def collect_job(cfg: DictConfig) -> CollectJob:
@@ -262,4 +263,4 @@ def _get(ref: ray.ObjectRef) -> Any:
     try:
         return ray.get(ref)
     except Exception as err:
-        raise task_error_cause(err) from None
+        raise task_error_cause(err, "collecting") from None

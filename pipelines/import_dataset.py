@@ -121,7 +121,7 @@ def run_import(job: ImportJob, address: str | None = None, num_cpus: int | None 
                 except Exception as err:
                     for ref in pending:
                         ray.cancel(ref, force=True)
-                    raise task_error_cause(err) from None
+                    raise task_error_cause(err, f"importing {job.split}") from None
                 unknown.add(RemapReport(dict(counts)))
                 committer.written(start, stop)
                 bar.advance(stop - start)

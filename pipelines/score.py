@@ -21,6 +21,7 @@ import torch
 
 from simreal.data.store import FrameStore, StoreError
 from simreal.device import pick_device
+from simreal.errors import ScoringError
 from simreal.labels import list_class_sets
 from simreal.metrics.consistency import (
     LabelConsistency,
@@ -50,7 +51,7 @@ FID_MODES = ("require", "auto", "off")
 SOURCE_STORE_KEY, SOURCE_INDEX_KEY = "source_store", "source_index"
 
 
-class ScoreError(ValueError):
+class ScoreError(ScoringError):
     """Inputs that cannot be scored as asked."""
 
 

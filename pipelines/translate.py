@@ -200,6 +200,6 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
                         first_commit = (committed, time.perf_counter() - began)
                     bar.advance(stop - start)
             except Exception as err:
-                raise task_error_cause(err) from None
+                raise task_error_cause(err, "translating") from None
     seconds = time.perf_counter() - began
     return TranslateResult(Path(job.out), len(out), len(out) - committed_before, seconds, first_commit)

@@ -13,11 +13,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from simreal.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-class ConfigError(ValueError):
-    """A config that cannot be composed: unknown name, bad override, wrong type."""
 
 
 def config_dir() -> Path:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from simreal.errors import ConfigError
 
-class DeviceUnavailableError(ValueError):
+
+class DeviceUnavailableError(ConfigError):
     """A CUDA device was asked for on a machine without one."""
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from simreal.data.images import tensor_to_uint8
 from simreal.data.store import FrameStore, open_derived
 from simreal.device import pick_device
+from simreal.errors import TranslationError
 from simreal.labels import LabelTable
 from simreal.models.dpgan import DPGANGenerator, DPGANGeneratorSpec
 from simreal.models.oasis import OASISGenerator, OASISGeneratorSpec
@@ -37,7 +38,7 @@ from simreal.training.checkpoint import checkpoint_file
 SYNTHESIZER_METHODS = ("dpgan", "oasis", "spade")
 
 
-class SynthesisError(ValueError):
+class SynthesisError(TranslationError):
     """A checkpoint, label store or output store that cannot be used for synthesis as asked."""
 
 
@@ -100,10 +101,10 @@ class Synthesizer:
         ``noise_seed``, else fresh random noise. Noise-free generators refuse both.
         """
         if noise_seed is not None and z is not None:
-            raise ValueError("pass noise_seed or z, not both")
+            raise SynthesisError("pass noise_seed or z, not both")
         if not self.stochastic:
             if noise_seed is not None or z is not None:
-                raise ValueError(f"this {self.method} generator takes no noise (it was trained without a VAE)")
+                raise SynthesisError(f"this {self.method} generator takes no noise (it was trained without a VAE)")
         elif z is None:
             z = self.noise(len(labels), noise_seed) if noise_seed is not None else torch.randn(len(labels), self.z_dim)
         segmap = one_hot_labels(labels.to(self.device), self.num_classes)
@@ -182,7 +183,7 @@ class SynthesisJob:
     def run(self, batch_size: int = 8, on_batch: Callable[[int], None] | None = None) -> int:
         """Paint the remaining frames in batches; returns how many were painted now."""
         if batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+            raise SynthesisError(f"batch size must be >= 1, got {batch_size}")
         start = self.done
         has_source = self.labels.has_source_label
         for first in range(start, self.total, batch_size):

@@ -22,16 +22,13 @@ import torch
 
 from simreal.data.images import tensor_to_uint8, uint8_to_tensor
 from simreal.data.store import FrameStore
+from simreal.errors import TranslationError
 from simreal.labels import LabelTable
 from simreal.synthesize import SYNTHESIZER_METHODS, Synthesizer, file_digest, frame_noise_seed, load_synthesizer
 from simreal.training.checkpoint import checkpoint_file
 
 STYLE_POLICIES = ("random", "fixed", "mean")
 STRUCTURE_TEXTURE_METHODS = ("lcsae", "sae")
-
-
-class TranslationError(ValueError):
-    """A checkpoint, store or option that translation cannot work with."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from simreal.benchmark.aggregate import mean_std, summarize
 from simreal.benchmark.definition import Mix
 from simreal.benchmark.evaluate import evaluate_on_store
 from simreal.data.store import FrameStore
+from simreal.errors import ScoringError
 from simreal.metrics.segmentation import merge_table
 
 NUM_CLASSES = 16
@@ -57,7 +58,7 @@ def test_scores_equal_a_hand_computed_confusion_matrix(tmp_path: Path) -> None:
 
 def test_merge_table_refuses_bad_entries() -> None:
     assert merge_table({"6": 7})[6] == 7 and merge_table({})[255] == 255
-    with pytest.raises(ValueError, match="eval_merge"):
+    with pytest.raises(ScoringError, match="eval_merge"):
         merge_table({"255": 3})
 
 

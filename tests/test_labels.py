@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+from simreal.errors import LabelError
 from simreal.labels import (
     UnknownLabelIdError,
     carla_scheme_for_version,
@@ -161,7 +162,7 @@ def test_incomplete_mapping_is_refused(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SIMREAL_LABELS_PATH", str(tmp_path))
     clear_cache()
     try:
-        with pytest.raises(ValueError, match="neither mapped nor ignored"):
+        with pytest.raises(LabelError, match="neither mapped nor ignored"):
             get_mapping("camvid11")
     finally:
         monkeypatch.delenv("SIMREAL_LABELS_PATH")
@@ -190,5 +191,5 @@ def test_server_version_picks_the_tag_scheme(version: str, scheme: str) -> None:
 
 
 def test_unknown_scheme_lists_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="carla-0.9.14"):
+    with pytest.raises(LabelError, match="carla-0.9.14"):
         get_scheme("carla-9")

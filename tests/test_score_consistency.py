@@ -22,6 +22,7 @@ from simreal.metrics.consistency import (
     segment_images,
     segmenter_training_store,
 )
+from simreal.training.errors import RunDirectoryError
 
 SHARED16 = get_class_set("shared16")
 LIGHT, SIGN = SHARED16.id_of("traffic_light"), SHARED16.id_of("traffic_sign")
@@ -126,7 +127,7 @@ def test_training_store_comes_from_the_run_config(tmp_path: Path) -> None:
     assert open_training_store(run).path == training.path
     (run / "config.yaml").write_text(yaml.safe_dump({"data": str(tmp_path / "gone")}))
     assert open_training_store(run) is None
-    with pytest.raises(FileNotFoundError, match="no segmenter checkpoint"):
+    with pytest.raises(RunDirectoryError, match="no segmenter checkpoint"):
         segmenter_training_store(tmp_path / "nothing")
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from simreal.collect.frame import SensorFrame
+from simreal.errors import ConfigError
 from simreal.sim import LOOKS, TOWNS, WEATHERS, ProceduralSource
 from simreal.sim import tags as T
 from simreal.sim.camera import Intrinsics, Pose, camera_rotation
@@ -199,5 +200,5 @@ def test_textured_look_keeps_semantics_and_changes_rgb() -> None:
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         ProceduralSource(**kwargs)

@@ -15,6 +15,7 @@ import torch
 from simreal.data.dataset import FrameDataset
 from simreal.data.store import FrameStore, StoreError, shard_ranges
 from simreal.data.verify import verify_store
+from simreal.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,7 +141,7 @@ def test_torch_dataset_crops_flips_and_normalises(tmp_path: Path) -> None:
     loader = torch.utils.data.DataLoader(data, batch_size=2, num_workers=1)
     batch = next(iter(loader))
     assert batch["image"].shape == (2, 3, 8, 8)
-    with pytest.raises(ValueError, match="larger than"):
+    with pytest.raises(ConfigError, match="larger than"):
         FrameDataset(tmp_path / "s.zarr", crop=(32, 32))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from simreal.errors import ModelError
 from simreal.models.dpgan import DPGANDiscriminator, DPGANGenerator, DPGANGeneratorSpec
 from simreal.models.oasis import OASISGenerator, OASISGeneratorSpec, UNetDiscriminator, UNetDiscriminatorSpec
 from simreal.models.spade import (
@@ -82,7 +83,7 @@ def test_the_given_noise_is_used(generator: torch.nn.Module) -> None:
     assert torch.equal(first, again)
     assert (first - other).abs().mean() > 0.1 * first.abs().mean()
     assert not torch.equal(mixed, first) and not torch.equal(mixed, other)
-    with pytest.raises(ValueError, match="noise must be"):
+    with pytest.raises(ModelError, match="noise must be"):
         generator(segmap, torch.randn(2, 5))
 
 
@@ -90,7 +91,7 @@ def test_spade_without_vae_is_deterministic_and_refuses_noise() -> None:
     generator = SPADEGenerator(SPADEGeneratorSpec(3, base_channels=4, num_upsampling="normal")).eval()
     segmap = one_hot_labels(torch.randint(0, 3, (1, 64, 64)), 3)
     assert generator(segmap).shape == (1, 3, 64, 64)
-    with pytest.raises(ValueError, match="takes no noise"):
+    with pytest.raises(ModelError, match="takes no noise"):
         generator(segmap, torch.randn(1, 256))
     vae = SPADEGenerator(
         SPADEGeneratorSpec(3, base_channels=4, num_upsampling="normal", use_vae=True, z_dim=8, vae_image_size=(64, 64))

@@ -97,7 +97,7 @@ def test_paint_uses_the_seed_or_the_given_noise(checkpoints: dict[str, Path]) ->
     assert a.shape == (2, 3, 64, 64) and a.min() >= -1 and a.max() <= 1
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(synth.paint(labels, z=synth.noise(2, 1)), a)
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(SynthesisError, match="not both"):
         synth.paint(labels, noise_seed=1, z=synth.noise(2, 1))
 
 

@@ -18,6 +18,7 @@ from simreal.cli.main import app
 from simreal.data.store import FrameStore, StoreError
 from simreal.data.verify import verify_store
 from simreal.training.config import compose_training_config
+from simreal.training.errors import RunDirectoryError
 from simreal.training.loop import train
 from simreal.translate import StyleOptions, TranslationError
 
@@ -102,7 +103,7 @@ def test_label_to_image_translation_paints_the_labels(world: dict[str, Path], tm
 def test_bad_requests_are_clear(world: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(TranslationError, match="--style"):
         run_translate(TranslateJob(world["sae"], world["sim"], tmp_path / "a.zarr"))
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(RunDirectoryError, match="no checkpoint"):
         run_translate(TranslateJob(tmp_path / "nowhere", world["sim"], tmp_path / "b.zarr"))
     result = CliRunner().invoke(app, ["translate", str(world["sae"]), "--input", str(world["sim"]), "--out",
                                       str(tmp_path / "c.zarr"), "--style", str(world["real"]),

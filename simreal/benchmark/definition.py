@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from simreal.benchmark.mix import MixPart, normalized_parts
 from simreal.config import compose_config, compose_with_preset, preset_overrides
 from simreal.data.store import FrameStore
+from simreal.errors import BenchError
 from simreal.training.config import compose_training_config
 
 MIX_FILE = "mix.yaml"
@@ -27,7 +28,7 @@ MIX_FILE = "mix.yaml"
 UNLEARNED_KEYS = ("out", "data", "progress", "tensorboard", "log_every", "sample_every", "checkpoint_every")
 
 
-class BenchConfigError(ValueError):
+class BenchConfigError(BenchError):
     """A benchmark definition or command line that cannot be run as asked."""
 
 

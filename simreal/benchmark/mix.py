@@ -23,10 +23,12 @@ import numpy as np
 import yaml
 from torch.utils.data import Dataset
 
+from simreal.errors import BenchError
+
 MIX_SUFFIXES = (".yaml", ".yml")
 
 
-class MixError(ValueError):
+class MixError(BenchError):
     """A mix that cannot be built: bad weights, unreadable file, stores that do not fit together."""
 
 

@@ -20,11 +20,12 @@ from omegaconf import OmegaConf
 from simreal.benchmark.definition import RunSpec
 from simreal.benchmark.evaluate import evaluate_on_store
 from simreal.benchmark.mix import write_mix_file
+from simreal.errors import BenchError
 
 RESULT_FILE = "result.json"
 
 
-class BenchRunError(RuntimeError):
+class BenchRunError(BenchError):
     """A run that cannot be carried out or reused as it stands."""
 
 

@@ -9,26 +9,29 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from simreal.errors import SimrealError
+
 F = TypeVar("F", bound=Callable[..., Any])
 err_console = Console(stderr=True)
 
-# Exceptions that carry a message meant for the user. Anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    FileNotFoundError,
-    KeyError,
-    ValueError,
-    RuntimeError,
-    OSError,
-)
-
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # soft_wrap: the message stays one line whatever the terminal width
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
+def user_message(err: SimrealError) -> str:
+    """The message of a simreal error, also when Ray re-raised it from a task (Ray's copy adds a remote traceback)."""
+    cause = getattr(err, "cause", None)
+    return str(cause if isinstance(cause, SimrealError) else err)
+
+
 def user_errors(func: F) -> F:
-    """Report expected failures as ``error: <message>`` with exit status 1 (2 for Ctrl-C)."""
+    """Report simreal's own errors as ``error: <message>`` with exit status 1 (130 for Ctrl-C).
+
+    Every other exception is a bug in simreal and propagates with its traceback.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -36,8 +39,7 @@ def user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except KeyboardInterrupt:
             raise fail("interrupted; frames committed so far are kept", code=130) from None
-        except USER_ERRORS as err:
-            text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-            raise fail(f"{text}") from None
+        except SimrealError as err:
+            raise fail(user_message(err)) from None
 
     return wrapper  # type: ignore[return-value]

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simreal.cli.errors import user_errors
+from simreal.errors import LabelError
 from simreal.labels import DEFAULT_CLASS_SET, get_class_set, get_mapping, list_class_sets, list_schemes
 
 labels_app = typer.Typer(help="Class sets, source label schemes and mappings.", no_args_is_help=True)
@@ -26,7 +27,7 @@ def show(
     """Print the class table of a class set or source scheme (id, name, colour)."""
     try:
         table_def = get_class_set(name)
-    except KeyError:
+    except LabelError:
         from simreal.labels import get_scheme
 
         table_def = get_scheme(name)

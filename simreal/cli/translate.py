@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from simreal.cli.errors import user_errors
+from simreal.errors import ConfigError
 from simreal.translate import STYLE_POLICIES, StyleOptions
 
 console = Console()
@@ -34,7 +35,7 @@ def translate(
     from pipelines.translate import TranslateJob, run_translate
 
     if style_policy not in STYLE_POLICIES:
-        raise ValueError(f"--style-policy must be one of {', '.join(STYLE_POLICIES)}, got {style_policy!r}")
+        raise ConfigError(f"--style-policy must be one of {', '.join(STYLE_POLICIES)}, got {style_policy!r}")
     job = TranslateJob(
         checkpoint=checkpoint, input=input, out=out, variants=variants, seed=seed, batch_size=batch_size,
         actors=actors, bf16=bf16, shard_size=shard_size,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from simreal.errors import CollectionError, ConfigError
 
-class CarlaSourceError(RuntimeError):
+
+class CarlaSourceError(CollectionError):
     """Base class of every error the CARLA source raises on purpose."""
 
 
@@ -11,7 +13,7 @@ class CarlaClientMissingError(CarlaSourceError):
     """The `carla` client package is not installed in this environment."""
 
 
-class CarlaSettingsError(ValueError):
+class CarlaSettingsError(ConfigError):
     """A CarlaSettings value that cannot work (checked before any connection is made)."""
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from simreal.errors import CollectionError
+
 
 class FrameBuffer:
     """Thread-safe per-sensor buffer of images keyed by server frame id.
@@ -51,11 +53,13 @@ def decode_bgra(image: Any, width: int, height: int) -> np.ndarray:
     Never ``convert(CityScapesPalette)`` first, it overwrites the tags with palette colours in place.
     """
     if (image.width, image.height) != (width, height):
-        raise ValueError(
+        raise CollectionError(
             f"camera image is {image.width}x{image.height}, expected {width}x{height} "
             "(was the blueprint's image_size_x/image_size_y ignored by the server?)"
         )
     raw = np.frombuffer(image.raw_data, dtype=np.uint8)
     if raw.size != height * width * 4:
-        raise ValueError(f"camera image has {raw.size} bytes, expected {height * width * 4} for BGRA {width}x{height}")
+        raise CollectionError(
+            f"camera image has {raw.size} bytes, expected {height * width * 4} for BGRA {width}x{height}"
+        )
     return raw.reshape(height, width, 4).copy()

@@ -15,6 +15,7 @@ from simreal.collect.decode import decode_sensor_frame
 from simreal.collect.filters import KEPT, FilterConfig, FrameFilter
 from simreal.collect.frame import FrameSource
 from simreal.data.convert import FrameSpec, prepare_frame
+from simreal.errors import ConfigError
 from simreal.labels import LabelMapping, get_class_set, get_mapping
 
 
@@ -36,7 +37,7 @@ def open_source(spec: SourceSpec) -> FrameSource:
         from simreal.collect.carla_source import CarlaSettings, CarlaSource
 
         return CarlaSource(CarlaSettings(**spec.params), stream=spec.stream)
-    raise ValueError(f"unknown backend {spec.backend!r}; choose 'procedural' or 'carla'")
+    raise ConfigError(f"unknown backend {spec.backend!r}; choose 'procedural' or 'carla'")
 
 
 @dataclass

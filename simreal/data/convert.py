@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simreal.data.resize import resize_pair
+from simreal.errors import ImporterError
 from simreal.labels import LabelMapping, RemapReport
 
 
@@ -29,7 +30,7 @@ def prepare_frame(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, RemapReport]:
     """(rgb, target label, source label or None, unknown-id report) at the store's resolution."""
     if rgb.shape[:2] != source_ids.shape[:2]:
-        raise ValueError(
+        raise ImporterError(
             f"image is {rgb.shape[1]}x{rgb.shape[0]} but label is {source_ids.shape[1]}x{source_ids.shape[0]}"
             f"{' in ' + where if where else ''}"
         )

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from simreal.data.store import FrameStore
+from simreal.errors import ConfigError, StoreError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -25,7 +26,7 @@ def normalize_images(rgb: np.ndarray, mode: str) -> np.ndarray:
         return (x - IMAGENET_MEAN) / IMAGENET_STD
     if mode == "unit":
         return x
-    raise ValueError(f"unknown normalisation {mode!r}; choose from {NORMALIZATIONS}")
+    raise ConfigError(f"unknown normalisation {mode!r}; choose from {NORMALIZATIONS}")
 
 
 class FrameDataset(Dataset):
@@ -45,17 +46,17 @@ class FrameDataset(Dataset):
         indices: Sequence[int] | None = None,
     ) -> None:
         if normalize not in NORMALIZATIONS:
-            raise ValueError(f"unknown normalisation {normalize!r}; choose from {NORMALIZATIONS}")
+            raise ConfigError(f"unknown normalisation {normalize!r}; choose from {NORMALIZATIONS}")
         self.store_path = Path(store_path)
         store = FrameStore.open(self.store_path)
         if len(store) == 0:
-            raise ValueError(f"{self.store_path} holds no committed frames")
+            raise StoreError(f"{self.store_path} holds no committed frames")
         self.height, self.width = store.height, store.width
         self.class_set = store.class_set
         self.evaluable_classes = store.evaluable_classes
         self.crop = tuple(crop) if crop is not None else None
         if self.crop is not None and (self.crop[0] > self.height or self.crop[1] > self.width):
-            raise ValueError(f"crop {self.crop} is larger than the store's frames ({self.height}, {self.width})")
+            raise ConfigError(f"crop {self.crop} is larger than the store's frames ({self.height}, {self.width})")
         self.random_crop = random_crop
         self.hflip = hflip
         self.normalize = normalize

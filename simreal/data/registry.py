@@ -15,11 +15,12 @@ from typing import Any
 import yaml
 
 from simreal.config import PROJECT_ROOT
+from simreal.errors import ConfigError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class RegistryError(KeyError):
+class RegistryError(ConfigError):
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly
         return str(self.args[0])
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from simreal.errors import ConfigError
+
 INTERPOLATIONS = {"lanczos": cv2.INTER_LANCZOS4, "area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
 POLICIES = ("crop", "stretch")
 
@@ -18,9 +20,9 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError as err:
-        raise ValueError(f"size must look like 512x256 (width x height), got {text!r}") from err
+        raise ConfigError(f"size must look like 512x256 (width x height), got {text!r}") from err
     if w <= 0 or h <= 0:
-        raise ValueError(f"size must be positive, got {text!r}")
+        raise ConfigError(f"size must be positive, got {text!r}")
     return w, h
 
 
@@ -34,13 +36,13 @@ def resize_pair(
 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
     """Resize an RGB image and its label map(s) to ``size`` = (width, height) with one geometric transform."""
     if policy not in POLICIES:
-        raise ValueError(f"unknown resize policy {policy!r}; choose from {POLICIES}")
+        raise ConfigError(f"unknown resize policy {policy!r}; choose from {POLICIES}")
     if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"unknown interpolation {interpolation!r}; choose from {tuple(INTERPOLATIONS)}")
+        raise ConfigError(f"unknown interpolation {interpolation!r}; choose from {tuple(INTERPOLATIONS)}")
     tw, th = size
     h, w = label.shape[:2]
     if rgb.shape[:2] != (h, w):
-        raise ValueError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but label is {w}x{h}")
+        raise ConfigError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but label is {w}x{h}")
     if (w, h) == (tw, th):
         return rgb, label, extra_labels
     if policy == "stretch":

@@ -31,16 +31,13 @@ import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
+from simreal.errors import StoreError
 from simreal.labels import IGNORE, LabelTable, get_class_set
 
 FORMAT_VERSION = 1
 ATTRS_KEY = "simreal"
 DEFAULT_SHARD_SIZE = 32
 _ZSTD = ZstdCodec(level=3)
-
-
-class StoreError(RuntimeError):
-    """A frame store that cannot be opened or written as asked."""
 
 
 @dataclass

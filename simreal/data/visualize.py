@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from simreal.data.store import FrameStore
+from simreal.errors import StoreError
 
 
 def frame_indices(total: int, n: int) -> list[int]:
@@ -30,5 +31,5 @@ def store_grid(store: FrameStore, n: int = 8) -> np.ndarray:
     """One row per frame: image | colourised label."""
     indices = frame_indices(len(store), n)
     if not indices:
-        raise ValueError(f"{store.path} holds no committed frames to show")
+        raise StoreError(f"{store.path} holds no committed frames to show")
     return grid_rows([[store.rgb(i), store.class_set.colorize(store.label(i))] for i in indices])

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from simreal.errors import ImporterError
+
 # How many offending names a message lists before it only gives the count.
 _LISTED_NAMES = 5
 
@@ -16,19 +18,8 @@ def _few(names: Sequence[str]) -> str:
     return f"{shown}, ... ({more} more)" if more > 0 else shown
 
 
-def _rebuild(cls: type[ImportFailure], message: str) -> ImportFailure:
-    err = Exception.__new__(cls)
-    Exception.__init__(err, message)
-    return err
-
-
-class ImportFailure(Exception):
+class ImportFailure(ImporterError):
     """Base class of every error raised while reading a dataset."""
-
-    def __reduce__(self) -> tuple:
-        # Subclasses take structured arguments; rebuild from the message so the error crosses process
-        # boundaries (Ray tasks) with its class and text intact.
-        return (_rebuild, (type(self), str(self)))
 
 
 class LayoutError(ImportFailure):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
+from simreal.errors import LabelError
+
 
 def parse_version(version: str) -> tuple[int, int, int]:
     """'0.9.14', '0.9.13-1-g8854804f', '0.9.16-dirty' -> (0, 9, 14)."""
     match = re.match(r"^\s*v?(\d+)\.(\d+)(?:\.(\d+))?", version)
     if not match:
-        raise ValueError(f"cannot read a CARLA version from {version!r}")
+        raise LabelError(f"cannot read a CARLA version from {version!r}")
     major, minor, patch = match.groups()
     return int(major), int(minor), int(patch or 0)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from simreal.errors import LabelError
 from simreal.labels.tables import LabelMapping, LabelTable, build_mapping
 
 BUILTIN_DIR = Path(__file__).parent / "data"
@@ -28,7 +29,7 @@ def _load_yaml(path: Path) -> dict:
     with open(path) as f:
         data = yaml.safe_load(f)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise LabelError(f"{path}: expected a mapping at the top level")
     return data
 
 
@@ -39,8 +40,8 @@ def _tables(kind: str, dirs: tuple[Path, ...]) -> dict[str, LabelTable]:
         for path in sorted((directory / kind).glob("*.yaml")):
             try:
                 table = LabelTable.from_dict(_load_yaml(path))
-            except (KeyError, TypeError, ValueError) as err:
-                raise ValueError(f"bad label table {path}: {err}") from err
+            except (LabelError, KeyError, TypeError, ValueError) as err:
+                raise LabelError(f"bad label table {path}: {err}") from err
             for key in (table.name, *table.aliases):
                 tables[key] = table
     return tables
@@ -49,7 +50,7 @@ def _tables(kind: str, dirs: tuple[Path, ...]) -> dict[str, LabelTable]:
 def _lookup(kind: str, name: str, what: str) -> LabelTable:
     tables = _tables(kind, tuple(search_dirs()))
     if name not in tables:
-        raise KeyError(f"unknown {what} {name!r}; known: {', '.join(sorted(tables))}")
+        raise LabelError(f"unknown {what} {name!r}; known: {', '.join(sorted(tables))}")
     return tables[name]
 
 
@@ -88,9 +89,9 @@ def get_mapping(scheme: str, class_set: str = DEFAULT_CLASS_SET) -> LabelMapping
             spec = _load_yaml(path)
             try:
                 return build_mapping(source, target, spec)
-            except (KeyError, ValueError) as err:
-                raise ValueError(f"bad mapping {path}: {err}") from err
-    raise KeyError(
+            except (LabelError, KeyError, ValueError) as err:
+                raise LabelError(f"bad mapping {path}: {err}") from err
+    raise LabelError(
         f"no mapping from {source.name!r} to {target.name!r}; add mappings/{source.name}__{target.name}.yaml "
         f"to a directory in SIMREAL_LABELS_PATH"
     )

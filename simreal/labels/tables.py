@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simreal.errors import LabelError
+
 IGNORE = 255
 
 
@@ -29,9 +31,9 @@ class LabelTable:
     def __post_init__(self) -> None:
         ids = [c.id for c in self.classes]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"label table {self.name!r} defines an id twice")
+            raise LabelError(f"label table {self.name!r} defines an id twice")
         if any(not 0 <= i <= 255 for i in ids):
-            raise ValueError(f"label table {self.name!r} has ids outside 0..255")
+            raise LabelError(f"label table {self.name!r} has ids outside 0..255")
 
     @property
     def ids(self) -> list[int]:
@@ -49,7 +51,7 @@ class LabelTable:
         for c in self.classes:
             if c.name == name:
                 return c.id
-        raise KeyError(f"{self.name!r} has no class named {name!r}; classes: {', '.join(self.names)}")
+        raise LabelError(f"{self.name!r} has no class named {name!r}; classes: {', '.join(self.names)}")
 
     def name_of(self, class_id: int) -> str:
         for c in self.classes:
@@ -91,7 +93,7 @@ class LabelTable:
         )
 
 
-class UnknownLabelIdError(ValueError):
+class UnknownLabelIdError(LabelError):
     """A label image holds ids its scheme does not define."""
 
 
@@ -167,9 +169,9 @@ def build_mapping(source: LabelTable, target: LabelTable, spec: dict) -> LabelMa
         for sid in source_ids:
             sid = int(sid)
             if not defined[sid]:
-                raise ValueError(f"mapping {source.name}->{target.name}: id {sid} is not in {source.name!r}")
+                raise LabelError(f"mapping {source.name}->{target.name}: id {sid} is not in {source.name!r}")
             if sid in assigned:
-                raise ValueError(
+                raise LabelError(
                     f"mapping {source.name}->{target.name}: id {sid} mapped to {assigned[sid]!r} and {target_name!r}"
                 )
             assigned[sid] = str(target_name)
@@ -177,6 +179,6 @@ def build_mapping(source: LabelTable, target: LabelTable, spec: dict) -> LabelMa
     ignored = {int(i) for i in spec.get("ignore") or []}
     missing = sorted(set(source.ids) - set(assigned) - ignored)
     if missing:
-        raise ValueError(f"mapping {source.name}->{target.name} leaves source ids {missing} neither mapped nor ignored")
+        raise LabelError(f"mapping {source.name}->{target.name} leaves source ids {missing} neither mapped nor ignored")
     merge = {target.id_of(k): target.id_of(v) for k, v in (spec.get("eval_merge") or {}).items()}
     return LabelMapping(source, target, lut, defined, merge)

@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simreal.errors import TrainingError
 from simreal.models.sae import SAENetworks
 
 PHASES = ("G", "D", "Dreg")
 
 
-class SAELossError(ValueError):
+class SAELossError(TrainingError):
     """Invalid loss configuration or batch."""
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simreal.errors import ModelError
 from simreal.models.spade_blocks import IGNORE_LABEL
 
 VGG_LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
@@ -109,7 +110,7 @@ def kld_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ VGG perceptual
-class VGGWeightsUnavailable(RuntimeError):
+class VGGWeightsUnavailable(ModelError):
     """VGG19 ImageNet weights are neither local nor downloadable."""
 
 

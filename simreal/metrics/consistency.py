@@ -19,12 +19,13 @@ import yaml
 
 from simreal.data.images import uint8_to_tensor
 from simreal.data.store import FrameStore, StoreError
+from simreal.errors import ScoringError
 from simreal.labels import LabelTable
 from simreal.metrics.segmentation import confusion_matrix, merge_table, named_scores
 from simreal.training.checkpoint import checkpoint_file
 
 
-class ConsistencyError(ValueError):
+class ConsistencyError(ScoringError):
     """A segmenter and a store that cannot be scored against each other."""
 
 

@@ -19,17 +19,19 @@ import torch
 import torch.nn.functional as F
 from pytorch_fid import inception as pfid_inception
 
+from simreal.errors import ScoringError
+
 WEIGHTS_ENV = "SIMREAL_FID_WEIGHTS"
 OFFLINE_ENV = "SIMREAL_OFFLINE"  # 1: never download the Inception weights
 WEIGHTS_FILENAME = Path(pfid_inception.FID_WEIGHTS_URL).name
 FEATURE_DIMS = tuple(pfid_inception.InceptionV3.BLOCK_INDEX_BY_DIM)
 
 
-class InceptionWeightsError(RuntimeError):
+class InceptionWeightsError(ScoringError):
     """The FID Inception weights are neither available locally nor downloadable."""
 
 
-class FeatureSetError(ValueError):
+class FeatureSetError(ScoringError):
     """Feature arrays that FID/KID cannot compare (too few samples, mismatched dimensions)."""
 
 

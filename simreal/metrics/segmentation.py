@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from simreal.errors import ScoringError
 
-class MetricInputError(ValueError):
+
+class MetricInputError(ScoringError):
     """Predictions and targets that cannot be compared (shape, dtype or class range)."""
 
 
@@ -96,7 +98,7 @@ def merge_table(eval_merge: Mapping[Any, Any], ignore_index: int = 255) -> torch
     for source, target in eval_merge.items():
         source_id, target_id = int(source), int(target)
         if not (0 <= source_id < 256 and 0 <= target_id < 256) or source_id == ignore_index:
-            raise ValueError(f"eval_merge entry {source!r}: {target!r} is not a pair of class ids")
+            raise ScoringError(f"eval_merge entry {source!r}: {target!r} is not a pair of class ids")
         table[source_id] = target_id
     return table
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simreal.errors import ModelError
 from simreal.models.spade_blocks import (
     ResBlockD,
     SPADEResBlock,
@@ -59,7 +60,7 @@ def make_noise_map(
         return z[:, :, None, None].expand(batch, z_dim, *size)
     if z.ndim == 4 and z.shape[:2] == (batch, z_dim):
         return z if z.shape[-2:] == size else F.interpolate(z, size=size, mode="nearest")
-    raise ValueError(f"noise must be (B={batch}, {z_dim}) or (B, {z_dim}, H, W), got {tuple(z.shape)}")
+    raise ModelError(f"noise must be (B={batch}, {z_dim}) or (B, {z_dim}, H, W), got {tuple(z.shape)}")
 
 
 class OASISGenerator(nn.Module):

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simreal.errors import ModelError
 from simreal.models.stylegan2_layers import (
     ConvLayer,
     DownResBlock,
@@ -30,11 +31,11 @@ ENCODER_BLUR = (1, 2, 1)
 STYLEGAN_BLUR = (1, 3, 3, 1)
 
 
-class SAEConfigError(ValueError):
+class SAEConfigError(ModelError):
     """A network configuration that cannot be built."""
 
 
-class SAEInputError(ValueError):
+class SAEInputError(ModelError):
     """A tensor passed to an SAE network has the wrong shape."""
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simreal.errors import ModelError
 from simreal.training.checkpoint import checkpoint_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -29,11 +30,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(ModelError):
     """Pretrained encoder weights could not be found locally nor downloaded."""
 
 
-class SegmenterConfigError(ValueError):
+class SegmenterConfigError(ModelError):
     """An architecture that segmentation_models_pytorch cannot build."""
 
 
@@ -121,7 +122,7 @@ def load_segmenter(path: str | Path, map_location: str | torch.device = "cpu") -
     saved = torch.load(path, map_location=map_location, weights_only=True)
     state = saved.get("method", saved)
     if "model_spec" not in state or "model" not in state:
-        raise ValueError(f"{path} is not a segmenter checkpoint (no model_spec/model entries)")
+        raise ModelError(f"{path} is not a segmenter checkpoint (no model_spec/model entries)")
     net = SegmenterNet(SegmenterSpec.from_dict(state["model_spec"]), encoder_weights=None)
     net.load_state_dict(state["model"])
     return net.eval()

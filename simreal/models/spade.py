@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simreal.errors import ModelError
 from simreal.models.spade_blocks import SPADEResBlock, check_divisible, conv2d, linear
 
 UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
@@ -37,9 +38,9 @@ class SPADEGeneratorSpec:
 
     def __post_init__(self) -> None:
         if self.num_upsampling not in UPSAMPLINGS:
-            raise ValueError(f"num_upsampling must be one of {sorted(UPSAMPLINGS)}, got {self.num_upsampling!r}")
+            raise ModelError(f"num_upsampling must be one of {sorted(UPSAMPLINGS)}, got {self.num_upsampling!r}")
         if self.use_vae and self.vae_image_size is None:
-            raise ValueError("a VAE SPADE generator needs vae_image_size=(height, width)")
+            raise ModelError("a VAE SPADE generator needs vae_image_size=(height, width)")
 
     @property
     def downsampling(self) -> int:
@@ -94,15 +95,15 @@ class SPADEGenerator(nn.Module):
         check_divisible(height, width, self.spec.downsampling, "this SPADE generator")
         if self.spec.use_vae:
             if (height // self.spec.downsampling, width // self.spec.downsampling) != self.latent:
-                raise ValueError(f"this VAE SPADE generator paints {self.spec.vae_image_size} images only")
+                raise ModelError(f"this VAE SPADE generator paints {self.spec.vae_image_size} images only")
             if z is None:
                 z = torch.randn(batch, self.spec.z_dim, device=segmap.device, dtype=segmap.dtype)
             if z.shape != (batch, self.spec.z_dim):
-                raise ValueError(f"style code must be (B={batch}, {self.spec.z_dim}), got {tuple(z.shape)}")
+                raise ModelError(f"style code must be (B={batch}, {self.spec.z_dim}), got {tuple(z.shape)}")
             x = self.fc(z.to(segmap)).view(batch, -1, *self.latent)
         else:
             if z is not None:
-                raise ValueError("this SPADE generator has no VAE and takes no noise (train with model.use_vae=true)")
+                raise ModelError("this SPADE generator has no VAE and takes no noise (train with model.use_vae=true)")
             latent = (height // self.spec.downsampling, width // self.spec.downsampling)
             x = self.fc(F.interpolate(segmap, size=latent, mode="nearest"))
         for i, block in enumerate(self.body):
@@ -120,7 +121,7 @@ class SPADEEncoder(nn.Module):
         self.size = spec.encoder_size
         depth = (spec.encoder_size // 4).bit_length() - 1
         if 4 * 2**depth != spec.encoder_size or not 1 <= depth <= len(ENCODER_WIDTHS):
-            raise ValueError(f"encoder_size must be 4 * 2^k with 1 <= k <= 6, got {spec.encoder_size}")
+            raise ModelError(f"encoder_size must be 4 * 2^k with 1 <= k <= 6, got {spec.encoder_size}")
         widths = [3] + [m * spec.base_channels for m in ENCODER_WIDTHS[:depth]]
         layers: list[nn.Module] = []
         for fin, fout in zip(widths[:-1], widths[1:], strict=True):

@@ -19,12 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from simreal.errors import ModelError
+
 IGNORE_LABEL = 255
 INIT_GAIN = 0.02
 SPADE_HIDDEN = 128
 
 
-class LabelMapError(ValueError):
+class LabelMapError(ModelError):
     """A label map that a synthesizer cannot paint (bad ids or a size the network cannot produce)."""
 
 
@@ -97,7 +99,7 @@ def check_divisible(height: int, width: int, factor: int, what: str) -> None:
 def generator_channels(base: int, num_blocks: int) -> list[int]:
     """Widths of the SPADE residual trunk: 16,16,16,8,4,2,1 x base for the references' 6 blocks."""
     if num_blocks < 4:
-        raise ValueError(f"num_blocks must be >= 4, got {num_blocks}")
+        raise ModelError(f"num_blocks must be >= 4, got {num_blocks}")
     return [16 * base] * (num_blocks - 3) + [8 * base, 4 * base, 2 * base, base]
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simreal.errors import ConfigError
+
 RGB = tuple[int, int, int]
 
 
@@ -368,7 +370,7 @@ LOOKS: tuple[str, ...] = ("flat", "textured")
 
 def _lookup(kind: str, name: str, table: dict) -> object:
     if name not in table:
-        raise ValueError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(table))}")
+        raise ConfigError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(table))}")
     return table[name]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from simreal.collect.frame import SensorFrame
+from simreal.errors import ConfigError
 from simreal.sim.agents import Agents
 from simreal.sim.camera import SIM_DT, EgoRoute, Intrinsics, Pose
 from simreal.sim.frame_renderer import FrameRenderer
@@ -38,11 +39,11 @@ class ProceduralSource:
     ) -> None:
         for name, value in (("width", width), ("height", height), ("capture_every", capture_every)):
             if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if frame_offset < 0 or int(frame_offset) != frame_offset:
-            raise ValueError(f"frame_offset must be a non-negative integer, got {frame_offset!r}")
+            raise ConfigError(f"frame_offset must be a non-negative integer, got {frame_offset!r}")
         if not 1.0 <= fov <= 170.0:
-            raise ValueError(f"fov must be between 1 and 170 degrees, got {fov!r}")
+            raise ConfigError(f"fov must be between 1 and 170 degrees, got {fov!r}")
         self.town_name, self.weather_name, self.look = town, weather, check_look(look)
         self.town = town_preset(town)
         self.weather = weather_preset(weather)

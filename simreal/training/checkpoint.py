@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from simreal.training.errors import RunDirectoryError
+
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -24,7 +26,7 @@ def checkpoint_file(path: str | Path, what: str = "") -> Path:
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         kind = f"{what} " if what else ""
-        raise FileNotFoundError(
+        raise RunDirectoryError(
             f"no {kind}checkpoint at {path}; pass a training run directory or its {CHECKPOINT_NAME}"
         )
     return path

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from simreal.errors import TrainingError
 from simreal.training.errors import DatasetTooSmallError
 
 
@@ -138,7 +139,7 @@ def _sample_weights(dataset: Dataset, size: int, role: str) -> torch.Tensor | No
         return None
     weights = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
     if len(weights) != size or not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
-        raise ValueError(f"dataset of role {role!r}: sample_weights must be {size} finite weights >= 0")
+        raise TrainingError(f"dataset of role {role!r}: sample_weights must be {size} finite weights >= 0")
     if float(weights.sum()) <= 0:
-        raise ValueError(f"dataset of role {role!r}: sample_weights are all zero")
+        raise TrainingError(f"dataset of role {role!r}: sample_weights are all zero")
     return weights

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from simreal.errors import ConfigError
+
 
 class ExponentialMovingAverage:
     """Keeps ``shadow = decay * shadow + (1 - decay) * weights`` after every ``update``.
@@ -19,7 +21,7 @@ class ExponentialMovingAverage:
 
     def __init__(self, module: nn.Module, decay: float = 0.999, warmup_steps: int = 0) -> None:
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+            raise ConfigError(f"EMA decay must be in [0, 1), got {decay}")
         self.decay = decay
         self.warmup_steps = warmup_steps
         self.updates = 0

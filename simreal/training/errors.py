@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-class TrainingError(RuntimeError):
-    """Base class for training failures the user can act on."""
+from simreal.errors import TrainingError
 
 
 class NonFiniteLossError(TrainingError):

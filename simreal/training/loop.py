@@ -73,7 +73,7 @@ def train(cfg: DictConfig, *, rank: int = 0, world_size: int = 1, device: torch.
     if saved is not None:
         try:
             method.load_state_dict(saved["method"])
-        except (RuntimeError, KeyError, ValueError) as err:
+        except (TrainingError, RuntimeError, KeyError, ValueError) as err:
             raise RunDirectoryError(
                 f"{checkpoint_path} does not fit the current config ({type(err).__name__}: {str(err)[:300]}); "
                 "train with the settings it was made with, or choose another out="

@@ -10,10 +10,11 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from simreal.errors import ConfigError
 from simreal.training.method import TrainingMethod
 
 
-class UnknownMethodError(KeyError):
+class UnknownMethodError(ConfigError):
     """A method name that no module registered."""
 
     def __str__(self) -> str:  # KeyError would print the repr of the message

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from simreal.data.images import tensor_to_uint8
+from simreal.errors import SimrealError
 from simreal.losses.sae import SAELoss, SAELossConfig, SimRealBatch, build_optimizers
 from simreal.models.sae import SAEConfig, SAENetworks, build_networks
 from simreal.training.ema import ExponentialMovingAverage
@@ -117,7 +118,7 @@ class LCSAEMethod(TrainingMethod):
             )
         try:
             segmenter = load_segmenter(str(path))
-        except (FileNotFoundError, ValueError) as err:
+        except SimrealError as err:
             raise OuterSegmenterError(f"outer_segmenter={path}: {err}") from err
         if segmenter.spec.num_classes != self.num_classes:
             raise OuterSegmenterError(
@@ -197,13 +198,13 @@ class LCSAEMethod(TrainingMethod):
 
     def load_state_dict(self, state: Mapping) -> None:
         if state["model_config"] != asdict(self.model_config):
-            raise ValueError("the checkpoint's network configuration differs from model.preset / crop / classes")
+            raise TrainingError("the checkpoint's network configuration differs from model.preset / crop / classes")
         self.nets.load_state_dict(state["networks"])
         self.optimizers.generator.load_state_dict(state["optimizer_g"])
         self.optimizers.discriminator.load_state_dict(state["optimizer_d"])
         if self.ema is not None:
             if "ema" not in state:
-                raise KeyError("the checkpoint has no EMA weights; resume with ema.enabled=false")
+                raise TrainingError("the checkpoint has no EMA weights; resume with ema.enabled=false")
             self.ema.load_state_dict(state["ema"])
 
     # ------------------------------------------------------------------ samples

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from simreal.data.images import tensor_to_uint8
+from simreal.errors import TrainingError
 from simreal.losses.synthesis import make_vgg_loss
 from simreal.models.spade_blocks import one_hot_labels, reestimate_batch_norm
 from simreal.training.ema import ExponentialMovingAverage
@@ -202,7 +203,7 @@ class LabelToImageMethod(TrainingMethod):
     def load_state_dict(self, state: Mapping) -> None:
         saved_kind = state.get("synthesizer", {}).get("kind")
         if saved_kind != self.kind:
-            raise ValueError(f"checkpoint holds a {saved_kind!r} synthesizer, not {self.kind!r}")
+            raise TrainingError(f"checkpoint holds a {saved_kind!r} synthesizer, not {self.kind!r}")
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
