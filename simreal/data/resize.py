@@ -51,7 +51,8 @@ def resize_pair(
         scale = max(tw / w, th / h)
         sw, sh = max(tw, round(w * scale)), max(th, round(h * scale))
     out_rgb = cv2.resize(rgb, (sw, sh), interpolation=INTERPOLATIONS[interpolation])
-    labels = [cv2.resize(lab, (sw, sh), interpolation=cv2.INTER_NEAREST) for lab in (label, *extra_labels)]
+    # pixel centres (like PIL's NEAREST); plain INTER_NEAREST samples with a half-pixel offset towards the top-left
+    labels = [cv2.resize(lab, (sw, sh), interpolation=cv2.INTER_NEAREST_EXACT) for lab in (label, *extra_labels)]
     x0, y0 = (sw - tw) // 2, (sh - th) // 2
     crop = (slice(y0, y0 + th), slice(x0, x0 + tw))
     return (

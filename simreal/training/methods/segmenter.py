@@ -3,7 +3,8 @@
 ``data`` is one frame store, or a mix file of weighted stores (``simreal.benchmark.mix``). SGD with momentum,
 polynomial learning-rate decay (the encoder at ``encoder_lr_mult`` of the base rate, as usual for pretrained
 backbones), cross-entropy ignoring label 255, random crops and flips. Validation (``val=STORE``) runs on whole
-images and scores pixel accuracy, mean accuracy and mIoU on the store's evaluable classes.
+images and scores pixel accuracy, mean accuracy and mIoU on the store's evaluable classes after its ``eval_merge``
+(the evaluator of ``score`` and ``bench``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from simreal.data.images import tensor_to_uint8
-from simreal.metrics.segmentation import confusion_matrix, segmentation_scores
 from simreal.models.segmenter import SegmenterNet, build_segmenter
 from simreal.training.method import Phase, TrainContext, TrainingMethod
 from simreal.training.registry import register_method
@@ -130,42 +130,20 @@ class SegmenterMethod(TrainingMethod):
     def evaluate(self) -> dict[str, float]:
         if not self.cfg.get("val"):
             return {}
-        from simreal.data.dataset import FrameDataset
+        from simreal.benchmark.evaluate import evaluate_on_store
 
-        dataset = FrameDataset(str(self.cfg.val), crop=None, hflip=False, normalize="tanh")
-        scores = evaluate_segmenter(
+        # the one store evaluator of score and bench: evaluable classes after the store's eval_merge
+        scores = evaluate_on_store(
             self.net,
-            dataset,
+            str(self.cfg.val),
             self.num_classes,
-            classes=dataset.evaluable_classes,
-            ignore_index=self.ignore_index,
             batch_size=int(self.cfg.eval_batch_size),
             device=self.ctx.device,
         )
         self.net.train()
-        names = dataset.class_set
-        per_class = {
-            f"iou/{names.name_of(class_id)}": iou
-            for class_id, iou in zip(dataset.evaluable_classes, scores.pop("per_class_iou"), strict=True)
-        }
-        return {**scores, **per_class}
+        per_class = {f"iou/{name}": _nan_if_none(iou) for name, iou in scores.pop("per_class_iou").items()}
+        return {key: _nan_if_none(value) for key, value in scores.items()} | per_class
 
 
-@torch.no_grad()
-def evaluate_segmenter(
-    net: torch.nn.Module,
-    dataset: Dataset,
-    num_classes: int,
-    *,
-    classes: Sequence[int] | None = None,
-    ignore_index: int = 255,
-    batch_size: int = 8,
-    device: torch.device | str = "cpu",
-) -> dict[str, float | list[float]]:
-    """Scores of ``net`` (taking the dataset's images as they are) over a whole dataset of dict samples."""
-    net.eval()
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        predictions = net(batch["image"].to(device)).argmax(1)
-        cm += confusion_matrix(predictions, batch["label"].to(device), num_classes, ignore_index)
-    return segmentation_scores(cm, classes)
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
