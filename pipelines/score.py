@@ -1,11 +1,11 @@
-"""``simreal score``: FID/KID against real images, label consistency under a held-out segmenter, object-level FID.
+"""``simreal score``: FID/KID against real images, label consistency under a held-out segmenter, object-level KID/FID.
 
 One process, batched inference on one device (CUDA when available): every store is read once in frame order and
 each batch goes through Inception (whole frames and object crops) and the segmenter. Outputs in ``out``:
 ``scores.json``, ``report.md``, ``report.html``, ``grid_<store>.png`` and ``per_class_iou.png``.
 
 ``ScoreJob.fid`` decides what happens without Inception weights: ``require`` fails before any work, ``auto`` skips
-FID/KID and object-level FID (with the reason in every output), ``off`` skips them on purpose. A skipped FID never
+FID/KID and object-level KID/FID (with the reason in every output), ``off`` skips them on purpose. A skipped FID never
 builds Inception, so label consistency alone stays fast.
 """
 
@@ -40,7 +40,7 @@ from simreal.metrics.fid import (
     load_inception,
     resolve_inception_weights,
 )
-from simreal.metrics.objects import ObjectCrop, ObjectCropSpec, object_crops, object_fid
+from simreal.metrics.objects import FID_MIN_CROPS, ObjectCrop, ObjectCropSpec, object_crops, object_scores
 from simreal.models.segmenter import load_segmenter
 from simreal.progress import progress_bar
 from simreal.report import FID_MIN_IMAGES, image_grid, iou_bar_chart, save_png, write_report
@@ -151,7 +151,12 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
             "inception_weights": str(inception.weights) if inception.weights is not None else None,
             "inception_dims": job.inception_dims,
             "kid_subsets": job.kid_subsets,
-            "objects": {**asdict(job.objects), "classes": object_classes, "min_crops": job.min_object_crops},
+            "objects": {
+                **asdict(job.objects),
+                "classes": object_classes,
+                "min_crops": job.min_object_crops,
+                "fid_min_crops": FID_MIN_CROPS,
+            },
         },
         "stores": results,
         "figures": {"iou_chart": "per_class_iou.png"},
@@ -200,7 +205,9 @@ def _realism_scores(
     return {
         "fid": fid_from_features(scan.features, reference_scan.features),
         "kid": {"mean": kid_mean, "std": kid_std, "subset_size": subset_size, "subsets": job.kid_subsets},
-        "objects": object_fid(scan.object_features, reference_scan.object_features, job.min_object_crops),
+        "objects": object_scores(
+            scan.object_features, reference_scan.object_features, job.min_object_crops, job.kid_subsets
+        ),
         "fid_skipped": None,
     }
 
@@ -341,7 +348,7 @@ def scores_summary(scores: dict[str, Any]) -> str:
             f"pixel acc {_fmt(c['pixel_acc'])}  mean acc {_fmt(c['mean_acc'])}  mIoU {_fmt(c['miou'])}"
         )
     if scores["fid_skipped"]:
-        lines.append(f"FID/KID and object-level FID skipped: {scores['fid_skipped']}")
+        lines.append(f"FID/KID and object-level KID/FID skipped: {scores['fid_skipped']}")
     return "\n".join(lines)
 
 

@@ -145,10 +145,10 @@ def test_kid_equals_hand_computed_unbiased_mmd() -> None:
     expected = hand_mmd(fake, real)
     assert polynomial_mmd_unbiased(fake, real) == pytest.approx(expected, rel=1e-9)
     mean, std, subset_size = kernel_inception_distance(fake, real, num_subsets=4)
-    # equal sizes below 1000: every subset is the whole set, in another order
+    # equal sizes below 1000: every subset would be the whole set, so KID is computed once, without a spread
     assert subset_size == 7
     assert mean == pytest.approx(expected, rel=1e-9)
-    assert std == pytest.approx(0.0, abs=1e-12)
+    assert std is None
 
 
 def test_kid_subsets_of_large_sets_and_small_unequal_sets() -> None:
@@ -160,6 +160,8 @@ def test_kid_subsets_of_large_sets_and_small_unequal_sets() -> None:
     assert abs(mean_same) < 3 * std_same + 0.01 < mean_shifted
     _, std_small, small_size = kernel_inception_distance(same_a[:5], same_b[:9], num_subsets=6)
     assert small_size == 5 and std_small > 0  # the larger set is subsampled differently each time
+    _, std_one, _ = kernel_inception_distance(same_a[:5], same_b[:9], num_subsets=1)
+    assert std_one is None  # one subset: no spread to report
     with pytest.raises(FeatureSetError, match="at least 2"):
         kernel_inception_distance(same_a[:1], same_b)
 

@@ -184,10 +184,10 @@ def test_cli_fid_auto_without_weights_scores_consistency_and_says_why(
     assert scores["warnings"] == []  # no small-set FID warning for an FID that was not computed
     assert sim["consistency"]["miou"] == pytest.approx(independent_miou(world, world["sim"]))
     markdown = (out / "report.md").read_text()
-    assert "FID/KID and object-level FID not computed:** Inception weights unavailable" in markdown
+    assert "FID/KID and object-level KID/FID not computed:** Inception weights unavailable" in markdown
     assert "| sim | 3 | not computed | not computed |" in markdown
     assert "| sim | not computed | not computed | not computed | not computed |" in markdown  # object FID
-    assert "<strong>FID/KID and object-level FID not computed:</strong>" in (out / "report.html").read_text()
+    assert "<strong>FID/KID and object-level KID/FID not computed:</strong>" in (out / "report.html").read_text()
 
     code, output = invoke(str(world["sim"]), *args, "--fid", "sometimes")
     assert code == 2 and "sometimes" in output

@@ -48,7 +48,7 @@ def score(
     fid: FidMode = typer.Option(
         FidMode.require,
         "--fid",
-        help="require: no Inception weights is an error; auto: without weights, skip FID/KID and object FID "
+        help="require: no Inception weights is an error; auto: without weights, skip FID/KID and object KID/FID "
         "(the report says why); off: label consistency only, Inception is never loaded.",
     ),
     offline: bool = typer.Option(
@@ -61,10 +61,13 @@ def score(
         help="Comma-separated class names whose connected components are cut as object crops; 'none' skips.",
     ),
     min_object_crops: int = typer.Option(
-        50, "--min-object-crops", min=2, help="Object crops needed on both sides to compute an object-level FID."
+        50,
+        "--min-object-crops",
+        min=2,
+        help="Object crops needed on both sides for an object-level KID (FID needs 2048).",
     ),
 ) -> None:
-    """FID/KID against real images, label consistency under a held-out segmenter, object-level FID."""
+    """FID/KID against real images, label consistency under a held-out segmenter, object-level KID/FID."""
     from pipelines.score import ScoreJob, run_score, scores_summary  # torch and friends load only when run
 
     job = ScoreJob(

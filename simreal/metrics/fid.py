@@ -201,17 +201,19 @@ def kernel_inception_distance(
     num_subsets: int = 50,
     max_subset_size: int = 1000,
     seed: int = 0,
-) -> tuple[float, float, int]:
+) -> tuple[float, float | None, int]:
     """KID: mean and std of the unbiased polynomial MMD^2 over random subsets, and the subset size used.
 
-    The subset size is ``min(max_subset_size, len(fake), len(real))`` so that small sets work; when both sets are
-    that small every subset is the whole set and the std is 0.
+    The subset size is ``min(max_subset_size, len(fake), len(real))`` so that small sets work. When both sets are
+    that small every subset is the whole set: KID is computed once and its std is ``None`` (no spread to report).
     """
     fake = _check_features(fake, "fake features", minimum=2)
     real = _check_features(real, "real features", minimum=2)
     if fake.shape[1] != real.shape[1]:
         raise FeatureSetError(f"feature dimensions differ: {fake.shape[1]} vs {real.shape[1]}")
     subset_size = min(max_subset_size, len(fake), len(real))
+    if len(fake) == len(real) == subset_size:
+        return polynomial_mmd_unbiased(fake, real), None, subset_size
     rng = np.random.default_rng(seed)
     values = [
         polynomial_mmd_unbiased(
@@ -220,7 +222,7 @@ def kernel_inception_distance(
         )
         for _ in range(num_subsets)
     ]
-    return float(np.mean(values)), float(np.std(values)), subset_size
+    return float(np.mean(values)), (float(np.std(values)) if num_subsets > 1 else None), subset_size
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ def build_sections(scores: dict[str, Any]) -> list[Section]:
         paragraphs=[
             f"Reference (real) store: `{reference['path']}` ({reference['images']} images). "
             f"Held-out segmenter: `{scores['segmenter']['path']}`.",
-            *([f"**FID/KID and object-level FID not computed:** {skipped}"] if skipped else []),
+            *([f"**FID/KID and object-level KID/FID not computed:** {skipped}"] if skipped else []),
             *[f"**Warning:** {text}" for text in scores.get("warnings", [])],
         ],
         tables=[
@@ -78,7 +78,8 @@ def _scaled(value: float | None) -> float | None:
 def _kid_cell(kid: dict[str, Any] | None) -> str:
     if kid is None:
         return NOT_COMPUTED
-    return f"{fmt(_scaled(kid['mean']), 2)} ± {fmt(_scaled(kid['std']), 2)}"
+    mean = fmt(_scaled(kid["mean"]), 2)
+    return mean if kid["std"] is None else f"{mean} ± {fmt(_scaled(kid['std']), 2)}"
 
 
 def _per_class_section(scores: dict[str, Any]) -> Section:
@@ -114,21 +115,24 @@ def _objects_section(scores: dict[str, Any]) -> Section:
             if entry is None:  # FID skipped: no crops were cut
                 cells.append(NOT_COMPUTED)
                 continue
-            value = fmt(entry["fid"], 2) if entry["fid"] is not None else NOT_COMPUTED
-            cells.append(f"{value} ({entry['crops']} / {entry['reference_crops']})")
+            kid = _kid_cell(entry["kid"]) if entry["kid"] is not None else NOT_COMPUTED
+            fid = f"; FID {fmt(entry['fid'], 2)}" if entry["fid"] is not None else ""
+            cells.append(f"{kid}{fid} ({entry['crops']} / {entry['reference_crops']})")
         rows.append([store["name"], *cells])
     return Section(
-        "Object-level FID",
+        "Object-level realism",
         paragraphs=[
             *(["Not computed in this run: FID was skipped (see Overview)."] if scores.get("fid_skipped") else []),
-            "FID of object crops (connected components of the classes "
+            "KID x 1000 (mean ± std over random subsets) of object crops (connected components of the classes "
             f"{', '.join(settings['classes'])}) against crops of the reference store, per size bucket; in "
             "brackets: crops in the scored store / in the reference. Buckets by mask area at 512x256 "
-            f"(scaled to the frame area): small < {settings['small_below']} px, large > {settings['large_above']} px; "
-            f"components under {settings['min_pixels']} px are dropped; crops are resized to "
-            f"{settings['crop_size']}x{settings['crop_size']}. Computed only with at least "
-            f"{settings['min_crops']} crops on both sides. Buckets hold different numbers of crops, so their FIDs "
-            "are not comparable with each other.",
+            f"(scaled to the frame area): small < {settings['small_below']} px, large > {settings['large_above']} px. "
+            f"Components whose box is under {settings['min_side']} px on its long side are dropped (not upsampled "
+            f"into blur); crops keep a {settings['context']:.0%} context margin and their aspect ratio (padded to a "
+            f"square) and are resized to {settings['crop_size']}x{settings['crop_size']}. KID needs at least "
+            f"{settings['min_crops']} crops on both sides; FID is added only from {settings['fid_min_crops']} crops "
+            "(below that its 2048-d covariance estimate is noise). Buckets hold different numbers of crops, so "
+            "their scores are not comparable with each other.",
         ],
         tables=[Table(["store", *buckets], rows)],
     )
