@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from simreal.data.store import FrameStore, StoreError
+from simreal.data.store import FrameStore, StoreError, source_frame_of
 from simreal.device import pick_device
 from simreal.errors import ScoringError
 from simreal.labels import list_class_sets
@@ -47,8 +47,6 @@ from simreal.report import FID_MIN_IMAGES, image_grid, iou_bar_chart, save_png, 
 
 SCORES_VERSION = 2  # 2: FID may be skipped (fid/kid/objects null, fid_skipped says why)
 FID_MODES = ("require", "auto", "off")
-# Provenance keys by which a translated frame names the frame it was made from.
-SOURCE_STORE_KEY, SOURCE_INDEX_KEY = "source_store", "source_index"
 
 
 class ScoreError(ScoringError):
@@ -322,15 +320,11 @@ class CropFeatures:
 
 def _source_frame(store: FrameStore, index: int) -> np.ndarray | None:
     """The simulator frame a translated frame was made from, when its provenance names an existing one."""
-    provenance = store.provenance(index)
-    source_path, source_index = provenance.get(SOURCE_STORE_KEY), provenance.get(SOURCE_INDEX_KEY)
-    if source_path is None or source_index is None:
+    source = source_frame_of(store.path, store.provenance(index))
+    if source is None:
         return None
-    path = Path(str(source_path))
-    if not path.is_absolute() and not path.exists():
-        path = store.path.parent / path  # recorded relative to the translated store's folder
     try:
-        return FrameStore.open(path).rgb(int(source_index))
+        return FrameStore.open(source[0]).rgb(source[1])
     except (StoreError, IndexError, ValueError):
         return None
 

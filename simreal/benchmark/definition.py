@@ -18,9 +18,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from simreal.benchmark.mix import MixPart, normalized_parts
+from simreal.benchmark.overlap import FrameIdentities, describe, find_overlaps
 from simreal.config import compose_config, compose_with_preset, preset_overrides
 from simreal.data.store import FrameStore
 from simreal.errors import BenchError
+from simreal.progress import progress_bar
 from simreal.training.config import compose_training_config
 
 MIX_FILE = "mix.yaml"
@@ -136,7 +138,21 @@ def check_stores(cfg: DictConfig, mixes: Sequence[Mix], crop: Sequence[int]) -> 
             )
     if len(eval_store) == 0:
         raise BenchConfigError(f"evaluation store {eval_store.path} holds no committed frames")
+    check_no_overlap(eval_store, {role: Path(str(cfg.stores[role])) for mix in mixes for role in mix.parts})
     return eval_store
+
+
+def check_no_overlap(eval_store: FrameStore, training: Mapping[str, Path]) -> None:
+    """Refuse an evaluation store that is, or shares frames with, a training store: its scores would be inflated."""
+    total = len(eval_store) + sum(len(FrameStore.open(path)) for path in training.values())
+    with progress_bar("checking eval/train overlap", total=total) as bar:
+        overlaps = find_overlaps(eval_store.path, dict(training), FrameIdentities(progress=bar.advance))
+    if overlaps:
+        raise BenchConfigError(
+            "the evaluation store must be held out from training: "
+            + "; ".join(describe(overlap, eval_store.path) for overlap in overlaps)
+            + ". Pass eval= a store none of the training stores shares frames with (e.g. another split)"
+        )
 
 
 def training_config(cfg: DictConfig, seed: int, run_dir: Path, encoder_weights: str | None) -> DictConfig:

@@ -38,6 +38,8 @@ FORMAT_VERSION = 1
 ATTRS_KEY = "simreal"
 DEFAULT_SHARD_SIZE = 32
 _ZSTD = ZstdCodec(level=3)
+# Provenance keys by which a derived (translated, synthesized) frame names the frame it was made from.
+SOURCE_STORE_KEY, SOURCE_INDEX_KEY = "source_store", "source_index"
 
 
 @dataclass
@@ -361,3 +363,18 @@ def shard_ranges(start: int, stop: int, shard_size: int) -> list[tuple[int, int]
         ranges.append((row, end))
         row = end
     return ranges
+
+
+def source_frame_of(store_path: Path, provenance: dict[str, Any]) -> tuple[Path, int] | None:
+    """(store, index) of the frame a derived frame was made from, or None for a frame made from nothing stored.
+
+    A relative source path that does not exist from the working directory is read relative to the derived store's
+    folder, where it was recorded.
+    """
+    source, index = provenance.get(SOURCE_STORE_KEY), provenance.get(SOURCE_INDEX_KEY)
+    if source is None or index is None:
+        return None
+    path = Path(str(source)).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = Path(store_path).parent / path
+    return path, int(index)
