@@ -23,7 +23,7 @@ import torch
 
 from pipelines.commit import OrderedCommitter
 from pipelines.ray_runtime import ray_session, task_error_cause
-from simreal.data.store import FrameStore, open_derived, shard_ranges
+from simreal.data.store import FrameStore, StoreError, open_derived, shard_ranges
 from simreal.progress import progress_bar
 from simreal.synthesize import file_digest
 from simreal.translate import StyleOptions, TranslationError, check_request, checkpoint_method, load_translator
@@ -137,6 +137,8 @@ def _settings(job: TranslateJob, method: str) -> dict[str, Any]:
 def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int | None = None) -> TranslateResult:
     began = time.perf_counter()
     source = FrameStore.open(job.input)
+    if len(source) == 0:
+        raise StoreError(f"{job.input} holds no committed frames: there is nothing to translate")
     if job.variants < 1:
         raise TranslationError(f"--variants must be >= 1, got {job.variants}")
     checkpoint, method, state = checkpoint_method(job.checkpoint)

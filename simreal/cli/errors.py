@@ -16,8 +16,11 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    # soft_wrap: the message stays one line whatever the terminal width
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    """Print ``error: <message>`` as one line on stderr and return the exit to raise."""
+    one_line = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    # soft_wrap: the line is not wrapped at the terminal width; markup off in the message: it may hold [brackets]
+    err_console.print("[bold red]error:[/] ", end="", highlight=False, markup=True)
+    err_console.print(one_line, highlight=False, markup=False, soft_wrap=True)
     return typer.Exit(code)
 
 

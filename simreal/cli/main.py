@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
+
+# typer 0.29 parses with its own copy of click; its exceptions are only importable from there (pinned in pyproject)
+from typer._click.exceptions import ClickException, UsageError
 
 from simreal.cli.bench import bench
 from simreal.cli.collect import collect
 from simreal.cli.datasets import datasets_app
 from simreal.cli.demo import demo
+from simreal.cli.errors import fail
 from simreal.cli.labels import labels_app
 from simreal.cli.score import score
 from simreal.cli.synthesize import synthesize
@@ -31,5 +37,22 @@ app.command("score")(score)
 app.command("demo")(demo)
 app.command("bench")(bench)
 
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: the app, with command-line mistakes (unknown command or option, a value of the wrong
+    type) reported like every other expected failure: one ``error:`` line, exit status 2."""
+    command = typer.main.get_command(app)
+    try:
+        status = command.main(args=argv, prog_name="simreal", standalone_mode=False)
+    except UsageError as err:
+        hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+        raise SystemExit(fail(f"{err.format_message()}{hint}", code=2).exit_code) from None
+    except ClickException as err:
+        raise SystemExit(fail(err.format_message(), code=err.exit_code).exit_code) from None
+    except typer.Abort:
+        raise SystemExit(fail("interrupted", code=130).exit_code) from None
+    sys.exit(status if isinstance(status, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -23,6 +23,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,14 @@ class FrameStore:
         if version != FORMAT_VERSION:
             raise StoreError(f"{path}: store format version {version}, this simreal reads {FORMAT_VERSION}")
         self.class_set = LabelTable.from_dict(self._attrs["class_set"])
+        if "rgb" not in group:
+            raise StoreError(f"{path}: the rgb array is missing; the store is damaged, re-create it")
+        rows = self.array("rgb").shape[0]
+        if len(self) > rows:
+            raise StoreError(
+                f"{path}: committed_frames is {len(self)} but the arrays hold {rows} rows; the store is damaged "
+                "(its attributes were edited or its arrays truncated), re-create it"
+            )
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -89,36 +98,37 @@ class FrameStore:
         # Built beside its final place and renamed into it: nobody ever sees a half-created store.
         building = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:8]}")
         try:
-            group = zarr.open_group(building, mode="w", zarr_format=3)
-            frame_arrays = {"rgb": (height, width, 3), "label": (height, width)}
-            if with_source_label:
-                frame_arrays["source_label"] = (height, width)
-            for name, frame_shape in frame_arrays.items():
-                group.create_array(
-                    name,
-                    shape=(0, *frame_shape),
-                    dtype="uint8",
-                    chunks=(1, *frame_shape),
-                    shards=(shard_size, *frame_shape),
-                    compressors=_ZSTD,
-                    fill_value=IGNORE if name != "rgb" else 0,
-                    dimension_names=("frame", "h", "w", "c")[: 1 + len(frame_shape)],
-                )
-            group.create_array("provenance", shape=(0,), dtype=str, chunks=(shard_size,), compressors=_ZSTD)
-            meta = {
-                "format_version": FORMAT_VERSION,
-                "committed_frames": 0,
-                "height": int(height),
-                "width": int(width),
-                "shard_size": int(shard_size),
-                "class_set": table.to_attrs(),
-                "source": source,
-                "evaluable_classes": table.ids,
-                "eval_merge": {},
-            }
-            meta.update(attrs or {})
-            group.attrs[ATTRS_KEY] = meta
-            os.rename(building, path)
+            with _writing(path, "creating"):
+                group = zarr.open_group(building, mode="w", zarr_format=3)
+                frame_arrays = {"rgb": (height, width, 3), "label": (height, width)}
+                if with_source_label:
+                    frame_arrays["source_label"] = (height, width)
+                for name, frame_shape in frame_arrays.items():
+                    group.create_array(
+                        name,
+                        shape=(0, *frame_shape),
+                        dtype="uint8",
+                        chunks=(1, *frame_shape),
+                        shards=(shard_size, *frame_shape),
+                        compressors=_ZSTD,
+                        fill_value=IGNORE if name != "rgb" else 0,
+                        dimension_names=("frame", "h", "w", "c")[: 1 + len(frame_shape)],
+                    )
+                group.create_array("provenance", shape=(0,), dtype=str, chunks=(shard_size,), compressors=_ZSTD)
+                meta = {
+                    "format_version": FORMAT_VERSION,
+                    "committed_frames": 0,
+                    "height": int(height),
+                    "width": int(width),
+                    "shard_size": int(shard_size),
+                    "class_set": table.to_attrs(),
+                    "source": source,
+                    "evaluable_classes": table.ids,
+                    "eval_merge": {},
+                }
+                meta.update(attrs or {})
+                group.attrs[ATTRS_KEY] = meta
+                os.rename(building, path)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
@@ -179,7 +189,8 @@ class FrameStore:
         self._require_writable()
         fresh = dict(self._group.attrs[ATTRS_KEY])
         fresh.update(values)
-        self._group.attrs[ATTRS_KEY] = fresh
+        with _writing(self.path, "updating the attributes of"):
+            self._group.attrs[ATTRS_KEY] = fresh
         self._attrs = fresh
 
     # ---------------------------------------------------------------- reading
@@ -234,7 +245,8 @@ class FrameStore:
             if name in self._group:
                 arr = self.array(name)
                 if arr.shape[0] < capacity:
-                    arr.resize((capacity, *arr.shape[1:]))
+                    with _writing(self.path, "growing"):
+                        arr.resize((capacity, *arr.shape[1:]))
 
     def write_frames(
         self,
@@ -256,14 +268,15 @@ class FrameStore:
             raise StoreError(f"refusing to overwrite committed frames {start}..{len(self) - 1} of {self.path}")
         if self.array("rgb").shape[0] < stop:
             raise StoreError(f"rows {start}..{stop - 1} not reserved in {self.path}")
-        self.array("rgb")[start:stop] = rgb
-        self.array("label")[start:stop] = label
-        if self.has_source_label:
-            if source_label is None:
-                raise StoreError(f"{self.path} keeps source labels: pass source_label")
-            self.array("source_label")[start:stop] = source_label
+        if self.has_source_label and source_label is None:
+            raise StoreError(f"{self.path} keeps source labels: pass source_label")
         texts = np.array([json.dumps(p, sort_keys=True, default=str) for p in provenance], dtype=object)
-        self.array("provenance")[start:stop] = texts
+        with _writing(self.path, f"writing frames {start}..{stop - 1} of"):
+            self.array("rgb")[start:stop] = rgb
+            self.array("label")[start:stop] = label
+            if self.has_source_label:
+                self.array("source_label")[start:stop] = source_label
+            self.array("provenance")[start:stop] = texts
 
     def commit(self, count: int) -> None:
         """Publish frames [0, count) to readers. Only the one coordinating process calls this."""
@@ -308,6 +321,20 @@ class FrameStore:
         bad = [int(i) for i in present if not allowed[i]]
         if bad:
             raise StoreError(f"label ids {bad} are not in class set {self.class_set.name!r}")
+
+
+@contextmanager
+def _writing(path: Path, doing: str) -> Iterator[None]:
+    """Report a failed disk write (full disk, lost permission, gone mount) as a store error; the frames committed
+    before it stay readable because the committed count is only advanced after the data is written."""
+    try:
+        yield
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise StoreError(
+            f"{doing} {path} failed: {reason}; frames committed before are kept, free space or fix the path and "
+            "rerun the same command to continue"
+        ) from err
 
 
 def open_derived(
