@@ -309,12 +309,10 @@ class CarlaSource:
     def _with_reconnect(self, action: Callable[[], Any]) -> None:
         try:
             action()
-        except RuntimeError as error:
-            if isinstance(error, CarlaSourceError) and not isinstance(error, CarlaUnreachableError):
-                raise
+        except (RuntimeError, CarlaUnreachableError) as error:  # the client's time-outs are RuntimeErrors
             self._reconnect(error)
 
-    def _reconnect(self, error: RuntimeError) -> None:
+    def _reconnect(self, error: Exception) -> None:
         """Drop what is left of the old session, then reconnect and rebuild the world with backoff."""
         s = self.settings
         log.warning("CARLA server at %s:%s stopped answering (%s); reconnecting", s.host, s.port, error)
@@ -325,7 +323,7 @@ class CarlaSource:
             try:
                 self._connect()
                 self._setup_world()
-            except RuntimeError as retry_error:
+            except (RuntimeError, CarlaUnreachableError) as retry_error:
                 last_error = retry_error
                 log.warning("reconnect attempt %d/%d failed: %s", attempt + 1, s.max_reconnects, retry_error)
                 self._remove_scene(BestEffort())
