@@ -24,6 +24,7 @@ from simreal.collect.carla_source import (
     CarlaSpawnError,
     CarlaUnreachableError,
 )
+from simreal.errors import SimrealError
 from tests.fake_carla import (
     FakeCarla,
     FakeServerConfig,
@@ -216,7 +217,7 @@ def test_unreachable_server_names_address_and_suggests_procedural(fake: FakeCarl
         with CarlaSource(settings(port=2999, timeout_s=0.3)):
             pass
     assert time.monotonic() - start < 0.3 + 1.0
-    assert isinstance(caught.value, RuntimeError)
+    assert isinstance(caught.value, SimrealError)  # one error line in the CLI
 
 
 def test_missing_client_package_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
