@@ -121,6 +121,8 @@ def run_import(job: ImportJob, address: str | None = None, num_cpus: int | None 
                 except Exception as err:
                     for ref in pending:
                         ray.cancel(ref, force=True)
+                    if pending:  # let the cancelled writers stop before the half-written store is removed
+                        ray.wait(pending, num_returns=len(pending), timeout=60)
                     raise task_error_cause(err, f"importing {job.split}") from None
                 unknown.add(RemapReport(dict(counts)))
                 committer.written(start, stop)

@@ -130,5 +130,5 @@ def test_real_camvid_import_from_the_registry(tmp_path: Path, monkeypatch: pytes
     assert result.exit_code == 0, result.output
     store = FrameStore.open(out)
     assert len(store) == 101 and (store.width, store.height) == (512, 256)
-    assert store.attrs["eval_merge"] == {"6": 7}
+    assert store.attrs["eval_merge"] == {"6": 7, "3": 2}  # lights as signs, walls as buildings
     assert runner.invoke(app, ["datasets", "verify", str(out)]).exit_code == 0

@@ -120,7 +120,7 @@ def test_verify_passes_clean_and_catches_corruption(tmp_path: Path) -> None:
     assert any("unreadable" in p for p in verify_store(path).problems)
     # committed count beyond the data
     store.update_attrs(committed_frames=100)
-    assert any("100 frames are committed" in p for p in verify_store(path).problems)
+    assert any("committed_frames is 100 but the arrays hold" in p for p in verify_store(path).problems)
 
 
 def test_torch_dataset_crops_flips_and_normalises(tmp_path: Path) -> None:
@@ -192,6 +192,6 @@ def test_a_failed_create_leaves_nothing_behind(tmp_path: Path, monkeypatch: pyte
         raise OSError("disk full")
 
     monkeypatch.setattr(zarr.Group, "create_array", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StoreError, match="creating .* failed: disk full"):
         FrameStore.create(tmp_path / "s.zarr", height=16, width=24)
     assert list(tmp_path.iterdir()) == []
