@@ -3,6 +3,7 @@ per-sample noise, bf16, channels_last."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -304,6 +305,11 @@ def test_bad_inputs_raise_clear_errors(tiny):
         tiny.generator(structure, texture[:1])
     with pytest.raises(SAEInputError, match="encoder trunk features"):
         tiny.semantic_head(structure)
+    saved = dataclasses.asdict(tiny.cfg)
+    assert SAEConfig.from_dict(saved) == tiny.cfg
+    saved["semantic_head"]["channels"] = [32, 16]  # an older checkpoint's configurable head widths
+    with pytest.raises(SAEConfigError, match="another simreal version"):
+        SAEConfig.from_dict(saved)
     with pytest.raises(SAEConfigError, match="unknown SAE preset"):
         SAEConfig.preset("huge")
     with pytest.raises(SAEConfigError, match="multiple of 16"):

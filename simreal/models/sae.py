@@ -128,11 +128,16 @@ class SAEConfig:
             "semantic_head": SemanticHeadConfig,
         }
         values = dict(data)
-        for key, section in sections.items():
-            fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in values[key].items()}
-            values[key] = section(**fields_)
-        values["frame_size"] = tuple(values["frame_size"])
-        return cls(**values)
+        try:
+            for key, section in sections.items():
+                fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in values[key].items()}
+                values[key] = section(**fields_)
+            values["frame_size"] = tuple(values["frame_size"])
+            return cls(**values)
+        except TypeError as err:  # e.g. semantic_head.channels, from before the branch read the encoder trunk
+            raise SAEConfigError(
+                f"this SAE configuration was saved by another simreal version ({err}); retrain the checkpoint"
+            ) from err
 
     def validate(self) -> None:
         factor = 2**self.encoder.structure_downsamplings
