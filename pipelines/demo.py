@@ -133,9 +133,9 @@ def _write_readme(out: Path, cfg: DictConfig, scores: dict, seconds: dict[str, f
         f"""# simreal demo ({cfg.preset} preset)
 
 **These are toy numbers.** The segmenters were trained for {cfg.segmenter.steps} steps and LC-SAE for
-{cfg.lcsae.steps} steps (the report trains LC-SAE for 312,500), on a CPU, with {cfg.frames.sim} simulator frames
-and {real} as the real domain, at {cfg.size[0]}x{cfg.size[1]}. They show that every stage works and what its
-outputs look like, not how good LC-SAE is.
+{cfg.lcsae.steps} steps (alternating D and G steps; the report trains LC-SAE for 312,500), on a CPU, with
+{cfg.frames.sim} simulator frames and {real} as the real domain, at {cfg.size[0]}x{cfg.size[1]}. They show that every
+stage works and what its outputs look like, not how good LC-SAE is.
 
 Report: [{report.relative_to(out)}]({report.relative_to(out)})
 

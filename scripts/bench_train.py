@@ -5,8 +5,9 @@
 On CUDA each method runs its default (full) preset in four variants: fp32, bf16, bf16 + channels_last and
 bf16 + channels_last + torch.compile. On a CPU it runs the ``tiny`` preset in fp32 only (bf16 autocast, channels_last
 and compile are CUDA-only in the harness). Batches are random tensors of the configured crop size, so data loading
-is not measured; images per step count every role (LC-SAE: sim + real crops). Lazy phases run at their interval, as
-in training. Path settings a method needs (e.g. LC-SAE's ``outer_segmenter``) get a randomly initialised network.
+is not measured; images per step count every role (LC-SAE: sim + real crops; its steps alternate D and G, and the
+reference SAE counts the images of each). Lazy phases run at their interval, as in training. Path settings a method
+needs (e.g. LC-SAE's ``outer_segmenter``) get a randomly initialised network.
 """
 
 from __future__ import annotations

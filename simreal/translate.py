@@ -121,15 +121,14 @@ class TextureTranslator:
             texture = self._fixed_code.expand(len(jobs), -1)
             entry = {"style_policy": self.policy, "style_index": getattr(self, "fixed_index", None)}
             extras = [dict(entry) for _ in jobs]
-        # Generator noise is seeded per frame so that a frame's pixels do not depend on its batch.
-        noise_seed = frame_noise_seed(seed, jobs[0][0], jobs[0][1])
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), self._autocast():
-            torch.manual_seed(noise_seed)
+        # Generator noise is seeded per frame, so a frame's pixels depend on neither its batch nor where a run resumed.
+        noise_seeds = [frame_noise_seed(seed, index, variant) for index, variant in jobs]
+        with self._autocast():
             structure, _ = self.encoder(uint8_to_tensor(rgb, self.device))
-            images = self.generator(structure, texture.to(structure.dtype))
-        for extra in extras:
+            images = self.generator(structure, texture.to(structure.dtype), noise_seeds=noise_seeds)
+        for extra, noise_seed in zip(extras, noise_seeds, strict=True):
             extra["style_store"] = str(self.style_store.path)
+            extra["noise_seed"] = noise_seed
         return tensor_to_uint8(images), extras
 
 

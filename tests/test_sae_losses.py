@@ -184,6 +184,45 @@ def test_outer_loss_requires_a_segmenter_and_matching_weights():
         loss.accumulate_gradients("G", make_batch())
 
 
+def test_inner_semantic_loss_reads_the_encoder_trunk():
+    nets = make_networks()
+    batch = make_batch()
+    batch.real_labels = batch.sim_labels.flip(0)
+    cfg = SAELossConfig(lambda_l1=0.0, lambda_gan=0.0, lambda_patch_gan=0.0, lambda_inner=1.0)
+    terms = SAELoss(nets, cfg).accumulate_gradients("G", batch)
+    assert set(terms) == {"G_sem_inner", "total"}
+    # Its gradient reaches the semantic head and the shared trunk, not the structure or texture heads.
+    assert has_grad(nets.semantic_head) and has_grad(nets.encoder.down) and has_grad(nets.encoder.from_rgb)
+    for module in (nets.encoder.to_structure, nets.encoder.to_texture, nets.generator):
+        assert no_grad_at_all(module)
+    with torch.no_grad():
+        *_, trunk = nets.encoder(torch.cat([batch.sim_images, batch.real_images]), return_trunk=True)
+        logits = nets.semantic_head(trunk)
+    labels = downsample_labels(torch.cat([batch.sim_labels, batch.real_labels]), (16, 16))
+    assert logits.shape[-2:] == (16, 16)  # 1/4 of the 64 x 64 crops
+    expected = torch.nn.functional.cross_entropy(logits, labels, ignore_index=255)
+    torch.testing.assert_close(terms["G_sem_inner"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_generator_gan_weights_default_to_the_reference_code():
+    nets = make_networks(use_noise=False)
+    batch = make_batch()
+    rng_seed = 4
+
+    def gan_terms(cfg: SAELossConfig) -> dict[str, torch.Tensor]:
+        loss = SAELoss(nets, cfg, generator=torch.Generator().manual_seed(rng_seed))
+        with torch.no_grad():
+            return loss.generator_losses(batch)
+
+    reference, report = gan_terms(SAELossConfig()), gan_terms(SAELossConfig(gan_swap_weight=0.5))
+    # Reference G step: 0.5 GAN(rec) + 1.0 GAN(swap); the report's eq. 3.3: 0.5 + 0.5.
+    torch.testing.assert_close(reference["G_gan_rec"], report["G_gan_rec"])
+    torch.testing.assert_close(reference["G_gan_swap"], 2 * report["G_gan_swap"])
+    unweighted = SAELoss(nets, SAELossConfig(gan_rec_weight=1.0), generator=torch.Generator().manual_seed(rng_seed))
+    with torch.no_grad():
+        torch.testing.assert_close(reference["G_gan_rec"], 0.5 * unweighted.generator_losses(batch)["G_gan_rec"])
+
+
 def test_baseline_leaves_semantic_head_untouched():
     nets = make_networks()
     SAELoss(nets, SAELossConfig()).accumulate_gradients("G", make_batch())

@@ -139,6 +139,25 @@ def test_lazy_phase_runs_on_its_interval(tmp_path: Path) -> None:
     assert [r["step"] for r in records if "train/reg/l2" in r] == [1, 3, 5]  # steps 0, 2, 4 completed
 
 
+def test_logged_means_count_only_the_steps_a_phase_ran(tmp_path: Path) -> None:
+    train(toy_cfg(tmp_path / "every", steps=4))
+    train(toy_cfg(tmp_path / "pairs", steps=4, log_every=2))
+    every = [json.loads(line) for line in (tmp_path / "every" / "metrics.jsonl").read_text().splitlines()]
+    pairs = [json.loads(line) for line in (tmp_path / "pairs" / "metrics.jsonl").read_text().splitlines()]
+    # reg runs on steps 0 and 2 only: each two-step window holds one reg value, logged as is (not halved).
+    assert [r["train/reg/l2"] for r in pairs] == pytest.approx([every[0]["train/reg/l2"], every[2]["train/reg/l2"]])
+    assert pairs[0]["train/main/ce"] == pytest.approx((every[0]["train/main/ce"] + every[1]["train/main/ce"]) / 2)
+
+
+def test_phase_offsets_stagger_phases() -> None:
+    d_step, g_step, lazy = Phase("D", 2, 0), Phase("G", 2, 1), Phase("Dreg", 8, 6)
+    assert [s for s in range(10) if d_step.due(s)] == [0, 2, 4, 6, 8]
+    assert [s for s in range(10) if g_step.due(s)] == [1, 3, 5, 7, 9]
+    assert [s for s in range(16) if lazy.due(s)] == [6, 14]
+    with pytest.raises(ValueError, match="offset"):
+        Phase("G", 2, 2)
+
+
 def _run_lines(tmp_path: Path) -> list[str]:
     train(toy_cfg(tmp_path / "run"))
     return (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()

@@ -6,7 +6,9 @@ loss runs ``backward`` itself and returns detached scalars for logging. Zeroing 
 optimizers (:func:`build_optimizers`) stay with the loop.
 
 Following the LC-SAE report (§3, §4.2), hybrids pair only *sim structure* with *real texture*; with
-``lambda_inner = lambda_outer = 0`` this is the report's SAE baseline.
+``lambda_inner = lambda_outer = 0`` this is the report's SAE baseline. The generator-side GAN weights default to the
+reference SAE code (``compute_generator_losses``: 0.5 for reconstructions, 1.0 for hybrids); the report's eq. 3.3
+writes 0.5 for both (``gan_swap_weight=0.5``).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ class SAELossError(TrainingError):
 class SAELossConfig:
     lambda_l1: float = 1.0
     lambda_gan: float = 1.0
-    gan_rec_weight: float = 0.5  # report eq. 3.3: 0.5 L_GAN,rec
-    gan_swap_weight: float = 0.5  # report eq. 3.3 (the reference SAE code uses 1.0 in its G step)
+    gan_rec_weight: float = 0.5  # reference code and report eq. 3.3 agree: 0.5 L_GAN,rec
+    gan_swap_weight: float = 1.0  # reference code's G step; the report's eq. 3.3 writes 0.5
     lambda_patch_gan: float = 1.0
     r1_gamma: float = 10.0
     patch_r1_gamma: float = 1.0
@@ -104,8 +106,8 @@ class Synthesis:
     hybrids: torch.Tensor  # (B, 3, H, W): hybrid i = G(structure of sim[structure_index[i]], texture of real[...])
     structure_index: torch.Tensor  # indices into batch.sim_images
     texture_index: torch.Tensor  # indices into batch.real_images
-    sim_structure: torch.Tensor
-    real_structure: torch.Tensor
+    sim_trunk: torch.Tensor | None = None  # encoder trunk features, only when the inner semantic loss needs them
+    real_trunk: torch.Tensor | None = None
 
 
 def sim_to_real_pairs(batch_size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,11 +192,12 @@ class SAELoss:
         self.outer_weights = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
 
     # ------------------------------------------------------------------ synthesis
-    def synthesize(self, batch: SimRealBatch) -> Synthesis:
+    def synthesize(self, batch: SimRealBatch, with_trunk: bool = False) -> Synthesis:
         """Encode sim and real together, reconstruct half of each and build B sim x real hybrids."""
         n = batch.size
         n_rec = max(1, n // 2)  # batches come shuffled, so the first half is a random half
-        structure, texture = self.nets.encoder(torch.cat([batch.sim_images, batch.real_images]))
+        encoded = self.nets.encoder(torch.cat([batch.sim_images, batch.real_images]), return_trunk=with_trunk)
+        structure, texture = encoded[:2]
         sim_structure, real_structure = structure[:n], structure[n:]
         sim_texture, real_texture = texture[:n], texture[n:]
         structure_index, texture_index = sim_to_real_pairs(n, self.rng)
@@ -209,8 +212,8 @@ class SAELoss:
             hybrids=images[2 * n_rec :],
             structure_index=structure_index,
             texture_index=texture_index,
-            sim_structure=sim_structure,
-            real_structure=real_structure,
+            sim_trunk=encoded[2][:n] if with_trunk else None,
+            real_trunk=encoded[2][n:] if with_trunk else None,
         )
 
     # ------------------------------------------------------------------ phases
@@ -236,7 +239,7 @@ class SAELoss:
         """Weighted E/G (+ semantic head) losses; the discriminators and segmenter get no gradients."""
         cfg, nets = self.cfg, self.nets
         with frozen(nets.discriminator, nets.patch_discriminator):
-            syn = self.synthesize(batch)
+            syn = self.synthesize(batch, with_trunk=cfg.lambda_inner > 0)
             losses: dict[str, torch.Tensor] = {}
             if cfg.lambda_l1 > 0:
                 losses["G_l1"] = cfg.lambda_l1 * F.l1_loss(
@@ -266,12 +269,14 @@ class SAELoss:
         return losses
 
     def inner_semantic_loss(self, batch: SimRealBatch, syn: Synthesis) -> torch.Tensor:
-        """NLL of the semantic head on the structure codes vs labels at the head's resolution (1/4)."""
-        structures, labels = [syn.sim_structure], [batch.sim_labels]
+        """NLL of the semantic head on the encoder trunk vs labels at the head's resolution (1/4)."""
+        if syn.sim_trunk is None or syn.real_trunk is None:
+            raise SAELossError("the inner semantic loss needs the encoder trunk: synthesize(batch, with_trunk=True)")
+        trunks, labels = [syn.sim_trunk], [batch.sim_labels]
         if batch.real_labels is not None:
-            structures.append(syn.real_structure)
+            trunks.append(syn.real_trunk)
             labels.append(batch.real_labels)
-        logits = self.nets.semantic_head(torch.cat(structures))
+        logits = self.nets.semantic_head(torch.cat(trunks))
         targets = downsample_labels(torch.cat(labels), tuple(logits.shape[-2:]))
         return cross_entropy_loss(logits, targets, self.cfg.ignore_index)
 

@@ -3,14 +3,16 @@
 Architecture follows the reference SAE at 256x256 (see specs/reference/models.md §1): a residual encoder that
 yields an L2-normalised structure code (8 x H/16 x W/16) and texture code (2048), a StyleGAN2-style generator
 modulated by the texture code, a StyleGAN2 image discriminator without minibatch-stddev and a patch
-co-occurrence discriminator. ``SemanticHead`` is the LC-SAE side branch: two learned x2 upsamplings of the
-structure code to 1/4 of the input resolution, then per-pixel class logits.
+co-occurrence discriminator. ``SemanticHead`` is the LC-SAE inner semantic branch (report §3.1.1): it branches off
+the encoder trunk just before the structure head (512 x H/16 x W/16 at full size), upsamples twice by learned x2
+layers halving the channels (512 -> 256 -> 128) and predicts per-pixel class logits at 1/4 of the input resolution.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -82,8 +84,7 @@ class PatchDiscriminatorConfig:
 
 @dataclass(frozen=True)
 class SemanticHeadConfig:
-    n_classes: int = 16
-    channels: tuple[int, int] = (256, 128)  # after the first and second x2 upsampling (halving)
+    n_classes: int = 16  # widths are not configurable: each x2 upsampling halves the encoder trunk's channels
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,6 @@ class SAEConfig:
                 patch_discriminator=PatchDiscriminatorConfig(
                     patch_size=16, base_channels=8, max_channels=32, classifier_widths=(64, 32)
                 ),
-                semantic_head=SemanticHeadConfig(channels=(32, 16)),
             )
         else:
             raise SAEConfigError(f"unknown SAE preset {name!r}; choose 'full' or 'tiny'")
@@ -128,11 +128,16 @@ class SAEConfig:
             "semantic_head": SemanticHeadConfig,
         }
         values = dict(data)
-        for key, section in sections.items():
-            fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in values[key].items()}
-            values[key] = section(**fields_)
-        values["frame_size"] = tuple(values["frame_size"])
-        return cls(**values)
+        try:
+            for key, section in sections.items():
+                fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in values[key].items()}
+                values[key] = section(**fields_)
+            values["frame_size"] = tuple(values["frame_size"])
+            return cls(**values)
+        except TypeError as err:  # e.g. semantic_head.channels, from before the branch read the encoder trunk
+            raise SAEConfigError(
+                f"this SAE configuration was saved by another simreal version ({err}); retrain the checkpoint"
+            ) from err
 
     def validate(self) -> None:
         factor = 2**self.encoder.structure_downsamplings
@@ -147,6 +152,8 @@ class SAEConfig:
         low, high = self.patch_discriminator.crop_scale
         if not 0 < low <= high <= 1:
             raise SAEConfigError(f"crop_scale must satisfy 0 < low <= high <= 1, got {(low, high)}")
+        if self.encoder.width(self.encoder.structure_downsamplings) < 4:
+            raise SAEConfigError("the encoder trunk needs >= 4 channels (the semantic branch halves them twice)")
         if self.semantic_head.n_classes < 2:
             raise SAEConfigError(f"n_classes must be >= 2, got {self.semantic_head.n_classes}")
 
@@ -168,7 +175,11 @@ def _check_images(x: torch.Tensor, multiple: int, who: str) -> None:
 
 
 class Encoder(nn.Module):
-    """Image -> (structure code B x C_s x H/16 x W/16, texture code B x D), both L2-normalised."""
+    """Image -> (structure code B x C_s x H/16 x W/16, texture code B x D), both L2-normalised.
+
+    ``return_trunk`` also returns the trunk features the structure and texture heads branch off (B x
+    ``trunk_channels`` x H/16 x W/16), which feed the LC-SAE inner semantic branch.
+    """
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
@@ -181,7 +192,7 @@ class Encoder(nn.Module):
                 for i in range(n_sp)
             )
         )
-        mid = cfg.width(n_sp)
+        mid = self.trunk_channels = cfg.width(n_sp)
         self.to_structure = nn.Sequential(
             ConvLayer(mid, mid, 1), ConvLayer(mid, cfg.structure_channels, 1, activate=False)
         )
@@ -194,31 +205,37 @@ class Encoder(nn.Module):
         )
         self.to_texture = EqualLinear(cfg.width(n_sp + cfg.texture_downsamplings), cfg.texture_dim)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, return_trunk: bool = False) -> tuple[torch.Tensor, ...]:
         _check_images(images, 2**self.cfg.structure_downsamplings, "Encoder")
-        mid = self.down(self.from_rgb(images))
-        structure = self.to_structure(mid)
-        texture_map = self.to_texture_features(mid)
+        trunk = self.down(self.from_rgb(images))
+        structure = self.to_structure(trunk)
+        texture_map = self.to_texture_features(trunk)
         texture = self.to_texture(texture_map.mean(dim=(2, 3)))
-        return l2_normalize(structure), l2_normalize(texture)
+        codes = (l2_normalize(structure), l2_normalize(texture))
+        return (*codes, trunk) if return_trunk else codes
+
+
+NoiseGenerators = Sequence[torch.Generator] | None
 
 
 class GeneratorHeadBlock(nn.Module):
-    """Resolution-preserving residual block of two styled convs; 1x1 skip when the width changes."""
+    """Resolution-preserving residual block of two styled convs; linear 1x1 skip (no bias) when the width changes."""
 
     def __init__(self, in_channels: int, out_channels: int, style_dim: int, use_noise: bool) -> None:
         super().__init__()
         self.conv1 = StyledConv(in_channels, out_channels, 3, style_dim, use_noise=use_noise)
         self.conv2 = StyledConv(out_channels, out_channels, 3, style_dim, use_noise=use_noise)
-        self.skip = ConvLayer(in_channels, out_channels, 1) if in_channels != out_channels else None
+        self.skip = (
+            ConvLayer(in_channels, out_channels, 1, bias=False, activate=False) if in_channels != out_channels else None
+        )
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: NoiseGenerators = None) -> torch.Tensor:
         skip = self.skip(x) if self.skip is not None else x
-        return (skip + self.conv2(self.conv1(x, style), style)) / math.sqrt(2.0)
+        return (skip + self.conv2(self.conv1(x, style, noise), style, noise)) / math.sqrt(2.0)
 
 
 class GeneratorUpBlock(nn.Module):
-    """x2 upsampling residual block: styled transposed conv + blur, styled conv; bilinear skip."""
+    """x2 upsampling residual block: styled transposed conv + blur, styled conv; 1x1 conv + act, bilinear skip."""
 
     def __init__(self, in_channels: int, out_channels: int, style_dim: int, use_noise: bool) -> None:
         super().__init__()
@@ -226,14 +243,18 @@ class GeneratorUpBlock(nn.Module):
         self.conv2 = StyledConv(out_channels, out_channels, 3, style_dim, use_noise=use_noise)
         self.skip = ConvLayer(in_channels, out_channels, 1) if in_channels != out_channels else None
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: NoiseGenerators = None) -> torch.Tensor:
         skip = self.skip(x) if self.skip is not None else x
         skip = F.interpolate(skip, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return (skip + self.conv2(self.conv1(x, style), style)) / math.sqrt(2.0)
+        return (skip + self.conv2(self.conv1(x, style, noise), style, noise)) / math.sqrt(2.0)
 
 
 class Generator(nn.Module):
-    """(structure code, texture code) -> image. Output is unbounded (no tanh), data live in [-1, 1]."""
+    """(structure code, texture code) -> image. Output is unbounded (no tanh), data live in [-1, 1].
+
+    ``noise_seeds`` (one per sample) draws each sample's noise inputs from its own seeded stream, so an image does
+    not depend on the batch it is generated in; without them the noise comes from the global RNG.
+    """
 
     def __init__(self, cfg: GeneratorConfig, encoder_cfg: EncoderConfig) -> None:
         super().__init__()
@@ -260,7 +281,9 @@ class Generator(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.to_rgb = ToRGB(in_channels, style_dim)
 
-    def forward(self, structure: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, structure: torch.Tensor, texture: torch.Tensor, noise_seeds: Sequence[int] | None = None
+    ) -> torch.Tensor:
         if structure.ndim != 4 or structure.shape[1] != self.structure_channels:
             raise SAEInputError(
                 f"Generator expects a structure code (B, {self.structure_channels}, h, w), got {tuple(structure.shape)}"
@@ -269,12 +292,15 @@ class Generator(nn.Module):
             raise SAEInputError(
                 f"Generator expects a texture code ({structure.shape[0]}, {self.style_dim}), got {tuple(texture.shape)}"
             )
+        if noise_seeds is not None and len(noise_seeds) != structure.shape[0]:
+            raise SAEInputError(f"Generator got {len(noise_seeds)} noise seeds for a batch of {structure.shape[0]}")
+        noise = [torch.Generator().manual_seed(seed) for seed in noise_seeds] if noise_seeds is not None else None
         structure, texture = l2_normalize(structure), l2_normalize(texture)
         scale = self.modulation_scale(texture)[:, :, None, None]
         bias = self.modulation_bias(texture)[:, :, None, None]
         x = structure * scale.to(structure.dtype) + bias.to(structure.dtype)
         for block in self.blocks:
-            x = block(x, texture)
+            x = block(x, texture, noise)
         return self.to_rgb(x, texture)
 
 
@@ -413,18 +439,23 @@ class SemanticUpBlock(nn.Module):
 
 
 class SemanticHead(nn.Module):
-    """LC-SAE inner semantic branch: structure code -> class logits at 4x the code resolution."""
+    """LC-SAE inner semantic branch: encoder trunk features -> class logits at 4x the trunk resolution."""
 
-    def __init__(self, cfg: SemanticHeadConfig, structure_channels: int) -> None:
+    def __init__(self, cfg: SemanticHeadConfig, trunk_channels: int) -> None:
         super().__init__()
         self.cfg = cfg
-        first, second = cfg.channels
-        self.up1 = SemanticUpBlock(structure_channels, first)
-        self.up2 = SemanticUpBlock(first, second)
-        self.classify = ConvLayer(second, cfg.n_classes, 1, activate=False)
+        self.trunk_channels = trunk_channels
+        self.up1 = SemanticUpBlock(trunk_channels, trunk_channels // 2)
+        self.up2 = SemanticUpBlock(trunk_channels // 2, trunk_channels // 4)
+        self.classify = ConvLayer(trunk_channels // 4, cfg.n_classes, 1, activate=False)
 
-    def forward(self, structure: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.up2(self.up1(structure)))
+    def forward(self, trunk: torch.Tensor) -> torch.Tensor:
+        if trunk.ndim != 4 or trunk.shape[1] != self.trunk_channels:
+            raise SAEInputError(
+                f"SemanticHead expects encoder trunk features (B, {self.trunk_channels}, h, w), "
+                f"got {tuple(trunk.shape)}"
+            )
+        return self.classify(self.up2(self.up1(trunk)))
 
 
 class SAENetworks(nn.Module):
@@ -465,7 +496,7 @@ def build_networks(cfg: SAEConfig, device: torch.device | str | None = None) -> 
             Generator(cfg.generator, cfg.encoder),
             ImageDiscriminator(cfg.discriminator, cfg.crop_size),
             PatchDiscriminator(cfg.patch_discriminator),
-            SemanticHead(cfg.semantic_head, cfg.encoder.structure_channels),
+            SemanticHead(cfg.semantic_head, encoder.trunk_channels),
         )
 
 

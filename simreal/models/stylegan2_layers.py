@@ -170,7 +170,11 @@ class ConvLayer(nn.Module):
 
 
 class DownResBlock(nn.Module):
-    """Residual block (conv, conv[+downsample]) with a 1x1 skip; output scaled by 1/sqrt(2)."""
+    """Residual block (conv, conv[+downsample]) with a 1x1 skip; output scaled by 1/sqrt(2).
+
+    ``pad_mode`` applies to the 3x3 main path only: the skip (blur + linear 1x1 conv) always zero-pads, as in the
+    reference SAE encoder, whose residual blocks pass reflection padding to the main convs but not to the skip.
+    """
 
     def __init__(
         self,
@@ -193,7 +197,6 @@ class DownResBlock(nn.Module):
             blur_taps=blur_taps,
             bias=False,
             activate=False,
-            pad_mode=pad_mode,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -271,15 +274,25 @@ class ModulatedConv2d(nn.Module):
 
 
 class NoiseInjection(nn.Module):
-    """Adds per-pixel Gaussian noise scaled by a learned scalar (initialised to 0)."""
+    """Adds per-pixel Gaussian noise scaled by a learned scalar (initialised to 0).
+
+    Noise comes from the global RNG, or with ``generators`` (one CPU ``torch.Generator`` per sample) from each
+    sample's own stream, so that a sample's noise does not depend on the rest of its batch.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
         batch, _, height, width = x.shape
-        noise = torch.randn(batch, 1, height, width, device=x.device, dtype=x.dtype)
+        if generators is None:
+            noise = torch.randn(batch, 1, height, width, device=x.device, dtype=x.dtype)
+        else:
+            if len(generators) != batch:
+                raise ValueError(f"{len(generators)} noise generators for a batch of {batch}")
+            noise = torch.cat([torch.randn(1, 1, height, width, generator=g) for g in generators])
+            noise = noise.to(device=x.device, dtype=x.dtype)
         return x + self.weight.to(x.dtype) * noise
 
 
@@ -300,10 +313,12 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection() if use_noise else None
         self.act = FusedLeakyReLU(out_channels)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, style: torch.Tensor, noise_generators: Sequence[torch.Generator] | None = None
+    ) -> torch.Tensor:
         x = self.conv(x, style)
         if self.noise is not None:
-            x = self.noise(x)
+            x = self.noise(x, noise_generators)
         return self.act(x)
 
 

@@ -3,7 +3,8 @@
 Run directory layout (``cfg.out``)::
 
     config.yaml        resolved config of the latest (re)start
-    metrics.jsonl      one JSON record per logged step: train/<phase>/<loss> means, it_s, eval/<score>
+    metrics.jsonl      one JSON record per logged step: train/<phase>/<loss> means (over the steps that ran the
+                       phase in the logging window), it_s, eval/<score>
     tensorboard/       the same scalars plus sample grids
     samples/step_XXXXXXX.png
     checkpoint.pt      method state + RNG states + loader positions, replaced atomically
@@ -113,6 +114,7 @@ def _run(
     phases = list(method.phases())
     result = TrainResult(run_dir=run_dir, step=step, checkpoint=checkpoint_path if checkpoint_path.exists() else None)
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}  # per loss: phases with an interval > 1 do not run on every step
     count, window_start = 0, time.perf_counter()
     saved_step = step if result.checkpoint is not None else None
     show = ctx.is_main and bool(cfg.progress)
@@ -132,6 +134,7 @@ def _run(
             step += 1
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
             count += 1
             result.losses = losses
             bar.advance()
@@ -143,10 +146,10 @@ def _run(
             assert log is not None
             if step % int(cfg.log_every) == 0 or step == total_steps:
                 elapsed = time.perf_counter() - window_start
-                scalars = {f"train/{key}": value / count for key, value in sums.items()}
+                scalars = {f"train/{key}": value / counts[key] for key, value in sums.items()}
                 scalars["it_s"] = count / elapsed if elapsed > 0 else float("nan")
                 log.scalars(step, scalars)
-                sums, count, window_start = {}, 0, time.perf_counter()
+                sums, counts, count, window_start = {}, {}, 0, time.perf_counter()
             if int(cfg.sample_every) > 0 and step % int(cfg.sample_every) == 0:
                 _write_samples(method, batch, run_dir, log, step)
             if int(cfg.eval_every) > 0 and step % int(cfg.eval_every) == 0:

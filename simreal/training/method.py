@@ -9,9 +9,10 @@ A *method* (segmenter, LC-SAE, ...) owns its networks, losses and optimizers; th
   and hands every phase a dict batch ``{role: {"image": ..., "label": ..., "index": ...}}`` already on the device.
 - ``phases()``: the optimisation phases in the order they run within a step, each with an interval, in the
   stylegan2-ada manner: e.g. ``[Phase("G", 1), Phase("D", 1), Phase("D_reg", 16)]`` runs lazy regularisation
-  every 16th step. ``run_phase(name, batch, step)`` does forward, backward and optimizer step for that phase and
-  returns its losses as floats. Losses go through ``check_finite`` *before* backward, so a NaN never reaches
-  the weights.
+  every 16th step; an ``offset`` staggers phases, e.g. ``[Phase("D", 2, 0), Phase("G", 2, 1)]`` alternates D and G
+  steps, each on its own batch (the loop draws a fresh batch every step). ``run_phase(name, batch, step)`` does
+  forward, backward and optimizer step for that phase and returns its losses as floats. Losses go through
+  ``check_finite`` *before* backward, so a NaN never reaches the weights.
 - ``state_dict()`` / ``load_state_dict()``: everything needed to continue bit-for-bit (networks, optimizers,
   schedulers, EMA); the loop adds RNG and data-loader positions.
 - ``sample_images(batch)``: ``[(title, uint8 HxWx3), ...]`` drawn into a grid PNG every ``sample_every`` steps,
@@ -41,17 +42,20 @@ from simreal.training.errors import NonFiniteLossError
 
 @dataclass(frozen=True)
 class Phase:
-    """One optimisation phase; it runs on steps where ``step % interval == 0``."""
+    """One optimisation phase; it runs on steps where ``step % interval == offset``."""
 
     name: str
     interval: int = 1
+    offset: int = 0
 
     def __post_init__(self) -> None:
         if self.interval < 1:
             raise ValueError(f"phase {self.name!r}: interval must be >= 1, got {self.interval}")
+        if not 0 <= self.offset < self.interval:
+            raise ValueError(f"phase {self.name!r}: offset must be in [0, {self.interval}), got {self.offset}")
 
     def due(self, step: int) -> bool:
-        return step % self.interval == 0
+        return step % self.interval == self.offset
 
 
 @dataclass

@@ -1,11 +1,16 @@
 """Training methods ``lcsae`` (Label-Consistent Swapping Autoencoder) and ``sae`` (its baseline, λ_in = λ_out = 0).
 
 Each step draws ``batch_size`` random crops from the ``sim`` store and as many from the ``real`` store (the LC-SAE
-report: 8 + 8 crops of 256x256 from 512x256 frames) and runs the phases of ``simreal.losses.sae.SAELoss``:
-``D`` (both discriminators), ``Dreg`` (lazy R1 every ``loss.r1_interval`` steps, its own optimizer step) and ``G``
-(encoder, generator and inner semantic head). The sim labels feed the inner semantic loss (and the real labels with
-``real_labels=true``) and the outer loss, which runs a frozen segmenter (``outer_segmenter=RUN_DIR_OR_CKPT``) on the
-sim-structure / real-texture hybrids.
+report: 8 + 8 crops of 256x256 from 512x256 frames) and runs one phase of ``simreal.losses.sae.SAELoss`` on them.
+As in the reference SAE, steps alternate ``D`` (both discriminators; even steps, so the first step is a D step) and
+``G`` (encoder, generator and inner semantic head; odd steps), each on a fresh minibatch; ``Dreg`` (lazy R1, its own
+optimizer step) follows every ``loss.r1_interval``-th D step on that step's batch. The reference's image counter
+adds the batch (here sim + real crops, 2 * ``batch_size``) per D step and per G step, so a run of ``steps`` steps
+trains on ``steps * 2 * batch_size`` images: the report's 5M images at 8 + 8 crops are 312,500 steps.
+
+The sim labels feed the inner semantic loss (and the real labels with ``real_labels=true``), whose semantic head
+reads the encoder trunk, and the outer loss, which runs a frozen segmenter (``outer_segmenter=RUN_DIR_OR_CKPT``) on
+the sim-structure / real-texture hybrids.
 
 On CUDA the G and D phases run under bf16 autocast; lazy R1 (a double backward) stays in fp32 and eager mode, so
 ``compile=true`` compiles the encoder, generator and image discriminator for the G and D phases only. With several
@@ -145,7 +150,8 @@ class LCSAEMethod(TrainingMethod):
 
     # ------------------------------------------------------------------ training
     def phases(self) -> Sequence[Phase]:
-        return [Phase("D", 1), Phase("Dreg", self.loss_config.r1_interval), Phase("G", 1)]
+        r1_every = 2 * self.loss_config.r1_interval  # in steps: D steps are every other step
+        return [Phase("D", 2, 0), Phase("Dreg", r1_every, r1_every - 2), Phase("G", 2, 1)]
 
     def run_phase(self, name: str, batch: Mapping[str, Mapping[str, torch.Tensor]], step: int) -> dict[str, float]:
         sim_real = self._sim_real_batch(batch)
