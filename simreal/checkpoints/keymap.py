@@ -8,8 +8,8 @@ tensor the reference does not have, e.g. a conv bias that the reference removed 
 
 Reference files are normalised first (``normalize_reference``): a ``module.`` prefix (DataParallel) is stripped,
 and spectral-norm layers saved by ``torch.nn.utils.spectral_norm`` (``weight_orig``, ``weight_u``, ``weight_v``)
-get the ``weight_v`` that checkpoints of old PyTorch versions lack (recomputed as PyTorch does when it loads them)
-and lose the stale ``weight`` those versions also saved.
+get the ``weight_v`` that checkpoints of PyTorch < 1.0 lack (solved as PyTorch's loader does) and lose the
+``weight`` those versions also saved.
 """
 
 from __future__ import annotations
@@ -212,11 +212,21 @@ def normalize_reference(state: Mapping[str, object]) -> dict[str, torch.Tensor]:
     tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if tensors and all(k.startswith("module.") for k in tensors):
         tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
-    for key in [k for k in tensors if k.endswith(".weight_orig")]:
+    for key in [k for k in tensors if k.split(".")[-1] == "weight_orig"]:
         prefix = key.removesuffix("weight_orig")
-        tensors.pop(f"{prefix}weight", None)  # derived from weight_orig by the hook; old versions saved it
+        stale = tensors.pop(f"{prefix}weight", None)  # W / sigma, derived by the hook; saved before PyTorch 1.0
         u_key, v_key = f"{prefix}weight_u", f"{prefix}weight_v"
         if v_key not in tensors and u_key in tensors:
-            matrix = tensors[key].reshape(tensors[key].shape[0], -1)
-            tensors[v_key] = F.normalize(matrix.t().mv(tensors[u_key]), dim=0, eps=1e-12)
+            tensors[v_key] = _solve_v(tensors[key], tensors[u_key], stale)
     return tensors
+
+
+def _solve_v(weight_orig: torch.Tensor, u: torch.Tensor, stale: torch.Tensor | None) -> torch.Tensor:
+    """The power-iteration vector v that PyTorch's loader derives for a checkpoint without one: v with
+    u = normalize(W v) and u·W v = sigma (sigma from the saved W / sigma), else the next power-iteration step."""
+    matrix = weight_orig.reshape(weight_orig.shape[0], -1)
+    if stale is None:
+        return F.normalize(matrix.t().mv(u), dim=0, eps=1e-12)
+    sigma = (weight_orig / stale).mean()
+    v = torch.linalg.multi_dot([matrix.t().mm(matrix).pinverse(), matrix.t(), u.unsqueeze(1)]).squeeze(1)
+    return v * (sigma / torch.dot(u, matrix.mv(v)))
