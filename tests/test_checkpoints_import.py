@@ -461,3 +461,31 @@ def test_training_starts_from_imported_weights_and_refuses_to_resume_them(tmp_pa
         train(compose_training_config("oasis", [*base, "model.g_channels=4", f"init={tmp_path / 'imported'}"]))
     with pytest.raises(RunDirectoryError, match="no optimizer state to resume; start a new run from them with init="):
         train(compose_training_config("oasis", [*base, "steps=1", f"out={tmp_path / 'imported'}"]))
+
+
+def test_lcsae_starts_from_an_sae_run_keeping_its_own_semantic_head(tmp_path: Path) -> None:
+    from stores import make_procedural_store
+
+    stores = [f"sim={make_procedural_store(tmp_path / 'sim', 'flat')}"]
+    stores.append(f"real={make_procedural_store(tmp_path / 'real', 'textured')}")
+    train(compose_training_config("sae", [*stores, "preset=tiny", "steps=1", f"out={tmp_path / 'sae'}"]))
+    lcsae = [*stores, "preset=tiny", "loss.lambda_outer=0", "steps=0"]
+    train(compose_training_config("lcsae", [*lcsae, f"init={tmp_path / 'sae'}", f"out={tmp_path / 'lc'}", "seed=9"]))
+    source = torch.load(tmp_path / "sae" / "checkpoint.pt", weights_only=True)["method"]["networks"]
+    started = torch.load(tmp_path / "lc" / "checkpoint.pt", weights_only=True)["method"]["networks"]
+    for key, value in source.items():
+        if not key.startswith("semantic_head."):
+            torch.testing.assert_close(started[key], value, rtol=0, atol=0)
+    head = "semantic_head.classify.conv.weight"  # never trained by sae (lambda_in = 0): lcsae keeps its own (seed 9)
+    assert not torch.equal(started[head], source[head])
+
+    with pytest.raises(InitWeightsError, match=r"init=.* is a 'oasis' run; lcsae starts from an lcsae or sae run"):
+        folder, _ = oasis_files(tmp_path / "oasis")
+        import_checkpoints("oasis", folder, tmp_path / "oasis-run", ImportOptions(z_dim=Z))
+        train(compose_training_config("lcsae", [*lcsae, f"init={tmp_path / 'oasis-run'}", f"out={tmp_path / 'x'}"]))
+    with pytest.raises(InitWeightsError, match="does not fit this run's"):
+        train(
+            compose_training_config(
+                "lcsae", [*lcsae, "crop=[32,32]", f"init={tmp_path / 'sae'}", f"out={tmp_path / 'y'}"]
+            )
+        )
