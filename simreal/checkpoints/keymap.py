@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from simreal.errors import ModelError
+
 MAX_LISTED = 12  # keys named per kind of problem in an error message
 
 SN_SUFFIXES = {
@@ -29,7 +31,7 @@ SN_SUFFIXES = {
 }
 
 
-class CheckpointImportError(ValueError):
+class CheckpointImportError(ModelError):
     """A reference checkpoint that does not fit the simreal network it is imported into."""
 
 
