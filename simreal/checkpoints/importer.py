@@ -4,8 +4,8 @@
 files), reads the network settings from their shapes, maps every key (``simreal.checkpoints.keymap``) and writes
 ``out/checkpoint.pt`` and ``out/config.yaml`` as ``simreal train`` would, so ``simreal synthesize`` /
 ``simreal translate`` use the run as it is and ``simreal train METHOD init=OUT`` fine-tunes from it. The
-checkpoint carries no optimizer or data-loader state (the references save none): it is marked ``imported`` and
-training refuses to *resume* it.
+checkpoint carries no optimizer or data-loader state (the references save none): it is marked ``imported`` (source,
+files, notes, and ``fresh``: networks the files hold no weights for) and training refuses to *resume* it.
 
 Files per kind (``<which>`` is e.g. ``latest``, ``best`` or an iteration number):
 
@@ -121,11 +121,13 @@ def import_checkpoints(
     if kind == "sae":
         from simreal.checkpoints.sae import import_sae
 
-        state, overrides, notes = import_sae(files, class_set, options)
+        state, overrides, notes, fresh = import_sae(files, class_set, options)
     else:
         state, overrides, notes = _import_synthesizer(kind, files, class_set, options)
+        fresh = []
     state.update({"class_set": class_set.to_attrs(), "input_range": "tanh"})
-    write_run(out, kind, state, overrides, {"source": str(Path(source).resolve()), "notes": notes, "files": files})
+    imported = {"source": str(Path(source).resolve()), "notes": notes, "files": files, "fresh": fresh}
+    write_run(out, kind, state, overrides, imported)
     return ImportResult(out, kind, files, notes)
 
 

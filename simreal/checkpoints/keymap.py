@@ -2,7 +2,9 @@
 
 A ``KeyMap`` is a list of ``Entry``s, one per simreal tensor: the reference key it comes from (or none, for a
 tensor the reference does not have, e.g. a conv bias that the reference removed before an InstanceNorm) and a
-``Transform`` when the layouts differ (input channels in another order, a channel simreal does not have).
+``Transform`` when the layouts differ (input channels in another order, a channel simreal does not have). Constant
+buffers only the reference saves (blur kernels) are entries without a simreal tensor: their value is checked,
+since simreal builds the same constant into its layers.
 ``to_simreal`` refuses, naming them, reference keys that are missing or unexpected and tensors of the wrong shape;
 ``to_reference`` is the inverse, which also gives the reference layout a map expects.
 
@@ -59,6 +61,17 @@ class NoiseFirst(Transform):
 
 
 @dataclass(frozen=True)
+class LeadingAxis(Transform):
+    """The reference keeps a leading axis of size 1 (StyleGAN2's modulated conv weight, 1 x out x in x k x k)."""
+
+    def to_simreal(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor[0]
+
+    def to_reference(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor[None]
+
+
+@dataclass(frozen=True)
 class DropChannel(Transform):
     """A channel along ``dim`` that the reference has and simreal does not (zeros when exported)."""
 
@@ -78,12 +91,18 @@ class DropChannel(Transform):
 
 @dataclass(frozen=True)
 class Entry:
-    """One simreal tensor (``target``) and where it comes from in the reference (``reference``; None = zeros)."""
+    """One simreal tensor (``target``) and where it comes from in the reference (``reference``; None = zeros), or a
+    reference constant (``target`` None) that must hold ``constant``."""
 
     reference: str | None
-    target: str
+    target: str | None
     transform: Transform = field(default_factory=Transform)
     optional: bool = False  # the reference may lack it (then the simreal module keeps its own value)
+    constant: torch.Tensor | None = None
+
+
+def constant(reference: str, value: torch.Tensor) -> Entry:
+    return Entry(reference, None, constant=value)
 
 
 def tensor(reference: str, target: str | None = None, transform: Transform | None = None) -> Entry:
@@ -146,7 +165,7 @@ class KeyMap:
 
     def check_covers(self, template: Mapping[str, torch.Tensor]) -> None:
         """Every simreal tensor has exactly one entry (a programming error otherwise, caught by the tests)."""
-        targets = [e.target for e in self.entries]
+        targets = [e.target for e in self.entries if e.target is not None]
         duplicated = sorted({t for t in targets if targets.count(t) > 1})
         uncovered = sorted(set(template) - set(targets))
         unknown = sorted(set(targets) - set(template))
@@ -167,13 +186,17 @@ class KeyMap:
         wrong = []
         for key, entry in expected.items():
             if key in reference:
-                want = tuple(entry.transform.to_reference(template[entry.target]).shape)
+                want = tuple(self._reference_value(entry, template).shape)
                 if tuple(reference[key].shape) != want:
                     wrong.append(f"{key} {tuple(reference[key].shape)} (expected {want})")
+                elif entry.constant is not None and not torch.allclose(reference[key].float(), entry.constant):
+                    wrong.append(f"{key}: another constant than simreal's {entry.constant.flatten().tolist()}")
         if missing or unexpected or wrong:
             raise CheckpointImportError(self._describe(source, missing, unexpected, wrong))
         state = {}
         for entry in self.entries:
+            if entry.target is None:
+                continue
             own = template[entry.target]
             if entry.reference is None:
                 state[entry.target] = torch.zeros_like(own)
@@ -187,11 +210,14 @@ class KeyMap:
     def to_reference(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The reference-layout state dict of a simreal one (what the reference code would save)."""
         self.check_covers(state)
-        return {
-            e.reference: e.transform.to_reference(state[e.target]).clone()
-            for e in self.entries
-            if e.reference is not None
-        }
+        return {e.reference: self._reference_value(e, state).clone() for e in self.entries if e.reference is not None}
+
+    @staticmethod
+    def _reference_value(entry: Entry, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if entry.target is None:
+            assert entry.constant is not None
+            return entry.constant
+        return entry.transform.to_reference(state[entry.target])
 
     def _describe(self, source: str, missing: list[str], unexpected: list[str], wrong: list[str]) -> str:
         def listing(keys: list[str]) -> str:

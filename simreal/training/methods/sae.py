@@ -208,16 +208,17 @@ class LCSAEMethod(TrainingMethod):
             self.ema.load_state_dict(state["ema"])
 
     def load_weights(self, saved: Mapping, source: str) -> None:
-        """The networks of an ``lcsae`` or ``sae`` run (``init=``); an ``sae`` run's semantic head never trained,
-        so this run keeps its own."""
+        """The networks of an ``lcsae`` or ``sae`` run (``init=``); this run keeps its own semantic head when the
+        source never trained one (an ``sae`` run) and any network an import left fresh."""
         method = saved.get("method_name")
         if method not in ("lcsae", "sae"):
             raise InitWeightsError(
                 f"init={source} is a {method!r} run; {self.cfg.method} starts from an lcsae or sae run"
             )
         networks = saved["method"]["networks"]
+        untrained = set(saved.get("imported", {}).get("fresh", ())) | ({"semantic_head"} if method == "sae" else set())
         for name, module in self.nets.named_children():
-            if name == "semantic_head" and method == "sae":
+            if name in untrained:
                 continue
             prefix = f"{name}."
             weights = {key.removeprefix(prefix): value for key, value in networks.items() if key.startswith(prefix)}
