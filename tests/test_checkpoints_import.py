@@ -489,3 +489,196 @@ def test_lcsae_starts_from_an_sae_run_keeping_its_own_semantic_head(tmp_path: Pa
                 "lcsae", [*lcsae, "crop=[32,32]", f"init={tmp_path / 'sae'}", f"out={tmp_path / 'y'}"]
             )
         )
+
+
+# ---------------------------------------------------------------- the swapping autoencoder
+def _sae_config():  # type: ignore[no-untyped-def]
+    """Tiny widths the reference's width rules can also produce (encoder 4·2^i, generator capacity 1/16)."""
+    from simreal.models.sae import (
+        DiscriminatorConfig,
+        EncoderConfig,
+        GeneratorConfig,
+        PatchDiscriminatorConfig,
+        SAEConfig,
+        SemanticHeadConfig,
+    )
+
+    return SAEConfig(
+        crop_size=32,
+        frame_size=(32, 64),
+        encoder=EncoderConfig(base_channels=4, texture_downsamplings=1, texture_dim=32),
+        generator=GeneratorConfig(base_channels=8, max_channels=32),
+        discriminator=DiscriminatorConfig(base_channels=8, max_channels=32),
+        patch_discriminator=PatchDiscriminatorConfig(
+            patch_size=16, base_channels=8, max_channels=32, classifier_widths=(64, 32)
+        ),
+        semantic_head=SemanticHeadConfig(n_classes=16),
+    )
+
+
+def _conv_layer(keys: Shapes, name: str, cin: int, cout: int, k: int, activate: bool = True, bias: bool = True) -> None:
+    keys[f"{name}.Conv.weight"] = (cout, cin, k, k)
+    if bias and activate:
+        keys[f"{name}.Act.bias"] = (cout,)
+    elif bias:
+        keys[f"{name}.Conv.bias"] = (cout,)
+
+
+def _res_block_ref(keys: Shapes, name: str, cin: int, cout: int, blur: int | None) -> None:
+    _conv_layer(keys, f"{name}.conv1", cin, cin, 3)
+    _conv_layer(keys, f"{name}.conv2", cin, cout, 3)
+    _conv_layer(keys, f"{name}.skip", cin, cout, 1, activate=False, bias=False)
+    if blur:
+        keys[f"{name}.conv2.Blur.kernel"] = keys[f"{name}.skip.Blur.kernel"] = (blur, blur)
+
+
+def _styled(keys: Shapes, name: str, cin: int, cout: int, k: int, style: int, up: bool = False) -> None:
+    keys[f"{name}.conv.weight"] = (1, cout, cin, k, k)
+    keys[f"{name}.conv.modulation.weight"], keys[f"{name}.conv.modulation.bias"] = (cin, style), (cin,)
+    keys[f"{name}.noise.weight"] = (1,)
+    keys[f"{name}.activate.bias"] = (cout,)
+    if up:
+        keys[f"{name}.conv.blur.kernel"] = (4, 4)
+
+
+def reference_sae(cfg) -> dict[str, Shapes]:  # type: ignore[no-untyped-def]
+    """E, G, D, DPatch of the reference (encoder.py, generator.py, discriminator.py, patch_discriminator.py)."""
+    enc, gen = cfg.encoder, cfg.generator
+    nc = [enc.base_channels * 2**i for i in range(7)]
+    e: Shapes = {}
+    _conv_layer(e, "FromRGB", 3, nc[0], 1)
+    for i in range(4):
+        _res_block_ref(e, f"DownToSpatialCode.ResBlockDownBy{2**i}", nc[i], nc[i + 1], 3)
+    _conv_layer(e, "ToSpatialCode.0", nc[4], nc[4], 1)
+    _conv_layer(e, "ToSpatialCode.1", nc[4], 8, 1, activate=False)
+    _conv_layer(e, "DownToGlobalCode.ConvLayerDownBy16", nc[4], nc[5], 3)
+    e["DownToGlobalCode.ConvLayerDownBy16.Blur.kernel"] = (1, 1)
+    e["ToGlobalCode.0.weight"], e["ToGlobalCode.0.bias"] = (enc.texture_dim, nc[5]), (enc.texture_dim,)
+
+    g: Shapes = {}
+    style = enc.texture_dim
+    for part in ("scale", "bias"):
+        g[f"SpatialCodeModulation.{part}.weight"], g[f"SpatialCodeModulation.{part}.bias"] = (8, style), (8,)
+    nf = [min(gen.max_channels, gen.base_channels * 2 ** (4 - j)) for j in range(5)]
+    channels = 8
+    for i in range(2):
+        out = max(8, round((i + 1) / 2 * nf[0]))
+        _styled(g, f"HeadResnetBlock{i}.conv1", channels, out, 3, style)
+        _styled(g, f"HeadResnetBlock{i}.conv2", out, out, 3, style)
+        if channels != out:
+            _conv_layer(g, f"HeadResnetBlock{i}.skip", channels, out, 1, activate=False, bias=False)
+        channels = out
+    for j in range(4):
+        out = nf[j + 1]
+        _styled(g, f"UpsamplingResBlock{2 ** (4 + j)}.conv1", channels, out, 3, style, up=True)
+        _styled(g, f"UpsamplingResBlock{2 ** (4 + j)}.conv2", out, out, 3, style)
+        if channels != out:
+            _conv_layer(g, f"UpsamplingResBlock{2 ** (4 + j)}.skip", channels, out, 1)
+        channels = out
+    g["ToRGB.conv.weight"] = (1, 3, channels, 1, 1)
+    g["ToRGB.conv.modulation.weight"], g["ToRGB.conv.modulation.bias"] = (channels, style), (channels,)
+    g["ToRGB.bias"], g["ToRGB.upsample.kernel"] = (1, 3, 1, 1), (4, 4)
+
+    def widths(size: int, base: int, top: int) -> dict[int, int]:
+        return {size >> k: min(top, base << k) for k in range(size.bit_length())}
+
+    d: Shapes = {}
+    dw = widths(cfg.crop_size, cfg.discriminator.base_channels, cfg.discriminator.max_channels)
+    _conv_layer(d, "stylegan2_D.convs.0", 3, dw[32], 1)
+    for i in range(5, 2, -1):  # log2(32) = 5: blocks "4", "5", "6"
+        _res_block_ref(d, f"stylegan2_D.convs.{9 - i}", dw[2**i], dw[2 ** (i - 1)], 4)
+    _conv_layer(d, "stylegan2_D.final_conv", dw[4], dw[4], 3)
+    d["stylegan2_D.final_linear.0.weight"], d["stylegan2_D.final_linear.0.bias"] = (dw[4], dw[4] * 16), (dw[4],)
+    d["stylegan2_D.final_linear.1.weight"], d["stylegan2_D.final_linear.1.bias"] = (1, dw[4]), (1,)
+
+    p: Shapes = {}
+    patch = cfg.patch_discriminator
+    pw = widths(patch.patch_size, patch.base_channels, patch.max_channels)
+    _conv_layer(p, "convs.0", 3, pw[16], 3)
+    for i in range(4, 2, -1):  # log2(16) = 4: blocks "3", "4"
+        _res_block_ref(p, f"convs.{7 - i}", pw[2**i], pw[2 ** (i - 1)], 4)
+    _res_block_ref(p, "convs.5", pw[4], 2 * pw[4], None)
+    _conv_layer(p, "convs.6", 2 * pw[4], pw[4], 3)
+    dims = [2 * pw[4] * 4, *patch.classifier_widths, 1]
+    for j, (din, dout) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        p[f"pairlinear.{j}.weight"], p[f"pairlinear.{j}.bias"] = (dout, din), (dout,)
+    return {"E": e, "G": g, "D": d, "DPatch": p}
+
+
+def _generator_head_skip_is_linear() -> bool:
+    from simreal.models.sae import GeneratorHeadBlock
+
+    skip = GeneratorHeadBlock(8, 16, 4, True).skip
+    return skip is not None and not any(name.startswith("act") for name, _ in skip.named_parameters())
+
+
+PENDING_SAE = pytest.mark.xfail(
+    not _generator_head_skip_is_linear(),
+    reason="pending the saefid branch: the reference's generator head skips are linear 1x1 convs without bias",
+    strict=True,
+)
+
+
+def _sae_networks():  # type: ignore[no-untyped-def]
+    from simreal.checkpoints.sae import network_maps
+    from simreal.models.sae import build_networks
+
+    nets = build_networks(_sae_config())
+    return nets, network_maps(nets)
+
+
+@pytest.mark.parametrize("role", ["E", pytest.param("G", marks=PENDING_SAE), "D", "DPatch"])
+def test_sae_key_maps_give_exactly_the_reference_layout(role: str) -> None:
+    nets, network_maps = _sae_networks()
+    name, key_map = network_maps[role]
+    exported = key_map.to_reference(getattr(nets, name).state_dict())
+    assert {key: tuple(value.shape) for key, value in exported.items()} == reference_sae(nets.cfg)[role]
+
+
+@PENDING_SAE
+def test_sae_import_translates_as_the_weights_it_came_from(tmp_path: Path) -> None:
+    nets, network_maps = _sae_networks()
+    for name in ("encoder", "generator", "discriminator", "patch_discriminator"):
+        module = getattr(nets, name)
+        module.load_state_dict(_randomized(module.state_dict(), seed=2))
+    files = {
+        f"latest_net_{role}.pth": key_map.to_reference(getattr(nets, name).state_dict())
+        for role, (name, key_map) in network_maps.items()
+    }
+    folder = write_reference_files(tmp_path / "sae", files)
+    result = import_checkpoints("sae", folder, tmp_path / "run")
+    assert "semantic_head start fresh" in " ".join(result.notes)
+
+    from simreal.translate import checkpoint_method
+
+    _, method, state = checkpoint_method(tmp_path / "run")
+    from simreal.models.sae import SAEConfig, build_networks
+
+    imported = build_networks(SAEConfig.from_dict(state["model_config"]))
+    imported.load_state_dict(state["networks"])
+    assert method == "sae" and imported.cfg == nets.cfg
+    images = torch.rand(2, 3, 32, 64) * 2 - 1
+    with torch.no_grad():
+        for module in (imported, nets):
+            module.eval()
+        torch.manual_seed(0)
+        ours = imported.translate(images, images.flip(0))
+        torch.manual_seed(0)
+        theirs = nets.translate(images, images.flip(0))
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+        crops = torch.rand(2, 3, 3, 16, 16)
+        torch.testing.assert_close(imported.patch_discriminator(crops, crops), nets.patch_discriminator(crops, crops))
+        square = images[..., :32]
+        torch.testing.assert_close(imported.discriminator(square), nets.discriminator(square))
+
+
+def test_sae_refuses_another_blur_kernel(tmp_path: Path) -> None:
+    """A reference trained with --use_antialias false saves 1x1 kernels: simreal always blurs, so it refuses."""
+    from simreal.checkpoints.sae import encoder_map
+
+    cfg = _sae_config()
+    nets, _ = _sae_networks()
+    reference = encoder_map(cfg).to_reference(nets.encoder.state_dict())
+    reference["DownToSpatialCode.ResBlockDownBy1.conv2.Blur.kernel"] = torch.ones(3, 3)
+    with pytest.raises(CheckpointImportError, match=r"ResBlockDownBy1.conv2.Blur.kernel: another constant"):
+        encoder_map(cfg).to_simreal(reference, nets.encoder.state_dict(), source="latest_net_E.pth")
