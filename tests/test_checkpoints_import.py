@@ -657,7 +657,7 @@ def test_sae_import_translates_as_the_weights_it_came_from(tmp_path: Path) -> No
     imported = build_networks(SAEConfig.from_dict(state["model_config"]))
     imported.load_state_dict(state["networks"])
     assert method == "sae"
-    images = torch.rand(2, 3, 32, 64) * 2 - 1
+    images = torch.rand(2, 3, 64, 128) * 2 - 1
     with torch.no_grad():
         for module in (imported, nets):
             module.eval()
@@ -668,7 +668,7 @@ def test_sae_import_translates_as_the_weights_it_came_from(tmp_path: Path) -> No
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
         crops = torch.rand(2, 3, 3, 16, 16)
         torch.testing.assert_close(imported.patch_discriminator(crops, crops), nets.patch_discriminator(crops, crops))
-        square = images[..., :32]
+        square = images[..., :32, :32]
         torch.testing.assert_close(imported.discriminator(square), nets.discriminator(square))
 
 
