@@ -105,7 +105,7 @@ def constant(reference: str, value: torch.Tensor) -> Entry:
     return Entry(reference, None, constant=value)
 
 
-def tensor(reference: str, target: str | None = None, transform: Transform | None = None) -> Entry:
+def entry(reference: str, target: str | None = None, transform: Transform | None = None) -> Entry:
     return Entry(reference, target or reference, transform or Transform())
 
 
@@ -114,9 +114,9 @@ def conv(
 ) -> list[Entry]:
     """A plain conv or linear layer: ``weight`` (transformed) and ``bias``."""
     target = target or reference
-    entries = [tensor(f"{reference}.weight", f"{target}.weight", transform)]
+    entries = [entry(f"{reference}.weight", f"{target}.weight", transform)]
     if bias:
-        entries.append(tensor(f"{reference}.bias", f"{target}.bias", _bias_part(transform)))
+        entries.append(entry(f"{reference}.bias", f"{target}.bias", _bias_part(transform)))
     return entries
 
 
@@ -132,9 +132,9 @@ def sn_conv(reference: str, target: str | None = None, bias: str = "same") -> li
     it because a norm follows, where a per-channel constant has no effect).
     """
     target = target or reference
-    entries = [tensor(f"{reference}.{ref}", f"{target}.{ours}") for ref, ours in SN_SUFFIXES.items()]
+    entries = [entry(f"{reference}.{ref}", f"{target}.{ours}") for ref, ours in SN_SUFFIXES.items()]
     if bias == "same":
-        entries.append(tensor(f"{reference}.bias", f"{target}.bias"))
+        entries.append(entry(f"{reference}.bias", f"{target}.bias"))
     elif bias == "zero":
         entries.append(Entry(None, f"{target}.bias"))
     return entries
@@ -144,7 +144,7 @@ def batch_norm(reference: str, target: str | None = None, affine: bool = True) -
     """BatchNorm statistics (+ affine weight and bias); ``num_batches_tracked`` is absent before PyTorch 0.4.1."""
     target = target or reference
     names = ["weight", "bias"] if affine else []
-    entries = [tensor(f"{reference}.{n}", f"{target}.{n}") for n in [*names, "running_mean", "running_var"]]
+    entries = [entry(f"{reference}.{n}", f"{target}.{n}") for n in [*names, "running_mean", "running_var"]]
     entries.append(Entry(f"{reference}.num_batches_tracked", f"{target}.num_batches_tracked", optional=True))
     return entries
 

@@ -23,7 +23,7 @@ from simreal.checkpoints.keymap import (
     KeyMap,
     LeadingAxis,
     constant,
-    tensor,
+    entry,
 )
 
 if TYPE_CHECKING:
@@ -44,16 +44,16 @@ def blur_kernel(taps: tuple[int, ...], gain: float = 1.0) -> torch.Tensor:
 
 def _conv_layer(reference: str, target: str, activate: bool = True, bias: bool = True) -> list[Entry]:
     """rosinality's ConvLayer: the bias sits in ``Act`` (FusedLeakyReLU) when activated, else in ``Conv``."""
-    entries = [tensor(f"{reference}.Conv.weight", f"{target}.conv.weight")]
+    entries = [entry(f"{reference}.Conv.weight", f"{target}.conv.weight")]
     if bias and activate:
-        entries.append(tensor(f"{reference}.Act.bias", f"{target}.act.bias"))
+        entries.append(entry(f"{reference}.Act.bias", f"{target}.act.bias"))
     elif bias:
-        entries.append(tensor(f"{reference}.Conv.bias", f"{target}.conv.bias"))
+        entries.append(entry(f"{reference}.Conv.bias", f"{target}.conv.bias"))
     return entries
 
 
 def _linear(reference: str, target: str) -> list[Entry]:
-    return [tensor(f"{reference}.weight", f"{target}.weight"), tensor(f"{reference}.bias", f"{target}.bias")]
+    return [entry(f"{reference}.weight", f"{target}.weight"), entry(f"{reference}.bias", f"{target}.bias")]
 
 
 def _res_block(reference: str, target: str, blur: tuple[int, ...] | None) -> list[Entry]:
@@ -68,10 +68,10 @@ def _res_block(reference: str, target: str, blur: tuple[int, ...] | None) -> lis
 
 def _styled_conv(reference: str, target: str, upsample: bool = False) -> list[Entry]:
     entries = [
-        tensor(f"{reference}.conv.weight", f"{target}.conv.weight", LeadingAxis()),
+        entry(f"{reference}.conv.weight", f"{target}.conv.weight", LeadingAxis()),
         *_linear(f"{reference}.conv.modulation", f"{target}.conv.modulation"),
-        tensor(f"{reference}.noise.weight", f"{target}.noise.weight"),
-        tensor(f"{reference}.activate.bias", f"{target}.act.bias"),
+        entry(f"{reference}.noise.weight", f"{target}.noise.weight"),
+        entry(f"{reference}.activate.bias", f"{target}.act.bias"),
     ]
     if upsample:
         entries.append(constant(f"{reference}.conv.blur.kernel", blur_kernel(STYLEGAN_BLUR, 4.0)))
@@ -116,9 +116,9 @@ def generator_map(cfg: SAEConfig, generator: nn.Module) -> KeyMap:
         if block.skip is not None:  # both sides have one exactly when the width changes
             entries.append(_conv_layer(f"{reference}.skip", f"blocks.{i}.skip", activate=up, bias=up))
     entries += [
-        tensor("ToRGB.conv.weight", "to_rgb.conv.weight", LeadingAxis()),
+        entry("ToRGB.conv.weight", "to_rgb.conv.weight", LeadingAxis()),
         *_linear("ToRGB.conv.modulation", "to_rgb.conv.modulation"),
-        tensor("ToRGB.bias", "to_rgb.bias"),
+        entry("ToRGB.bias", "to_rgb.bias"),
         constant("ToRGB.upsample.kernel", blur_kernel(STYLEGAN_BLUR, 4.0)),  # built, never used by the SAE
     ]
     return KeyMap.of("SAE generator", entries)
