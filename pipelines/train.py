@@ -93,7 +93,7 @@ def absolute_paths(cfg: DictConfig) -> DictConfig:
     """A copy of ``cfg`` whose run directory and dataset paths are absolute (workers run in other directories)."""
     cfg = cfg.copy()
     method_cls = get_method(str(cfg.method)).cls
-    for key in ("out", *method_cls.data_roles, *method_cls.path_keys):
+    for key in ("out", "init", *method_cls.data_roles, *method_cls.path_keys):
         value = cfg.get(key)
         if value:
             cfg[key] = str(Path(str(value)).expanduser().resolve())

@@ -28,6 +28,8 @@ runner = CliRunner()
         ["datasets", "list"],
         ["collect"],
         ["train"],
+        ["checkpoints"],
+        ["checkpoints", "import"],
         *(["train", method] for method in ("segmenter", "lcsae", "sae", "dpgan", "oasis", "spade")),
         ["translate"],
         ["synthesize"],

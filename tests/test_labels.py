@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from simreal.errors import LabelError
 from simreal.labels import (
@@ -197,3 +198,31 @@ def test_server_version_picks_the_tag_scheme(version: str, scheme: str) -> None:
 def test_unknown_scheme_lists_the_known_ones() -> None:
     with pytest.raises(LabelError, match="carla-0.9.14"):
         get_scheme("carla-9")
+
+
+def test_cityscapes_labelids_light_the_channel_the_published_generators_read() -> None:
+    """simreal's one-hot puts class c in channel c + 1 and ignore in channel 0; the OASIS / DP-GAN / SPADE
+    Cityscapes generators read labelId k in channel k (35 channels, labelId 0 = unlabeled)."""
+    from simreal.models.spade_blocks import one_hot_labels
+
+    label_ids = get_class_set("cityscapes-labelids")
+    assert label_ids.num_classes == 34 and max(label_ids.ids) + 2 == 35  # N + 1 one-hot channels
+    to_ids = get_mapping("cityscapes", "cityscapes-labelids")
+    city_ids = np.arange(34, dtype=np.uint8)[None, None]
+    channels = one_hot_labels(torch.from_numpy(to_ids.remap(city_ids)[0]), label_ids.num_classes).argmax(1)
+    assert channels[0, 0].tolist() == list(range(34))
+    city = get_scheme("cityscapes")
+    assert [label_ids.name_of(i) for i in range(33)] == [city.name_of(k) for k in range(1, 34)]
+
+
+@pytest.mark.parametrize("scheme", ["carla-0.9.9", "carla-0.9.13", "carla-0.9.14"])
+def test_carla_tags_paint_as_the_cityscapes_class_of_the_same_meaning(scheme: str) -> None:
+    to_ids = get_mapping(scheme, "cityscapes-labelids")
+    to_shared = get_mapping(scheme, "shared16")
+    via_cityscapes = get_mapping("cityscapes-labelids", "shared16")
+    # Going through Cityscapes labelIds lands every CARLA tag in the shared16 class it has directly.
+    tags = np.array(get_scheme(scheme).ids, np.uint8)
+    direct = to_shared.remap(tags)[0]
+    through = via_cityscapes.remap(to_ids.remap(tags)[0], unknown="ignore")[0]  # ignore stays ignore
+    kept = direct != 255  # shared16 ignores some tags that Cityscapes has a class for (bridge, guard rail)
+    assert through[kept].tolist() == direct[kept].tolist()

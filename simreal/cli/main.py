@@ -10,6 +10,7 @@ import typer
 from typer._click.exceptions import ClickException, UsageError
 
 from simreal.cli.bench import bench
+from simreal.cli.checkpoints import checkpoints_app
 from simreal.cli.collect import collect
 from simreal.cli.datasets import datasets_app
 from simreal.cli.demo import demo
@@ -31,6 +32,7 @@ app.add_typer(labels_app, name="labels")
 app.add_typer(datasets_app, name="datasets")
 app.command("collect")(collect)
 app.add_typer(train_app, name="train")
+app.add_typer(checkpoints_app, name="checkpoints")
 app.command("synthesize")(synthesize)
 app.command("translate")(translate)
 app.command("score")(score)

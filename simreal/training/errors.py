@@ -39,3 +39,7 @@ class RunDirectoryError(TrainingError):
 
 class DatasetTooSmallError(TrainingError):
     """A training role's dataset cannot fill a single batch."""
+
+
+class InitWeightsError(TrainingError):
+    """The run named by ``init=`` cannot give its weights to this one (another method or other shapes)."""

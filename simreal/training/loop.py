@@ -10,7 +10,9 @@ Run directory layout (``cfg.out``)::
     checkpoint.pt      method state + RNG states + loader positions, replaced atomically
 
 Rerunning on a run directory that holds a checkpoint continues from it (``resume=auto``, the default);
-``resume=true`` insists on a checkpoint and ``resume=false`` refuses to start over one.
+``resume=true`` insists on a checkpoint and ``resume=false`` refuses to start over one. ``init=RUN_DIR`` starts a
+new run from the network weights of another run (not its optimizer state or step), e.g. one made by
+``simreal checkpoints import``; a run that resumes ignores it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from simreal.device import pick_device
 from simreal.progress import progress_bar
 from simreal.training import checkpoint as ckpt
 from simreal.training.data import InfiniteLoader
-from simreal.training.errors import NonFiniteLossError, RunDirectoryError, TrainingError
+from simreal.training.errors import InitWeightsError, NonFiniteLossError, RunDirectoryError, TrainingError
 from simreal.training.grid import save_grid
 from simreal.training.method import TrainContext, TrainingMethod, iterate_phases
 from simreal.training.registry import get_method
@@ -71,6 +73,8 @@ def train(cfg: DictConfig, *, rank: int = 0, world_size: int = 1, device: torch.
     method = spec.cls(cfg, ctx, datasets)
     loaders = _build_loaders(cfg, datasets, ctx)
     step = 0
+    if saved is None and cfg.get("init"):
+        method.load_weights(load_init_weights(str(cfg.init)), str(cfg.init))
     if saved is not None:
         try:
             method.load_state_dict(saved["method"])
@@ -191,6 +195,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def load_init_weights(path: str) -> dict:
+    """The checkpoint of the run named by ``init=`` (a run directory or its checkpoint.pt)."""
+    try:
+        saved = ckpt.load(ckpt.checkpoint_file(path))
+    except FileNotFoundError as err:
+        raise InitWeightsError(f"init={path}: {err}") from err
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise InitWeightsError(f"init={path} has checkpoint format {saved.get('format')}, expected {CHECKPOINT_FORMAT}")
+    return saved
+
+
 def _load_for_resume(cfg: DictConfig, checkpoint_path: Path, method_name: str) -> dict | None:
     resume = cfg.resume
     if resume not in (True, False, "auto"):
@@ -207,6 +222,11 @@ def _load_for_resume(cfg: DictConfig, checkpoint_path: Path, method_name: str) -
     saved = ckpt.load(checkpoint_path)
     if saved.get("format") != CHECKPOINT_FORMAT:
         raise RunDirectoryError(f"{checkpoint_path} has checkpoint format {saved.get('format')}, expected 1")
+    if "imported" in saved:
+        raise RunDirectoryError(
+            f"{checkpoint_path} holds weights imported from reference files, with no optimizer state to resume; "
+            f"start a new run from them with init={checkpoint_path.parent} and another out="
+        )
     if saved["method_name"] != method_name:
         raise RunDirectoryError(
             f"{checkpoint_path} belongs to method {saved['method_name']!r}, not {method_name!r}; choose another out="

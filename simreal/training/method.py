@@ -14,7 +14,8 @@ A *method* (segmenter, LC-SAE, ...) owns its networks, losses and optimizers; th
   forward, backward and optimizer step for that phase and returns its losses as floats. Losses go through
   ``check_finite`` *before* backward, so a NaN never reaches the weights.
 - ``state_dict()`` / ``load_state_dict()``: everything needed to continue bit-for-bit (networks, optimizers,
-  schedulers, EMA); the loop adds RNG and data-loader positions.
+  schedulers, EMA); the loop adds RNG and data-loader positions. ``load_weights(saved, source)`` takes only the
+  network weights of another run's checkpoint (``init=RUN_DIR``), for methods that can start from one.
 - ``sample_images(batch)``: ``[(title, uint8 HxWx3), ...]`` drawn into a grid PNG every ``sample_every`` steps,
   ``sample_columns`` images per row (a square-ish grid when None).
 - ``evaluate()``: optional validation scores, logged under ``eval/`` every ``eval_every`` steps and at the end.
@@ -37,7 +38,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
-from simreal.training.errors import NonFiniteLossError
+from simreal.training.errors import InitWeightsError, NonFiniteLossError
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,10 @@ class TrainingMethod:
     def load_state_dict(self, state: Mapping) -> None:
         raise NotImplementedError
 
+    def load_weights(self, saved: Mapping, source: str) -> None:
+        """Start from the network weights of another run's checkpoint ``saved`` (loaded from ``source``)."""
+        raise InitWeightsError(f"init={source}: method {self.cfg.method!r} cannot start from another run's weights")
+
     def sample_images(self, batch: Mapping[str, Mapping[str, torch.Tensor]]) -> list[tuple[str, np.ndarray]]:
         return []
 
@@ -157,6 +162,29 @@ class TrainingMethod:
             name = list(losses)[index]
             value = float(values[index])
             raise NonFiniteLossError(name, value if not math.isfinite(value) else float("nan"))
+
+
+def load_matching_weights(module: nn.Module, state: Mapping[str, torch.Tensor], what: str, source: str) -> None:
+    """Load ``state`` into ``module``, refusing missing or unexpected keys and other shapes with their names."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [
+        f"{k} {tuple(state[k].shape)} there, {tuple(v.shape)} here"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = [
+        f"{label}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("other shapes", wrong))
+        if keys
+    ]
+    if problems:
+        raise InitWeightsError(
+            f"init={source}: the {what} does not fit this run's ({'; '.join(problems)}); configure the networks as "
+            "that run was (see its config.yaml)"
+        )
+    module.load_state_dict(state)
 
 
 def iterate_phases(phases: Sequence[Phase], step: int) -> Iterator[Phase]:

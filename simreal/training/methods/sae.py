@@ -35,8 +35,8 @@ from simreal.errors import SimrealError
 from simreal.losses.sae import SAELoss, SAELossConfig, SimRealBatch, build_optimizers
 from simreal.models.sae import SAEConfig, SAENetworks, build_networks
 from simreal.training.ema import ExponentialMovingAverage
-from simreal.training.errors import TrainingError
-from simreal.training.method import Phase, TrainContext, TrainingMethod
+from simreal.training.errors import InitWeightsError, TrainingError
+from simreal.training.method import Phase, TrainContext, TrainingMethod, load_matching_weights
 from simreal.training.registry import register_method
 
 SAMPLE_SEED = 1234  # fixed noise for sample grids, so grids of different steps are comparable
@@ -212,6 +212,25 @@ class LCSAEMethod(TrainingMethod):
             if "ema" not in state:
                 raise TrainingError("the checkpoint has no EMA weights; resume with ema.enabled=false")
             self.ema.load_state_dict(state["ema"])
+
+    def load_weights(self, saved: Mapping, source: str) -> None:
+        """The networks of an ``lcsae`` or ``sae`` run (``init=``); this run keeps its own semantic head when the
+        source never trained one (an ``sae`` run) and any network an import left fresh."""
+        method = saved.get("method_name")
+        if method not in ("lcsae", "sae"):
+            raise InitWeightsError(
+                f"init={source} is a {method!r} run; {self.cfg.method} starts from an lcsae or sae run"
+            )
+        networks = saved["method"]["networks"]
+        untrained = set(saved.get("imported", {}).get("fresh", ())) | ({"semantic_head"} if method == "sae" else set())
+        for name, module in self.nets.named_children():
+            if name in untrained:
+                continue
+            prefix = f"{name}."
+            weights = {key.removeprefix(prefix): value for key, value in networks.items() if key.startswith(prefix)}
+            load_matching_weights(module, weights, name.replace("_", " "), source)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self._translator().state_dict())
 
     # ------------------------------------------------------------------ samples
     @torch.no_grad()

@@ -27,6 +27,7 @@ from simreal.models.spade import (
     SPADEGenerator,
     SPADEGeneratorSpec,
 )
+from simreal.training.method import load_matching_weights
 from simreal.training.methods.synthesis import LabelToImageMethod
 from simreal.training.registry import register_method
 
@@ -127,3 +128,8 @@ class SPADEMethod(LabelToImageMethod):
         super().load_state_dict(state)
         if self.encoder is not None:
             self.encoder.load_state_dict(state["encoder"])
+
+    def load_weights(self, saved: Mapping, source: str) -> None:
+        super().load_weights(saved, source)
+        if self.encoder is not None:
+            load_matching_weights(self.encoder, saved["method"].get("encoder", {}), "style encoder", source)

@@ -21,7 +21,8 @@ from simreal.errors import TrainingError
 from simreal.losses.synthesis import make_vgg_loss
 from simreal.models.spade_blocks import one_hot_labels, reestimate_batch_norm
 from simreal.training.ema import ExponentialMovingAverage
-from simreal.training.method import Phase, TrainContext, TrainingMethod
+from simreal.training.errors import InitWeightsError
+from simreal.training.method import Phase, TrainContext, TrainingMethod, load_matching_weights
 
 SAMPLES_SHOWN = 4
 SAMPLE_NOISE_SEED = 1234  # the same noise at every sample step, so grids show training progress only
@@ -210,3 +211,22 @@ class LabelToImageMethod(TrainingMethod):
         self.opt_d.load_state_dict(state["opt_d"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+
+    def load_weights(self, saved: Mapping, source: str) -> None:
+        """Generator (and its EMA copy when saved), discriminator when saved; a fresh one otherwise."""
+        state = saved.get("method", {})
+        kind = state.get("synthesizer", {}).get("kind")
+        if kind != self.kind:
+            raise InitWeightsError(f"init={source} holds a {kind!r} synthesizer, not {self.kind!r}")
+        saved_classes = state["class_set"]["name"]
+        if saved_classes != self.class_set.name:
+            raise InitWeightsError(
+                f"init={source} paints class set {saved_classes!r} but the store uses {self.class_set.name!r}; "
+                f"import or relabel the store in {saved_classes!r}"
+            )
+        load_matching_weights(self.generator, state["generator"], "generator", source)
+        if "discriminator" in state:
+            load_matching_weights(self.discriminator, state["discriminator"], "discriminator", source)
+        if self.ema is not None:
+            ema_state = state["ema"]["module"] if "ema" in state else self.generator.state_dict()
+            load_matching_weights(self.ema.module, ema_state, "EMA generator", source)
