@@ -605,20 +605,6 @@ def reference_sae(cfg) -> dict[str, Shapes]:  # type: ignore[no-untyped-def]
     return {"E": e, "G": g, "D": d, "DPatch": p}
 
 
-def _generator_head_skip_is_linear() -> bool:
-    from simreal.models.sae import GeneratorHeadBlock
-
-    skip = GeneratorHeadBlock(8, 16, 4, True).skip
-    return skip is not None and not any(name.startswith("act") for name, _ in skip.named_parameters())
-
-
-PENDING_SAE = pytest.mark.xfail(
-    not _generator_head_skip_is_linear(),
-    reason="pending the saefid branch: the reference's generator head skips are linear 1x1 convs without bias",
-    strict=True,
-)
-
-
 def _sae_networks():  # type: ignore[no-untyped-def]
     from simreal.checkpoints.sae import network_maps
     from simreal.models.sae import build_networks
@@ -627,7 +613,7 @@ def _sae_networks():  # type: ignore[no-untyped-def]
     return nets, network_maps(nets)
 
 
-@pytest.mark.parametrize("role", ["E", pytest.param("G", marks=PENDING_SAE), "D", "DPatch"])
+@pytest.mark.parametrize("role", ["E", "G", "D", "DPatch"])
 def test_sae_key_maps_give_exactly_the_reference_layout(role: str) -> None:
     nets, network_maps = _sae_networks()
     name, key_map = network_maps[role]
@@ -635,7 +621,6 @@ def test_sae_key_maps_give_exactly_the_reference_layout(role: str) -> None:
     assert {key: tuple(value.shape) for key, value in exported.items()} == reference_sae(nets.cfg)[role]
 
 
-@PENDING_SAE
 def test_sae_import_translates_as_the_weights_it_came_from(tmp_path: Path) -> None:
     nets, network_maps = _sae_networks()
     for name in ("encoder", "generator", "discriminator", "patch_discriminator"):
