@@ -6,26 +6,17 @@ reused, so an interrupted demo continues where it stopped.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from pipelines.collect import collect_job, run_collect
-from pipelines.import_dataset import ImportJob, run_import
 from pipelines.ray_runtime import ray_session
 from pipelines.score import ScoreJob, run_score, scores_summary
-from pipelines.train import run_training
+from pipelines.stages import collect_procedural, import_registered, stage, train_run
 from pipelines.translate import TranslateJob, run_translate
-from simreal.config import compose_config
-from simreal.data.convert import FrameSpec
-from simreal.data.registry import get_dataset
 from simreal.progress import console
-from simreal.training.config import compose_training_config
 from simreal.translate import StyleOptions
 
 # The held-out scorer must not be the network inside the LC-SAE loss: a ResNet encoder instead of MobileNetV2.
@@ -40,40 +31,6 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-@contextmanager
-def _stage(name: str, seconds: dict[str, float]) -> Iterator[None]:
-    """Announce a stage and time it."""
-    console.rule(f"[bold]{name}")
-    began = time.perf_counter()
-    yield
-    seconds[name] = time.perf_counter() - began
-
-
-def _collect(cfg: DictConfig, out: Path, look: str, frames: int, seed: int) -> None:
-    width, height = (int(v) for v in cfg.size)
-    overrides = [
-        f"out={out}", f"frames={frames}", f"seed={seed}", f"procedural.look={look}", f"store.size=[{width},{height}]",
-        f"camera.width={2 * width}", f"camera.height={2 * height}", "camera.capture_every=4",
-    ]  # fmt: skip
-    run_collect(collect_job(compose_config("collect", overrides)))
-
-
-def _import(name: str, split: str, out: Path, size: tuple[int, int]) -> None:
-    if (out / "zarr.json").is_file():
-        return
-    entry = get_dataset(name)
-    job = ImportJob(
-        format=entry.format, root=entry.root, split=split, scheme=entry.scheme, out=out, spec=FrameSpec(size),
-        options=tuple(sorted(entry.options.items())), dataset_name=name,
-    )  # fmt: skip
-    run_import(job)
-
-
-def _train(method: str, overrides: list[str]) -> Path:
-    cfg = compose_training_config(method, ["preset=tiny", "progress=true", *overrides])
-    return run_training(cfg).run_dir
-
-
 def run_demo(cfg: DictConfig) -> DemoResult:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,31 +38,32 @@ def run_demo(cfg: DictConfig) -> DemoResult:
     size = tuple(int(v) for v in cfg.size)
     seconds: dict[str, float] = {}
     seg, gan = cfg.segmenter, cfg.lcsae
-    seg_common = [f"steps={seg.steps}", f"batch_size={seg.batch_size}", f"crop=[{seg.crop[0]},{seg.crop[1]}]",
-                  f"data={stores['real']}", f"val={stores['eval']}", f"seed={cfg.seed}"]  # fmt: skip
+    seg_common = ["preset=tiny", f"steps={seg.steps}", f"batch_size={seg.batch_size}",
+                  f"crop=[{seg.crop[0]},{seg.crop[1]}]", f"data={stores['real']}", f"val={stores['eval']}",
+                  f"seed={cfg.seed}"]  # fmt: skip
     with ray_session(cfg.address):
-        with _stage("1/6 collect simulator frames (procedural world, flat look)", seconds):
-            _collect(cfg, stores["sim"], "flat", int(cfg.frames.sim), int(cfg.seed))
-        with _stage("2/6 real frames", seconds):
+        with stage("1/6 collect simulator frames (procedural world, flat look)", seconds):
+            collect_procedural(stores["sim"], size, "flat", int(cfg.frames.sim), int(cfg.seed))
+        with stage("2/6 real frames", seconds):
             if cfg.real:
-                _import(str(cfg.real), str(cfg.real_split), stores["real"], size)
-                _import(str(cfg.real), str(cfg.eval_split), stores["eval"], size)
+                import_registered(str(cfg.real), str(cfg.real_split), stores["real"], size)
+                import_registered(str(cfg.real), str(cfg.eval_split), stores["eval"], size)
             else:  # another world, another look: the stand-in for a real dataset
-                _collect(cfg, stores["real"], "textured", int(cfg.frames.real), int(cfg.seed) + 1000)
-                _collect(cfg, stores["eval"], "textured", int(cfg.frames.eval), int(cfg.seed) + 2000)
-        with _stage("3/6 segmenters on real frames: outer (inside the LC-SAE loss) and held-out (scorer)", seconds):
-            outer = _train("segmenter", [*seg_common, f"out={out / 'segmenter-outer'}"])
-            heldout = _train(
+                collect_procedural(stores["real"], size, "textured", int(cfg.frames.real), int(cfg.seed) + 1000)
+                collect_procedural(stores["eval"], size, "textured", int(cfg.frames.eval), int(cfg.seed) + 2000)
+        with stage("3/6 segmenters on real frames: outer (inside the LC-SAE loss) and held-out (scorer)", seconds):
+            outer = train_run("segmenter", [*seg_common, f"out={out / 'segmenter-outer'}"])
+            heldout = train_run(
                 "segmenter", [*seg_common, f"out={out / 'segmenter-heldout'}", f"model.encoder_name={HELDOUT_ENCODER}"]
             )
-        with _stage("4/6 LC-SAE: sim structure x real texture", seconds):
-            lcsae = _train(
+        with stage("4/6 LC-SAE: sim structure x real texture", seconds):
+            lcsae = train_run(
                 "lcsae",
-                [f"sim={stores['sim']}", f"real={stores['real']}", f"outer_segmenter={outer}", f"steps={gan.steps}",
-                 f"batch_size={gan.batch_size}", f"crop=[{gan.crop[0]},{gan.crop[1]}]", f"out={out / 'lcsae'}",
-                 f"seed={cfg.seed}"],
+                ["preset=tiny", f"sim={stores['sim']}", f"real={stores['real']}", f"outer_segmenter={outer}",
+                 f"steps={gan.steps}", f"batch_size={gan.batch_size}", f"crop=[{gan.crop[0]},{gan.crop[1]}]",
+                 f"out={out / 'lcsae'}", f"seed={cfg.seed}"],
             )  # fmt: skip
-        with _stage("5/6 translate the simulator frames", seconds):
+        with stage("5/6 translate the simulator frames", seconds):
             run_translate(
                 TranslateJob(
                     checkpoint=lcsae, input=stores["sim"], out=stores["translated"], seed=int(cfg.seed),
@@ -113,7 +71,7 @@ def run_demo(cfg: DictConfig) -> DemoResult:
                     style=StyleOptions(store=stores["real"], policy=str(cfg.translate.style_policy)),
                 )
             )  # fmt: skip
-        with _stage("6/6 score translated and raw simulator frames against real", seconds):
+        with stage("6/6 score translated and raw simulator frames against real", seconds):
             scores = run_score(
                 ScoreJob(
                     stores=[stores["translated"], stores["sim"]], reference=stores["eval"], segmenter=heldout,

@@ -36,6 +36,7 @@ runner = CliRunner()
         ["score"],
         ["bench"],
         ["demo"],
+        ["study"],
     ],
 )
 def test_every_command_explains_itself(command: list[str]) -> None:

@@ -17,6 +17,7 @@ from simreal.cli.demo import demo
 from simreal.cli.errors import fail
 from simreal.cli.labels import labels_app
 from simreal.cli.score import score
+from simreal.cli.study import study
 from simreal.cli.synthesize import synthesize
 from simreal.cli.train import train_app
 from simreal.cli.translate import translate
@@ -38,6 +39,7 @@ app.command("translate")(translate)
 app.command("score")(score)
 app.command("demo")(demo)
 app.command("bench")(bench)
+app.command("study")(study)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,33 @@
+"""`simreal study`: the LC-SAE report's protocol at small scale, from nothing to a results page."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from simreal.cli.errors import user_errors
+from simreal.config import compose_with_preset
+
+console = Console()
+
+
+@user_errors
+def study(
+    overrides: list[str] = typer.Argument(
+        None, help="Overrides of configs/study/default.yaml, e.g. preset=tiny real.dataset=null eval=STORE."
+    ),
+    out: Path = typer.Option(None, "--out", help="Folder for every store, run and the results (default runs/study)."),
+) -> None:
+    """Reproduce the LC-SAE report's findings at small scale: segmenters, SAE and LC-SAE variants on one budget,
+    400 translated test images scored for label consistency and FID, and the downstream benchmark. Resumable.
+    """
+    from pipelines.study import run_study
+
+    flags = [f"out={out}"] if out is not None else []
+    cfg = compose_with_preset("study/default", [*(overrides or []), *flags], what="study")
+    result = run_study(cfg, command=shlex.join(["simreal", *sys.argv[1:]]))
+    console.print(f"\n[bold green]done[/]: {result.markdown}")
