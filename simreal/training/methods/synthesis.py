@@ -54,8 +54,9 @@ class LabelToImageMethod(TrainingMethod):
         super().__init__(cfg, ctx, datasets)
         self.class_set = datasets["real"].class_set
         self.num_classes = max(self.class_set.ids) + 1
-        self.generator, self.discriminator = self.build_networks()
-        # the EMA copy keeps plain BatchNorm: its statistics are re-estimated on the main rank alone
+        self.generator, self.discriminator = (self.ctx.place(net) for net in self.build_networks())
+        # made after placing, so the copy lives where the generator does; it keeps plain BatchNorm (its statistics
+        # are re-estimated on the main rank alone)
         self.ema = ExponentialMovingAverage(self.generator, float(cfg.ema.decay)) if self.uses_ema else None
         if ctx.distributed:  # the parameter-free norms must see the global batch, as the references' sync-BN
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
