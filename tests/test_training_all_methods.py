@@ -14,12 +14,12 @@ import pytest
 import torch
 from stores import make_procedural_store
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from simreal.training import checkpoint as ckpt
 from simreal.training.config import compose_training_config
 from simreal.training.loop import train
-from simreal.training.method import TrainContext
+from simreal.training.method import TrainContext, TrainingMethod
 from simreal.training.registry import load_builtin_methods
 
 # Data role -> fixture that provides a store for it.
@@ -109,9 +109,11 @@ def _tensors_of(obj: object, where: str, seen: set[int]) -> Iterator[tuple[str, 
 
 
 @pytest.mark.parametrize("method", BUILTIN_METHODS)
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter:UserWarning")  # loading into meta: no-op
 def test_method_setup_places_every_tensor_on_the_context_device(method: str, request: pytest.FixtureRequest) -> None:
-    """A device other than the tests' CPU (``meta``: no memory, no kernels) stands in for a GPU: after set-up,
-    every network, EMA copy, loss network and optimizer state must live where the context says."""
+    """A device other than the tests' CPU (``meta``: no memory, no kernels) stands in for a GPU: after set-up, and
+    after resuming a CPU run's state, every network, EMA copy, loss network and optimizer state must live where the
+    context says."""
     cls = load_builtin_methods()[method].cls
     overrides = ["preset=tiny"]
     for key in cls.path_keys:
@@ -125,7 +127,17 @@ def test_method_setup_places_every_tensor_on_the_context_device(method: str, req
 
     instance = cls(cfg, TrainContext(device=device), datasets)
 
-    tensors = list(_tensors_of(instance, method, set()))
-    assert tensors, f"{method}: found no tensors to check"
+    _assert_all_on(device, instance, method)
+    on_cpu = cls(cfg, TrainContext(device=torch.device("cpu")), datasets)
+    batch = {role: default_collate([datasets[role][i] for i in range(int(cfg.batch_size))]) for role in cls.data_roles}
+    for phase in on_cpu.phases():  # one step of every phase, so that the optimizers hold state
+        on_cpu.run_phase(phase.name, batch, 0)
+    instance.load_state_dict(on_cpu.state_dict())
+    _assert_all_on(device, instance, f"{method} resumed")
+
+
+def _assert_all_on(device: torch.device, method: TrainingMethod, what: str) -> None:
+    tensors = list(_tensors_of(method, what, set()))
+    assert tensors, f"{what}: found no tensors to check"
     misplaced = sorted({f"{where} on {tensor.device}" for where, tensor in tensors if tensor.device != device})
-    assert not misplaced, f"{method}: {len(misplaced)} tensors not on {device}: {misplaced[:5]}"
+    assert not misplaced, f"{what}: {len(misplaced)} tensors not on {device}: {misplaced[:5]}"
