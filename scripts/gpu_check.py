@@ -23,6 +23,7 @@ start after it are listed as skipped; torch.compile rows run last, so they are t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -109,7 +110,9 @@ class Check:
                 row = body()
                 row.section, row.case = section, case
             except Exception as err:  # one failing row must not hide the others
-                where = traceback.extract_tb(err.__traceback__)[-1]
+                frames = traceback.extract_tb(err.__traceback__)
+                ours = [frame for frame in frames if Path(frame.filename).resolve().is_relative_to(REPO)]
+                where = (ours or frames)[-1]  # the innermost line of this repository that was running
                 row = Row(
                     section,
                     case,
@@ -158,6 +161,17 @@ def train_row(method: str, preset: str | None, variant: Variant, settings: Setti
         peak_gib=result["peak_gib"],
         note=note,
     )
+
+
+def start_ray(stack: contextlib.ExitStack) -> Row:
+    """A local Ray for the rows that need one, open until ``stack`` closes (the rows reuse a running Ray)."""
+    import ray
+
+    from pipelines.ray_runtime import ray_session
+
+    stack.enter_context(ray_session())
+    resources = ray.cluster_resources()
+    return Row("", "", result=f"{resources.get('GPU', 0):.0f} GPU, {resources.get('CPU', 0):.0f} CPU")
 
 
 def ray_resume_row(settings: Settings, scratch: Path) -> Row:
@@ -251,9 +265,8 @@ def run_check(settings: Settings, sections: Sequence[str], budget_s: float) -> l
             for case, method, preset in TRAIN_CASES:
                 check.run("train", case, lambda m=method, p=preset: train_row(m, p, EAGER, settings, scratch))
         if "ray" in sections or "translate" in sections:
-            from pipelines.ray_runtime import ray_session
-
-            with ray_session():  # one Ray instance for both sections
+            with contextlib.ExitStack() as ray_running:  # one Ray instance for both sections
+                check.run("ray", "start", lambda: start_ray(ray_running))
                 if "ray" in sections:
                     check.run("ray train", "dpgan resume", lambda: ray_resume_row(settings, scratch))
                 if "translate" in sections:

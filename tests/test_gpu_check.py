@@ -51,13 +51,14 @@ def test_quick_mode_ray_train_resumes_and_translate_runs_on_cpu() -> None:
     rows = gpu_check.main(["--device", "cpu", "--quick", "--sections", "ray,translate"])
 
     assert [(row.section, row.case) for row in rows] == [
+        ("ray", "start"),
         ("ray train", "dpgan resume"),
         ("translate", "lcsae"),
         ("translate", "dpgan"),
     ]
     failed = {row.case: row.note for row in rows if row.status != "ok"}
     assert not failed, failed
-    assert rows[0].result == "2 + 2 steps resumed"
+    assert rows[1].result == "2 + 2 steps resumed"
 
 
 def test_unknown_sections_are_refused() -> None:
