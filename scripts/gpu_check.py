@@ -213,7 +213,7 @@ def ray_resume_row(settings: Settings, scratch: Path) -> Row:
         "",
         "",
         result=f"{steps} + {steps} steps resumed",
-        note=f"dpgan {config}, {worker}; {seconds:.0f} s incl. 2 Ray starts",
+        note=f"dpgan {config}, {worker}; {seconds:.0f} s incl. starting 2 Ray Train jobs",
     )
 
 
@@ -321,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     sections = args.sections
     began = time.perf_counter()
     rows = run_check(settings, sections, args.budget_s)
-    where = torch.cuda.get_device_name(device) if settings.cuda else f"CPU ({torch.get_num_threads()} threads)"
+    where = torch.cuda.get_device_name(device) if settings.cuda else f"CPU ({torch.get_num_threads()} torch threads)"
     configs = "tiny presets (--quick)" if args.quick else "full-size configs"
     title = f"GPU check on {where}, torch {torch.__version__}, {configs}, {time.perf_counter() - began:.0f} s"
     Console(width=200).print(build_table(rows, title))
