@@ -6,7 +6,9 @@ and convolved, or with the VAE a linear map of a 256-d style code), blocks head_
 (5 ups for ``normal``, 6 for ``more`` = the Cityscapes setting, 7 for ``most``); every SPADE reads the one-hot
 label map (N+1 channels, channel 0 = don't-care). Without the VAE the generator is deterministic: it takes no
 noise. Discriminator: ``num_d`` PatchGANs (k4, SN + InstanceNorm) on concat(one-hot labels, image), each scale
-seeing the input average-pooled once more; every layer's output is returned for feature matching.
+seeing the input average-pooled once more; every layer's output is returned for feature matching. Spectral-norm
+convolutions keep PyTorch's init for their raw weights, as the reference ends up with (``SN_INIT_DEFAULT``; see
+``simreal.models.spade_blocks``).
 """
 
 from __future__ import annotations
