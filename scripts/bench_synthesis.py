@@ -41,10 +41,13 @@ def benchmark_inference(
     num_classes: int = 16,
     repeats: int = 3,
     bf16: bool = False,
+    spec_changes: dict | None = None,
 ) -> float:
-    """Best-of-``repeats`` milliseconds per image of the full-size ``method`` generator on ``device``."""
+    """Best-of-``repeats`` milliseconds per image of the full-size ``method`` generator on ``device``
+    (``spec_changes``, e.g. ``{"base_channels": 4}``, shrinks it for smoke runs)."""
     device = torch.device(device)
-    generator = build_generator(method, FULL_SIZE_SPECS[method](num_classes)).to(device).eval()
+    spec = {**FULL_SIZE_SPECS[method](num_classes), **(spec_changes or {})}
+    generator = build_generator(method, spec).to(device).eval()
     labels = torch.randint(0, num_classes, (batch_size, height, width), generator=torch.Generator().manual_seed(0))
     segmap = one_hot_labels(labels, num_classes).to(device)
     z = torch.randn(batch_size, generator.spec.z_dim).to(device) if method != "spade" else None

@@ -7,7 +7,8 @@ bf16 + channels_last + torch.compile. On a CPU it runs the ``tiny`` preset in fp
 and compile are CUDA-only in the harness). Batches are random tensors of the configured crop size, so data loading
 is not measured; images per step count every role (LC-SAE: sim + real crops; its steps alternate D and G, and the
 reference SAE counts the images of each). Lazy phases run at their interval, as in training. Path settings a method
-needs (e.g. LC-SAE's ``outer_segmenter``) get a randomly initialised network.
+needs (e.g. LC-SAE's ``outer_segmenter``) get a randomly initialised network, and so does a VGG19 perceptual loss
+(SPADE's); synthesizers whose full preset trains on whole frames get 256x512.
 """
 
 from __future__ import annotations
@@ -73,19 +74,37 @@ def random_segmenter(directory: Path, architecture: str) -> str:
     return str(path)
 
 
+def random_vgg19(directory: Path) -> str:
+    """Randomly initialised VGG19 weights in torchvision's layout: the perceptual loss costs the same as with
+    the ImageNet ones, and nothing is downloaded."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    path = directory / "vgg19-random.pth"
+    if not path.exists():
+        features = make_layers(cfgs["E"])
+        torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    return str(path)
+
+
 # Path config keys -> how to provide them: (scratch directory, tiny?) -> value.
 PATH_PROVIDERS: dict[str, Callable[[Path, bool], str]] = {
     "outer_segmenter": lambda directory, tiny: random_segmenter(directory, "tiny" if tiny else "outer"),
 }
+FULL_FRAME = [256, 512]  # the synthesizers' full presets train on whole Cityscapes-size frames (crop null)
 
 
-def bench_config(spec: MethodSpec, tiny: bool, scratch: Path) -> DictConfig:
-    overrides = ["preset=tiny"] if tiny else []
+def bench_config(spec: MethodSpec, tiny: bool, scratch: Path, preset: str | None = None) -> DictConfig:
+    """The method's ``tiny`` (or ``preset``, else default) config, offline: random pretrained parts."""
+    overrides = ["preset=tiny"] if tiny else [f"preset={preset}"] if preset else []
     overrides += [f"{role}=synthetic" for role in spec.cls.data_roles]
     overrides += [f"{key}={PATH_PROVIDERS[key](scratch, tiny)}" for key in spec.cls.path_keys if key in PATH_PROVIDERS]
     cfg = compose_training_config(spec.name, overrides)
     if OmegaConf.select(cfg, "model.encoder_weights") is not None:
         cfg.model.encoder_weights = None  # offline: random encoders run at the same speed
+    if float(OmegaConf.select(cfg, "loss.vgg", default=0.0) or 0.0) > 0:
+        cfg.loss.vgg_weights = random_vgg19(scratch)
+    if "crop" in cfg and cfg.crop is None:
+        cfg.crop = FULL_FRAME
     return cfg
 
 
@@ -114,9 +133,12 @@ def measure(spec: MethodSpec, cfg: DictConfig, variant: Variant, device: torch.d
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
+    losses: dict[str, float] = {}
+
     def run(step: int) -> None:
         for phase in iterate_phases(phases, step):
-            method.run_phase(phase.name, batch, step)
+            for name, value in method.run_phase(phase.name, batch, step).items():
+                losses[f"{phase.name}/{name}"] = value
 
     for step in range(warmup):
         run(step)
@@ -130,7 +152,13 @@ def measure(spec: MethodSpec, cfg: DictConfig, variant: Variant, device: torch.d
     elapsed = time.perf_counter() - start
     images = int(cfg.batch_size) * len(spec.cls.data_roles)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return {"it_s": steps / elapsed, "img_s": steps * images / elapsed, "images": images, "peak_gib": peak}
+    return {
+        "it_s": steps / elapsed,
+        "img_s": steps * images / elapsed,
+        "images": images,
+        "peak_gib": peak,
+        "losses": losses,  # the last value of every phase's losses
+    }
 
 
 def main() -> None:

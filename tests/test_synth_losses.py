@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import torch
 from torch import nn
 
 from simreal.losses.synthesis import (
+    VGGPerceptualLoss,
+    VGGWeightsUnavailable,
     class_balance_map,
     feature_alignment_loss,
     hinge_d_loss,
     hinge_g_loss,
     labelmix_loss,
     labelmix_mask,
-    make_vgg_loss,
+    load_vgg19_features,
     n_plus_one_loss,
 )
 from simreal.models.spade_blocks import reestimate_batch_norm
@@ -96,12 +97,11 @@ def test_batch_norm_reestimation_is_the_plain_average() -> None:
     assert net[1].momentum == 0.1 and not net.training and not net[0].training
 
 
-def test_vgg_loss_switches_off_with_a_warning_when_weights_are_missing(tmp_path) -> None:
-    with pytest.warns(UserWarning, match="VGG perceptual loss switched off"):
-        assert make_vgg_loss(str(tmp_path / "missing.pth")) is None
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert make_vgg_loss(None) is None  # explicitly off: no warning
+def test_missing_vgg_weights_are_an_error(tmp_path) -> None:
+    with pytest.raises(VGGWeightsUnavailable, match="does not exist"):
+        load_vgg19_features(str(tmp_path / "missing.pth"))
+    with pytest.raises(VGGWeightsUnavailable, match="no VGG19 weights"):
+        load_vgg19_features(None)
 
 
 def test_vgg_loss_from_a_local_weights_file(tmp_path) -> None:
@@ -110,8 +110,7 @@ def test_vgg_loss_from_a_local_weights_file(tmp_path) -> None:
     features = make_layers(cfgs["E"])  # VGG19's feature layers, random weights stand in for ImageNet ones
     path = tmp_path / "vgg19.pth"
     torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
-    loss = make_vgg_loss(str(path))
-    assert loss is not None
+    loss = VGGPerceptualLoss(load_vgg19_features(str(path)))
     loss.train()
     assert not loss.training  # a fixed feature extractor
     real = torch.rand(1, 3, 32, 32) * 2 - 1
@@ -121,3 +120,21 @@ def test_vgg_loss_from_a_local_weights_file(tmp_path) -> None:
     value.backward()
     assert float(value.detach()) > 0 and fake.grad is not None and fake.grad.abs().sum() > 0
     assert all(p.grad is None for p in loss.parameters())
+
+
+def test_vgg_sees_the_images_in_minus_one_to_one_as_the_reference_feeds_them() -> None:
+    """NVlabs/SPADE's VGGLoss passes the generator's tanh output straight to VGG19: no ImageNet mean/std."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(0)
+    features = make_layers(cfgs["E"])
+    loss = VGGPerceptualLoss(features)
+    real = torch.rand(1, 3, 32, 32) * 2 - 1
+    fake = torch.rand(1, 3, 32, 32) * 2 - 1
+    x, y, expected = fake, real, 0.0
+    slices = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))  # relu1_1 .. relu5_1
+    for weight, (first, last) in zip((1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0), slices, strict=True):
+        for layer in list(features)[first:last]:
+            x, y = layer(x), layer(y)
+        expected += weight * float((x - y).abs().mean())
+    assert float(loss(fake, real)) == pytest.approx(expected, rel=1e-5)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch.nn.utils import parametrize
 
 from simreal.errors import ModelError
 from simreal.models.dpgan import DPGANDiscriminator, DPGANGenerator, DPGANGeneratorSpec
@@ -15,7 +18,14 @@ from simreal.models.spade import (
     SPADEGenerator,
     SPADEGeneratorSpec,
 )
-from simreal.models.spade_blocks import LabelMapError, count_parameters, one_hot_labels, reestimate_batch_norm
+from simreal.models.spade_blocks import (
+    SN_INIT_DEFAULT,
+    LabelMapError,
+    conv2d,
+    count_parameters,
+    one_hot_labels,
+    reestimate_batch_norm,
+)
 
 # The references' Cityscapes label input has 35 channels (34 ids + unknown) = our N + 1 with N = 34; SPADE adds
 # an instance-edge channel (36 = 35 + 1 with N = 35 here).
@@ -108,3 +118,51 @@ def test_bad_label_maps_are_refused_clearly() -> None:
     generator = OASISGenerator(OASISGeneratorSpec(3, z_dim=4, base_channels=4))
     with pytest.raises(LabelMapError, match="divisible by 32"):
         generator(one_hot_labels(torch.zeros(1, 40, 64, dtype=torch.long), 3))
+
+
+def _spectral_norm_convs(net: torch.nn.Module) -> list[torch.nn.Conv2d]:
+    return [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and parametrize.is_parametrized(m, "weight")]
+
+
+def _xavier_std(conv: torch.nn.Conv2d) -> float:
+    """Xavier-normal with the references' gain 0.02."""
+    receptive = conv.kernel_size[0] * conv.kernel_size[1]
+    return 0.02 * math.sqrt(2.0 / (receptive * (conv.in_channels + conv.out_channels)))
+
+
+def _pytorch_default_std(conv: torch.nn.Conv2d) -> float:
+    """nn.Conv2d's own init, kaiming-uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    return 1.0 / math.sqrt(3 * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
+
+
+SN_INIT_CASES = [  # (network, the raw-weight std its reference ends up with under spectral norm)
+    ("OASIS G", lambda: OASISGenerator(OASISGeneratorSpec(16, base_channels=16)), _xavier_std),
+    ("OASIS D", lambda: UNetDiscriminator(UNetDiscriminatorSpec(16, 16)), _xavier_std),
+    ("DP-GAN G", lambda: DPGANGenerator(DPGANGeneratorSpec(16, base_channels=16)), _xavier_std),
+    ("DP-GAN D", lambda: DPGANDiscriminator(UNetDiscriminatorSpec(16, 16)), _xavier_std),
+    ("SPADE G", lambda: SPADEGenerator(SPADEGeneratorSpec(16, base_channels=16)), _pytorch_default_std),
+    ("SPADE D", lambda: MultiscalePatchDiscriminator(PatchGANSpec(16, 16)), _pytorch_default_std),
+]
+
+
+@pytest.mark.parametrize(("name", "build", "expected_std"), SN_INIT_CASES, ids=[c[0] for c in SN_INIT_CASES])
+def test_spectral_norm_raw_weights_start_at_the_reference_scale(name: str, build, expected_std) -> None:
+    torch.manual_seed(0)
+    convs = _spectral_norm_convs(build())
+    assert convs, f"{name} has no spectral-norm convolutions"
+    ratios = [float(conv.parametrizations.weight.original.detach().std()) / expected_std(conv) for conv in convs]
+    assert all(0.7 < ratio < 1.3 for ratio in ratios), f"{name}: raw std / expected {sorted(ratios)[:3]}..."
+    biases = [conv.bias for conv in convs if conv.bias is not None]
+    assert all(float(bias.detach().abs().max()) == 0.0 for bias in biases)
+
+
+def test_full_width_spectral_norm_conv_matches_the_measured_reference_magnitudes() -> None:
+    """OASIS / DP-GAN's 1024-wide 3x3 block conv: weight_orig std 2.1e-4 in the reference (SPADE's: 6.0e-3); the
+    normalised weight is about 1 / (sqrt(1024) + sqrt(9216)) for both."""
+    torch.manual_seed(0)
+    xavier = conv2d(1024, 1024, sn=True)
+    default = conv2d(1024, 1024, sn=True, sn_init=SN_INIT_DEFAULT)
+    assert float(xavier.parametrizations.weight.original.detach().std()) == pytest.approx(2.1e-4, rel=0.03)
+    assert float(default.parametrizations.weight.original.detach().std()) == pytest.approx(6.0e-3, rel=0.03)
+    for conv in (xavier, default):
+        assert float(conv.weight.detach().std()) == pytest.approx(1 / (math.sqrt(1024) + math.sqrt(9216)), rel=0.15)

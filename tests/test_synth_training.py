@@ -116,3 +116,29 @@ def test_spade_vae_trains_with_kld(real_store: Path) -> None:
     losses = method.run_phase("G", real_batch(dataset), 0)
     assert losses["kld"] > 0 and np.isfinite(losses["total"])
     assert method.encoder is not None and all(p.grad is not None for p in method.encoder.parameters())
+
+
+def test_vgg_loss_without_weights_stops_with_what_to_do(real_store: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "vgg19.pth"
+    args = ["spade", f"real={real_store}", "preset=tiny", "steps=1", f"out={tmp_path / 'run'}", "loss.vgg=10"]
+    code, output = invoke(*args, f"loss.vgg_weights={missing}")
+    text = " ".join(output.split())  # rich wraps long lines
+    assert code == 1, output
+    assert "loss.vgg=0" in text and "$SIMREAL_WEIGHTS_DIR" in text and "loss.vgg_weights=" in text
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("method", ["spade", "oasis"])
+def test_vgg_loss_trains_with_weights_from_the_weights_dir(
+    method: str, real_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchvision.models.vgg import cfgs, make_layers
+
+    features = make_layers(cfgs["E"])  # VGG19's layers; random weights stand in for the ImageNet ones
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, tmp_path / "vgg19.pth")
+    monkeypatch.setenv("SIMREAL_WEIGHTS_DIR", str(tmp_path))
+    out = tmp_path / "run"
+    code, output = invoke(method, f"real={real_store}", "preset=tiny", "steps=1", f"out={out}", "loss.vgg=10")
+    assert code == 0, output
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["train/G/vgg"] > 0

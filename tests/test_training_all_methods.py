@@ -7,14 +7,19 @@ A new method needs no edit here as long as its data roles and path keys are amon
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from stores import make_procedural_store
+from torch import nn
+from torch.utils.data import Dataset, default_collate
 
 from simreal.training import checkpoint as ckpt
 from simreal.training.config import compose_training_config
 from simreal.training.loop import train
+from simreal.training.method import TrainContext, TrainingMethod
 from simreal.training.registry import load_builtin_methods
 
 # Data role -> fixture that provides a store for it.
@@ -72,3 +77,67 @@ def test_method_trains_two_steps_on_cpu(method: str, request: pytest.FixtureRequ
     saved = ckpt.load(result.checkpoint)
     assert saved["step"] == 2 and saved["method_name"] == method
     assert saved["method"], f"{method} saved an empty state"
+
+
+def _tensors_of(obj: object, where: str, seen: set[int]) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor a method holds: module parameters and buffers, EMA copies, optimizer states, nested holders."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        yield where, obj
+    elif isinstance(obj, nn.Module):
+        for name, tensor in [*obj.named_parameters(), *obj.named_buffers()]:
+            yield f"{where}.{name}", tensor
+    elif isinstance(obj, torch.optim.Optimizer):
+        for index, group in enumerate(obj.param_groups):
+            for p, param in enumerate(group["params"]):
+                yield f"{where}.param_groups[{index}][{p}]", param
+        for state in obj.state.values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.ndim > 0:  # Adam's step counter stays on the CPU
+                    yield f"{where}.state.{key}", value
+    elif isinstance(obj, (list, tuple)):
+        for index, item in enumerate(obj):
+            yield from _tensors_of(item, f"{where}[{index}]", seen)
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            yield from _tensors_of(item, f"{where}[{key!r}]", seen)
+    elif type(obj).__module__.startswith("simreal.") and not isinstance(obj, Dataset) and hasattr(obj, "__dict__"):
+        for name, item in vars(obj).items():
+            yield from _tensors_of(item, f"{where}.{name}", seen)
+
+
+@pytest.mark.parametrize("method", BUILTIN_METHODS)
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter:UserWarning")  # loading into meta: no-op
+def test_method_setup_places_every_tensor_on_the_context_device(method: str, request: pytest.FixtureRequest) -> None:
+    """A device other than the tests' CPU (``meta``: no memory, no kernels) stands in for a GPU: after set-up, and
+    after resuming a CPU run's state, every network, EMA copy, loss network and optimizer state must live where the
+    context says."""
+    cls = load_builtin_methods()[method].cls
+    overrides = ["preset=tiny"]
+    for key in cls.path_keys:
+        if key in PATH_VALUES:
+            overrides.append(f"{key}={request.getfixturevalue(PATH_VALUES[key])}")
+    cfg = compose_training_config(method, overrides)
+    datasets = {
+        role: cls.make_dataset(cfg, role, str(request.getfixturevalue(ROLE_STORES[role]))) for role in cls.data_roles
+    }
+    device = torch.device("meta")
+
+    instance = cls(cfg, TrainContext(device=device), datasets)
+
+    _assert_all_on(device, instance, method)
+    on_cpu = cls(cfg, TrainContext(device=torch.device("cpu")), datasets)
+    batch = {role: default_collate([datasets[role][i] for i in range(int(cfg.batch_size))]) for role in cls.data_roles}
+    for phase in on_cpu.phases():  # one step of every phase, so that the optimizers hold state
+        on_cpu.run_phase(phase.name, batch, 0)
+    instance.load_state_dict(on_cpu.state_dict())
+    _assert_all_on(device, instance, f"{method} resumed")
+
+
+def _assert_all_on(device: torch.device, method: TrainingMethod, what: str) -> None:
+    tensors = list(_tensors_of(method, what, set()))
+    assert tensors, f"{what}: found no tensors to check"
+    misplaced = sorted({f"{where} on {tensor.device}" for where, tensor in tensors if tensor.device != device})
+    assert not misplaced, f"{what}: {len(misplaced)} tensors not on {device}: {misplaced[:5]}"

@@ -7,7 +7,6 @@ Label maps hold ids ``0..N-1`` with 255 = don't-care; segmentation discriminator
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from simreal.models.spade_blocks import IGNORE_LABEL
 
 VGG_LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 VGG_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # ------------------------------------------------------------------------------------------ N+1 (OASIS, DP-GAN)
@@ -164,39 +161,22 @@ def load_vgg19_features(weights: str | None) -> nn.Module:
 class VGGPerceptualLoss(nn.Module):
     """L1 between VGG19 relu1_1..relu5_1 features of fake and real, weighted 1/32 .. 1 (SPADE, pix2pixHD).
 
-    Inputs are [-1, 1] images; unlike the references (which feed [-1, 1] straight in), they are converted to the
-    ImageNet normalisation the weights were trained with.
+    Fed as the reference feeds it (NVlabs/SPADE ``VGGLoss``): the generator's [-1, 1] output and the [-1, 1] real
+    image go straight into torchvision's ImageNet VGG19, without the ImageNet mean/std normalisation.
     """
 
     def __init__(self, features: nn.Module) -> None:
         super().__init__()
         self.slices = nn.ModuleList(nn.Sequential(*list(features)[a:b]) for a, b in VGG_SLICES)
         self.requires_grad_(False).eval()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True) -> VGGPerceptualLoss:
         return super().train(False)  # a fixed feature extractor
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        x = ((fake.float() + 1) / 2 - self.mean) / self.std
-        y = ((real.float() + 1) / 2 - self.mean) / self.std
+        x, y = fake.float(), real.float()
         total = torch.zeros((), device=fake.device)
         for weight, block in zip(VGG_LAYER_WEIGHTS, self.slices, strict=True):
             x, y = block(x), block(y)
             total = total + weight * F.l1_loss(x, y.detach())
         return total
-
-
-def make_vgg_loss(weights: str | None) -> VGGPerceptualLoss | None:
-    """The perceptual loss, or None with a warning when the weights cannot be had (e.g. offline)."""
-    if weights is None:
-        return None
-    try:
-        return VGGPerceptualLoss(load_vgg19_features(weights))
-    except VGGWeightsUnavailable as err:
-        warnings.warn(
-            f"VGG perceptual loss switched off: {err}. Train with loss.vgg=0 to switch it off explicitly.",
-            stacklevel=2,
-        )
-        return None

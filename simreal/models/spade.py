@@ -6,7 +6,9 @@ and convolved, or with the VAE a linear map of a 256-d style code), blocks head_
 (5 ups for ``normal``, 6 for ``more`` = the Cityscapes setting, 7 for ``most``); every SPADE reads the one-hot
 label map (N+1 channels, channel 0 = don't-care). Without the VAE the generator is deterministic: it takes no
 noise. Discriminator: ``num_d`` PatchGANs (k4, SN + InstanceNorm) on concat(one-hot labels, image), each scale
-seeing the input average-pooled once more; every layer's output is returned for feature matching.
+seeing the input average-pooled once more; every layer's output is returned for feature matching. Spectral-norm
+convolutions keep PyTorch's init for their raw weights, as the reference ends up with (``SN_INIT_DEFAULT``; see
+``simreal.models.spade_blocks``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simreal.errors import ModelError
-from simreal.models.spade_blocks import SPADEResBlock, check_divisible, conv2d, linear
+from simreal.models.spade_blocks import SN_INIT_DEFAULT, SPADEResBlock, check_divisible, conv2d, linear
 
 UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
 ENCODER_WIDTHS = (1, 2, 4, 8, 8, 8)
@@ -75,7 +77,8 @@ class SPADEGenerator(nn.Module):
         if spec.num_upsampling == "most":
             widths.append(nf // 2)
         self.body = nn.ModuleList(
-            SPADEResBlock(fin, fout, label_channels) for fin, fout in zip(widths[:-1], widths[1:], strict=True)
+            SPADEResBlock(fin, fout, label_channels, sn_init=SN_INIT_DEFAULT)
+            for fin, fout in zip(widths[:-1], widths[1:], strict=True)
         )
         self.conv_img = conv2d(widths[-1], 3)
 
@@ -125,7 +128,11 @@ class SPADEEncoder(nn.Module):
         widths = [3] + [m * spec.base_channels for m in ENCODER_WIDTHS[:depth]]
         layers: list[nn.Module] = []
         for fin, fout in zip(widths[:-1], widths[1:], strict=True):
-            layers += [conv2d(fin, fout, stride=2, sn=True), nn.InstanceNorm2d(fout), nn.LeakyReLU(0.2)]
+            layers += [
+                conv2d(fin, fout, stride=2, sn=True, sn_init=SN_INIT_DEFAULT),
+                nn.InstanceNorm2d(fout),
+                nn.LeakyReLU(0.2),
+            ]
         self.net = nn.Sequential(*layers)
         self.fc_mu = linear(widths[-1] * 16, spec.z_dim)
         self.fc_logvar = linear(widths[-1] * 16, spec.z_dim)
@@ -159,7 +166,7 @@ class NLayerDiscriminator(nn.Module):
             stride = 1 if n == n_layers - 1 else 2
             layers.append(
                 nn.Sequential(
-                    conv2d(previous, width, 4, stride=stride, padding=2, sn=True),
+                    conv2d(previous, width, 4, stride=stride, padding=2, sn=True, sn_init=SN_INIT_DEFAULT),
                     nn.InstanceNorm2d(width),
                     nn.LeakyReLU(0.2),
                 )

@@ -4,10 +4,14 @@ Conventions shared by the three models:
 
 - Label maps hold class ids ``0..N-1`` and 255 for don't-care. Generators take them one-hot with ``N + 1``
   channels: channel 0 is don't-care, channel ``c + 1`` is class ``c`` (``one_hot_labels``).
-- Plain convolutions are initialised Xavier-normal with gain 0.02 (zero bias), as in the references.
-  Spectral-normalised ones keep PyTorch's default init: the references' Xavier pass never reaches them (it
-  writes a weight that the spectral-norm hook recomputes), and a 0.02-scale weight under spectral norm is unstable
-  with Adam: each step moves the tiny weights so far that the one-step power iteration misjudges σ.
+- Convolutions are initialised Xavier-normal with gain 0.02 and zero bias, as in the references. Under spectral
+  norm the raw weight (``parametrizations.weight.original``, the references' ``weight_orig``) is what the init
+  sets, and which init it gets differs between the references (``sn_init``): OASIS and DP-GAN run their init pass
+  on the CPU before ``.cuda()``, where the old ``torch.nn.utils.spectral_norm`` hook's ``weight`` still shares
+  storage with ``weight_orig``, so Xavier(0.02) lands in ``weight_orig`` (std about 2e-4 for a 1024-wide 3x3
+  conv); SPADE runs it after ``.cuda()``, when ``weight`` is a stale copy, so ``weight_orig`` keeps PyTorch's
+  default init (std about 6e-3 there). The biases are zeroed in both. The normalised weight is the same either
+  way (std about 1 / (sqrt(rows) + sqrt(cols)) of the weight matrix); the raw scale sets how far Adam moves it.
 - Spatial sizes are free: generators derive their latent size from the label map, so one network paints any
   size divisible by ``2 ** num_upsamplings``.
 """
@@ -23,6 +27,8 @@ from simreal.errors import ModelError
 
 IGNORE_LABEL = 255
 INIT_GAIN = 0.02
+SN_INIT_XAVIER = "xavier"  # OASIS, DP-GAN: Xavier(0.02) reaches the raw weight under spectral norm
+SN_INIT_DEFAULT = "default"  # SPADE: the raw weight keeps PyTorch's default init
 SPADE_HIDDEN = 128
 
 
@@ -39,8 +45,12 @@ def conv2d(
     padding: int | None = None,
     bias: bool = True,
     sn: bool = False,
+    sn_init: str = SN_INIT_XAVIER,
 ) -> nn.Module:
-    """A conv, 'same' padding by default: spectral-normalised with default init, or Xavier(0.02)-initialised."""
+    """A conv, 'same' padding by default, zero bias, Xavier(0.02) weight; with ``sn`` spectral-normalised, its raw
+    weight initialised as ``sn_init`` says (``SN_INIT_XAVIER`` or ``SN_INIT_DEFAULT``; see the module docstring)."""
+    if sn_init not in (SN_INIT_XAVIER, SN_INIT_DEFAULT):
+        raise ValueError(f"sn_init must be {SN_INIT_XAVIER!r} or {SN_INIT_DEFAULT!r}, got {sn_init!r}")
     conv = nn.Conv2d(
         in_channels,
         out_channels,
@@ -49,12 +59,12 @@ def conv2d(
         padding=kernel_size // 2 if padding is None else padding,
         bias=bias,
     )
-    if sn:
-        return spectral_norm(conv)
-    nn.init.xavier_normal_(conv.weight, gain=INIT_GAIN)
     if bias:
         nn.init.zeros_(conv.bias)
-    return conv
+    if not sn or sn_init == SN_INIT_XAVIER:
+        nn.init.xavier_normal_(conv.weight, gain=INIT_GAIN)
+    # registering spectral norm after the init: its power iterations start from the weight as initialised
+    return spectral_norm(conv) if sn else conv
 
 
 def linear(in_features: int, out_features: int) -> nn.Linear:
@@ -130,17 +140,24 @@ class SPADE(nn.Module):
 class SPADEResBlock(nn.Module):
     """Two (SPADE, LeakyReLU 0.2, SN conv 3x3) stages plus a learned 1x1 shortcut when the width changes."""
 
-    def __init__(self, fin: int, fout: int, condition_channels: int, hidden: int | None = SPADE_HIDDEN) -> None:
+    def __init__(
+        self,
+        fin: int,
+        fout: int,
+        condition_channels: int,
+        hidden: int | None = SPADE_HIDDEN,
+        sn_init: str = SN_INIT_XAVIER,
+    ) -> None:
         super().__init__()
         fmiddle = min(fin, fout)
         self.norm_0 = SPADE(fin, condition_channels, hidden)
-        self.conv_0 = conv2d(fin, fmiddle, sn=True)
+        self.conv_0 = conv2d(fin, fmiddle, sn=True, sn_init=sn_init)
         self.norm_1 = SPADE(fmiddle, condition_channels, hidden)
-        self.conv_1 = conv2d(fmiddle, fout, sn=True)
+        self.conv_1 = conv2d(fmiddle, fout, sn=True, sn_init=sn_init)
         self.learned_shortcut = fin != fout
         if self.learned_shortcut:
             self.norm_s = SPADE(fin, condition_channels, hidden)
-            self.conv_s = conv2d(fin, fout, 1, bias=False, sn=True)
+            self.conv_s = conv2d(fin, fout, 1, bias=False, sn=True, sn_init=sn_init)
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         shortcut = self.conv_s(self.norm_s(x, condition)) if self.learned_shortcut else x

@@ -16,7 +16,8 @@ class ExponentialMovingAverage:
 
     ``warmup_steps`` ramps the decay from 0 so the average does not carry the random initialisation for long.
     Buffers (e.g. BatchNorm statistics) are copied, not averaged. The shadow network is in eval mode and never
-    requires gradients; use ``ema.module`` for sampling.
+    requires gradients; use ``ema.module`` for sampling. The shadow is a copy made at construction, on the device
+    the network is on then: place the network on its training device first (``TrainContext.place``).
     """
 
     def __init__(self, module: nn.Module, decay: float = 0.999, warmup_steps: int = 0) -> None:

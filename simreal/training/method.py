@@ -84,14 +84,19 @@ class TrainContext:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def prepare(self, module: nn.Module) -> nn.Module:
-        """Move a trainable network to the device; channels_last, DDP and compile as configured.
-
-        Keep a reference to the bare module for ``state_dict`` (the returned wrapper prefixes keys).
-        """
+    def place(self, module: nn.Module) -> nn.Module:
+        """Move a network (in place) to the device, in channels_last when configured; no wrappers."""
         module = module.to(self.device)
         if self.channels_last and self.device.type == "cuda":
             module = module.to(memory_format=torch.channels_last)
+        return module
+
+    def prepare(self, module: nn.Module) -> nn.Module:
+        """Place a trainable network (``place``), then wrap it in DDP and torch.compile as configured.
+
+        Keep a reference to the bare module for ``state_dict`` (the returned wrapper prefixes keys).
+        """
+        module = self.place(module)
         if self.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)

@@ -71,7 +71,7 @@ class LCSAEMethod(TrainingMethod):
         self.model_config = self._model_config(cfg)
         self.loss_config = self._loss_config(cfg)
 
-        self.nets: SAENetworks = self._place(build_networks(self.model_config))
+        self.nets: SAENetworks = self.ctx.place(build_networks(self.model_config))
         segmenter = self._load_outer_segmenter(cfg) if self.loss_config.lambda_outer > 0 else None
         self.loss = SAELoss(self._compiled_view() if ctx.compile else self.nets, self.loss_config, segmenter)
         # Lazy R1 differentiates twice: torch.compile cannot, so it always runs on the eager networks.
@@ -105,12 +105,6 @@ class LCSAEMethod(TrainingMethod):
         loss_cfg.validate()
         return loss_cfg
 
-    def _place(self, module: nn.Module) -> nn.Module:
-        module = module.to(self.ctx.device)
-        if self.ctx.channels_last and self.ctx.device.type == "cuda":
-            module = module.to(memory_format=torch.channels_last)
-        return module
-
     def _load_outer_segmenter(self, cfg: DictConfig) -> nn.Module:
         from simreal.models.segmenter import load_segmenter
 
@@ -130,7 +124,7 @@ class LCSAEMethod(TrainingMethod):
                 f"outer_segmenter={path} predicts {segmenter.spec.num_classes} classes but the stores use "
                 f"{self.num_classes} ({self.class_set.name}); train the segmenter on the same class set"
             )
-        return self._place(segmenter)
+        return self.ctx.place(segmenter)
 
     def _compiled_view(self) -> SAENetworks:
         """The same networks (shared parameters) with the heavy convolutional ones compiled."""

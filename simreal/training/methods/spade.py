@@ -1,7 +1,7 @@
 """Training method ``spade``: SPADE / GauGAN with a multi-scale PatchGAN discriminator.
 
 G step: hinge G loss averaged over the scales + feature matching (L1, every D layer but the logits, λ_feat /
-num_D per scale) + VGG19 perceptual loss (λ_vgg; switched off with a warning when no weights can be had) [+ KL
+num_D per scale) + VGG19 perceptual loss (λ_vgg; no weights = an error, unless loss.vgg=0) [+ KL
 divergence of the VAE style code, λ_kld]. D step on the same batch: hinge on real and on a fake regenerated
 without gradients. Fake and real go through D as one concatenated batch (shared InstanceNorm statistics), as in
 the reference. TTUR: Adam lr 1e-4 (G) / 4e-4 (D), β (0, 0.9). No EMA (the reference keeps none).

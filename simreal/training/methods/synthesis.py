@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from simreal.data.images import tensor_to_uint8
 from simreal.errors import TrainingError
-from simreal.losses.synthesis import make_vgg_loss
+from simreal.losses.synthesis import VGGPerceptualLoss, VGGWeightsUnavailable, load_vgg19_features
 from simreal.models.spade_blocks import one_hot_labels, reestimate_batch_norm
 from simreal.training.ema import ExponentialMovingAverage
 from simreal.training.errors import InitWeightsError
@@ -27,6 +27,10 @@ from simreal.training.method import Phase, TrainContext, TrainingMethod, load_ma
 SAMPLES_SHOWN = 4
 SAMPLE_NOISE_SEED = 1234  # the same noise at every sample step, so grids show training progress only
 BN_NOISE_SEED = 4321
+
+
+class PerceptualLossError(TrainingError):
+    """The VGG19 perceptual loss is asked for (``loss.vgg`` > 0) but its weights cannot be loaded."""
 
 
 class LabelToImageMethod(TrainingMethod):
@@ -54,8 +58,9 @@ class LabelToImageMethod(TrainingMethod):
         super().__init__(cfg, ctx, datasets)
         self.class_set = datasets["real"].class_set
         self.num_classes = max(self.class_set.ids) + 1
-        self.generator, self.discriminator = self.build_networks()
-        # the EMA copy keeps plain BatchNorm: its statistics are re-estimated on the main rank alone
+        self.generator, self.discriminator = (self.ctx.place(net) for net in self.build_networks())
+        # made after placing, so the copy lives where the generator does; it keeps plain BatchNorm (its statistics
+        # are re-estimated on the main rank alone)
         self.ema = ExponentialMovingAverage(self.generator, float(cfg.ema.decay)) if self.uses_ema else None
         if ctx.distributed:  # the parameter-free norms must see the global batch, as the references' sync-BN
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
@@ -67,10 +72,7 @@ class LabelToImageMethod(TrainingMethod):
         self.opt_g = torch.optim.Adam(self.generator_parameters(), lr=float(optim.lr_g), betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=float(optim.lr_d), betas=betas)
         self._bn_labels: list[torch.Tensor] | None = None
-        # VGG19 perceptual loss (every method's config has loss.vgg; 0 = off, and off with a warning offline)
-        self.vgg = make_vgg_loss(cfg.loss.vgg_weights) if float(cfg.loss.vgg) > 0 else None
-        if self.vgg is not None:
-            self.vgg.to(ctx.device)
+        self.vgg = self._perceptual_network()
 
     # ---------------------------------------------------------------- to implement
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
@@ -81,6 +83,25 @@ class LabelToImageMethod(TrainingMethod):
 
     def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
         raise NotImplementedError
+
+    def _perceptual_network(self) -> VGGPerceptualLoss | None:
+        """VGG19 for the perceptual loss (every method's config has ``loss.vgg``), None when its weight is 0.
+
+        Without its weights the run is not the method asked for, so it stops instead of training on without it.
+        """
+        weight = float(self.cfg.loss.vgg)
+        if weight == 0:
+            return None
+        try:
+            features = load_vgg19_features(self.cfg.loss.vgg_weights)
+        except VGGWeightsUnavailable as err:
+            raise PerceptualLossError(
+                f"loss.vgg={weight:g} needs VGG19 ImageNet weights: {err}. Put vgg19.pth (torchvision's vgg19 "
+                "state dict) or vgg19.safetensors into $SIMREAL_WEIGHTS_DIR, or pass loss.vgg_weights=/path/to/"
+                "vgg19.pth; or train without the perceptual loss with loss.vgg=0 (a departure from the reference "
+                f"{self.kind} recipe when it uses one)"
+            ) from err
+        return VGGPerceptualLoss(features).to(self.ctx.device)
 
     def perceptual_loss(self, fake: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"vgg": weighted loss}`` when the perceptual loss is on, else nothing."""
