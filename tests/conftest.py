@@ -21,6 +21,19 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIMREAL_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session")
+def _empty_torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("torch_home")
+
+
+@pytest.fixture(autouse=True)
+def _no_installed_fid_weights(monkeypatch: pytest.MonkeyPatch, _empty_torch_home: Path) -> None:
+    # FID Inception weights installed on this machine (`simreal fid-weights`, pytorch-fid's download into the torch
+    # hub cache, $SIMREAL_FID_WEIGHTS) must not change what tests see: each test that wants weights brings its own.
+    monkeypatch.setenv("TORCH_HOME", str(_empty_torch_home))
+    monkeypatch.delenv("SIMREAL_FID_WEIGHTS", raising=False)
+
+
 def shared_path(*parts: str) -> Path:
     """A path under the shared reference folder, or skip the test with the reason when it is absent."""
     path = SHARED.joinpath(*parts)

@@ -34,6 +34,7 @@ runner = CliRunner()
         ["translate"],
         ["synthesize"],
         ["score"],
+        ["fid-weights"],
         ["bench"],
         ["demo"],
         ["study"],

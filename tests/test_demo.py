@@ -24,5 +24,6 @@ def test_tiny_demo_runs_the_whole_chain(tmp_path: Path) -> None:
     assert all(0.0 <= s["consistency"]["pixel_acc"] <= 1.0 for s in scores["stores"])
     assert scores["fid_skipped"]  # no Inception weights offline: said, not failed
     readme = (out / "README.md").read_text()
+    assert "FID/KID were not computed" in readme and "simreal fid-weights" in readme
     assert "toy numbers" in readme and "simreal collect --backend carla" in readme
     assert (out / "report" / "report.html").is_file() and (out / "report" / "grid_translated.png").is_file()

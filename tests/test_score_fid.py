@@ -173,6 +173,7 @@ def test_missing_weights_fail_offline_with_instructions(offline: Path, monkeypat
     assert str(offline / "hub" / "checkpoints" / WEIGHTS_FILENAME) in message
     assert WEIGHTS_ENV in message and "--inception-weights" in message and "pt_inception" in message
     assert f"{OFFLINE_ENV}=1" in message and "downloads are disabled" in message
+    assert "simreal fid-weights" in message
     monkeypatch.setenv(WEIGHTS_ENV, "/nowhere/weights.pth")
     with pytest.raises(InceptionWeightsError, match="/nowhere/weights.pth"):
         load_inception()

@@ -23,8 +23,10 @@ def demo(
     No CARLA server, GPU or download is needed: the procedural world's two looks stand in for sim and real unless
     `real=DATASET` names a registered real dataset (e.g. real=camvid).
     """
-    from pipelines.demo import run_demo
+    from pipelines.demo import FID_WEIGHTS_HINT, run_demo
 
     flags = [f"out={out}"] if out is not None else []
     result = run_demo(compose_with_preset("demo", [*(overrides or []), *flags], what="demo"))
+    if result.scores["fid_skipped"]:
+        console.print(f"\nFID/KID not computed: {FID_WEIGHTS_HINT}", highlight=False)
     console.print(f"\n[bold green]done[/]: report at {result.report} (toy numbers: see {result.out / 'README.md'})")

