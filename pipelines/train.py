@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +67,14 @@ def train_with_ray(cfg: DictConfig) -> TrainResult:
             failure_config=FailureConfig(max_failures=int(cfg.ray.max_failures)),
         ),
     )
+    sigint_handler = signal.getsignal(signal.SIGINT)
     with ray_session(cfg.ray.address or None):
         try:
             trainer.fit()
         except Exception as err:  # Ray wraps worker errors; keep the worker's message, drop Ray's traceback noise
             raise TrainingError(f"Ray training job failed: {err}") from err
+        finally:  # Ray Train leaves its own SIGINT handler installed after fit(); Ctrl-C must work as before
+            signal.signal(signal.SIGINT, sigint_handler)
     return result_from_run_dir(run_dir)
 
 
