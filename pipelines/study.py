@@ -194,8 +194,11 @@ def _score(
     cfg: DictConfig, out: Path, stores: StudyStores, translated: dict[str, Path], heldout: Path
 ) -> dict[str, Any]:
     scores_file = out / "scores" / "scores.json"
-    if scores_file.is_file():
-        return json.loads(scores_file.read_text())
+    wanted = {str(path.resolve()) for path in (stores.sim_test, *translated.values())}
+    if scores_file.is_file():  # kept while it scored exactly these stores (a rerun may add translators)
+        kept = json.loads(scores_file.read_text())
+        if {str(Path(store["path"]).resolve()) for store in kept["stores"]} == wanted:
+            return kept
     return run_score(
         ScoreJob(
             stores=[stores.sim_test, *translated.values()], reference=stores.real_train, segmenter=heldout,

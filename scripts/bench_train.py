@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 10 CUDA, 2 CPU)")
     parser.add_argument("--methods", default=None, help="comma-separated method names (default: all registered)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (busy machines: 1 avoids spinning)")
+    parser.add_argument("--preset", default=None, help="a preset every method has (e.g. small)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -186,14 +187,15 @@ def main() -> None:
     variants = CUDA_VARIANTS if cuda else CPU_VARIANTS
     console = Console()
     where = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
-    table = Table(title=f"Training throughput on {where}: {'default (full)' if cuda else 'tiny'} presets")
+    preset = args.preset or ("default (full)" if cuda else "tiny")
+    table = Table(title=f"Training throughput on {where}: {preset} presets")
     for column in ("method", "variant", "crop", "img/step", "it/s", "img/s", "ms/step", "peak GiB"):
         table.add_column(column, justify="left" if column in ("method", "variant") else "right")
 
     with tempfile.TemporaryDirectory() as scratch:
         for name in names:
             spec = registered[name]
-            cfg = bench_config(spec, tiny=not cuda, scratch=Path(scratch))
+            cfg = bench_config(spec, tiny=not cuda and not args.preset, scratch=Path(scratch), preset=args.preset)
             for variant in variants:
                 try:
                     result = measure(spec, cfg, variant, device, steps, warmup)
