@@ -258,3 +258,18 @@ def _solve_v(weight_orig: torch.Tensor, u: torch.Tensor, stale: torch.Tensor | N
     sigma = (weight_orig / stale).mean()
     v = torch.linalg.multi_dot([matrix.t().mm(matrix).pinverse(), matrix.t(), u.unsqueeze(1)]).squeeze(1)
     return v * (sigma / torch.dot(u, matrix.mv(v)))
+
+
+def stored_shape(state: Mapping[str, torch.Tensor], key: str, what: object) -> tuple[int, ...]:
+    """The shape of ``state[key]``, read to infer a reference network's settings; a missing key is refused."""
+    if key not in state:
+        raise CheckpointImportError(f"{what} has no {key!r}: not a reference checkpoint of this network")
+    return tuple(state[key].shape)
+
+
+def count_indexed(state: Mapping[str, torch.Tensor], pattern: str) -> int:
+    """How many consecutive indices ``pattern.format(i)`` prefixes a key for (e.g. ``"body.{}.conv_0"``)."""
+    count = 0
+    while any(k.startswith(pattern.format(count)) for k in state):
+        count += 1
+    return count

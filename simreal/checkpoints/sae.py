@@ -23,7 +23,9 @@ from simreal.checkpoints.keymap import (
     KeyMap,
     LeadingAxis,
     constant,
+    count_indexed,
     entry,
+    stored_shape,
 )
 
 if TYPE_CHECKING:
@@ -147,19 +149,6 @@ def patch_discriminator_map(cfg: SAEConfig) -> KeyMap:
 
 
 # ---------------------------------------------------------------- settings from shapes
-def _shape(state: dict[str, torch.Tensor], key: str, path: Path) -> tuple[int, ...]:
-    if key not in state:
-        raise CheckpointImportError(f"{path} has no {key!r}: not a swapping-autoencoder checkpoint of this network")
-    return tuple(state[key].shape)
-
-
-def _count(state: dict[str, torch.Tensor], pattern: str) -> int:
-    count = 0
-    while any(k.startswith(pattern.format(count)) for k in state):
-        count += 1
-    return count
-
-
 def infer_config(
     states: dict[str, dict[str, torch.Tensor]], files: dict[str, Path], num_classes: int, crop_size: int
 ) -> SAEConfig:
@@ -175,19 +164,19 @@ def infer_config(
     e, g = states["E"], states["G"]
     n_sp = sum(1 for k in e if k.startswith("DownToSpatialCode.") and k.endswith(".conv1.Conv.weight"))
     n_gl = sum(1 for k in e if k.startswith("DownToGlobalCode.") and k.endswith(".Conv.weight"))
-    texture_in = _shape(e, "ToGlobalCode.0.weight", files["E"])
+    texture_in = stored_shape(e, "ToGlobalCode.0.weight", files["E"])
     encoder = EncoderConfig(
-        base_channels=_shape(e, "FromRGB.Conv.weight", files["E"])[0],
+        base_channels=stored_shape(e, "FromRGB.Conv.weight", files["E"])[0],
         max_channels=texture_in[1],
         structure_downsamplings=n_sp,
         texture_downsamplings=n_gl,
-        structure_channels=_shape(e, "ToSpatialCode.1.Conv.weight", files["E"])[0],
+        structure_channels=stored_shape(e, "ToSpatialCode.1.Conv.weight", files["E"])[0],
         texture_dim=texture_in[0],
     )
-    heads = _count(g, "HeadResnetBlock{}.")
+    heads = count_indexed(g, "HeadResnetBlock{}.")
     generator = GeneratorConfig(
-        base_channels=_shape(g, "ToRGB.conv.weight", files["G"])[2],
-        max_channels=_shape(g, f"HeadResnetBlock{heads - 1}.conv2.conv.weight", files["G"])[1],
+        base_channels=stored_shape(g, "ToRGB.conv.weight", files["G"])[2],
+        max_channels=stored_shape(g, f"HeadResnetBlock{heads - 1}.conv2.conv.weight", files["G"])[1],
         head_blocks=heads,
     )
     discriminator = DiscriminatorConfig()
@@ -196,19 +185,21 @@ def infer_config(
         blocks = sum(1 for k in d if k.startswith("stylegan2_D.convs.") and k.endswith(".conv1.Conv.weight"))
         crop_size = 2 ** (blocks + 2)
         discriminator = DiscriminatorConfig(
-            base_channels=_shape(d, "stylegan2_D.convs.0.Conv.weight", files["D"])[0],
-            max_channels=_shape(d, "stylegan2_D.final_conv.Conv.weight", files["D"])[0],
+            base_channels=stored_shape(d, "stylegan2_D.convs.0.Conv.weight", files["D"])[0],
+            max_channels=stored_shape(d, "stylegan2_D.final_conv.Conv.weight", files["D"])[0],
         )
     patch = PatchDiscriminatorConfig()
     if "DPatch" in states:
         p = states["DPatch"]
         down = sum(1 for k in p if k.endswith(".conv1.Conv.weight") and not k.startswith("convs.5."))
-        layers = _count(p, "pairlinear.{}.")
+        layers = count_indexed(p, "pairlinear.{}.")
         patch = PatchDiscriminatorConfig(
             patch_size=2 ** (down + 2),
-            base_channels=_shape(p, "convs.0.Conv.weight", files["DPatch"])[0],
-            max_channels=_shape(p, "convs.6.Conv.weight", files["DPatch"])[0],
-            classifier_widths=tuple(_shape(p, f"pairlinear.{j}.weight", files["DPatch"])[0] for j in range(layers - 1)),
+            base_channels=stored_shape(p, "convs.0.Conv.weight", files["DPatch"])[0],
+            max_channels=stored_shape(p, "convs.6.Conv.weight", files["DPatch"])[0],
+            classifier_widths=tuple(
+                stored_shape(p, f"pairlinear.{j}.weight", files["DPatch"])[0] for j in range(layers - 1)
+            ),
         )
     return SAEConfig(
         crop_size=crop_size,

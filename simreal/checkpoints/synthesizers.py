@@ -27,7 +27,9 @@ from simreal.checkpoints.keymap import (
     Transform,
     batch_norm,
     conv,
+    count_indexed,
     sn_conv,
+    stored_shape,
 )
 from simreal.models.dpgan import PATCH_HEAD_BLOCKS, DPGANGeneratorSpec
 from simreal.models.oasis import D_WIDTH_MULTIPLIERS, OASISGeneratorSpec, UNetDiscriminatorSpec
@@ -146,19 +148,6 @@ def spade_encoder_map(spec: SPADEGeneratorSpec) -> KeyMap:
 
 
 # ---------------------------------------------------------------- settings from shapes
-def _shape(state: Mapping[str, torch.Tensor], key: str, what: str) -> tuple[int, ...]:
-    if key not in state:
-        raise CheckpointImportError(f"{what} has no {key!r}: not a reference checkpoint of this network")
-    return tuple(state[key].shape)
-
-
-def _count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
-    count = 0
-    while any(k.startswith(pattern.format(count)) for k in state):
-        count += 1
-    return count
-
-
 def _check_label_channels(found: int, num_classes: int, class_set: str, what: str, extra: str = "") -> None:
     if found != num_classes + 1:
         raise CheckpointImportError(
@@ -170,18 +159,18 @@ def _check_label_channels(found: int, num_classes: int, class_set: str, what: st
 def infer_oasis_spec(
     state: Mapping[str, torch.Tensor], num_classes: int, z_dim: int, class_set: str, dpgan: bool, what: str
 ) -> OASISGeneratorSpec | DPGANGeneratorSpec:
-    inputs = _shape(state, "fc.weight", what)[1]
+    inputs = stored_shape(state, "fc.weight", what)[1]
     _check_label_channels(inputs - z_dim, num_classes, class_set, what, f" (+ {z_dim} noise channels, --z-dim)")
-    num_blocks = _count(state, "body.{}.conv_0")
-    base = _shape(state, "conv_img.weight", what)[1]
+    num_blocks = count_indexed(state, "body.{}.conv_0")
+    base = stored_shape(state, "conv_img.weight", what)[1]
     if dpgan:
-        pyramid = _shape(state, "seg_pyrmid.1.0.weight", what)[0]
+        pyramid = stored_shape(state, "seg_pyrmid.1.0.weight", what)[0]
         return DPGANGeneratorSpec(num_classes, z_dim, base, num_blocks, pyramid)
     return OASISGeneratorSpec(num_classes, z_dim, base, num_blocks)
 
 
 def infer_unet_spec(state: Mapping[str, torch.Tensor], num_classes: int, what: str) -> UNetDiscriminatorSpec:
-    first = _shape(state, "body_down.0.conv1.0.weight_orig", what)[0]
+    first = stored_shape(state, "body_down.0.conv1.0.weight_orig", what)[0]
     return UNetDiscriminatorSpec(num_classes, first // D_WIDTH_MULTIPLIERS[0])
 
 
@@ -194,15 +183,15 @@ def infer_spade_spec(
     what: str,
 ) -> tuple[SPADEGeneratorSpec, bool]:
     """(generator spec, whether it reads an instance-edge channel)."""
-    label_channels = _shape(state, "head_0.norm_0.mlp_shared.0.weight", what)[1]
+    label_channels = stored_shape(state, "head_0.norm_0.mlp_shared.0.weight", what)[1]
     instance_channel = label_channels == num_classes + 2
     _check_label_channels(label_channels - instance_channel, num_classes, class_set, what)
-    nf = _shape(state, "head_0.conv_0.weight_orig", what)[0] // 16
+    nf = stored_shape(state, "head_0.conv_0.weight_orig", what)[0] // 16
     if any(k.startswith("up_4.") for k in state):
         upsampling = "most"
     elif upsampling == "most":
         raise CheckpointImportError(f"{what} has no up_4 block: it was trained with 'normal' or 'more' upsampling")
-    fc = _shape(state, "fc.weight", what)
+    fc = stored_shape(state, "fc.weight", what)
     use_vae = len(fc) == 2
     if not use_vae:
         return SPADEGeneratorSpec(num_classes, nf, upsampling), instance_channel
@@ -219,7 +208,7 @@ def infer_spade_spec(
 
 
 def infer_patchgan_spec(state: Mapping[str, torch.Tensor], num_classes: int, what: str) -> PatchGANSpec:
-    num_d = _count(state, "discriminator_{}.")
-    n_layers = _count(state, "discriminator_0.model{}.") - 1
-    base = _shape(state, "discriminator_0.model0.0.weight", what)[0]
+    num_d = count_indexed(state, "discriminator_{}.")
+    n_layers = count_indexed(state, "discriminator_0.model{}.") - 1
+    base = stored_shape(state, "discriminator_0.model0.0.weight", what)[0]
     return PatchGANSpec(num_classes, base, num_d, n_layers)
