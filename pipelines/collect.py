@@ -21,12 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipelines.commit import OrderedCommitter
 from pipelines.ray_runtime import ray_session, task_error_cause
+from simreal.collect.backend import choose_backend
 from simreal.collect.collector import Batch, SourceSpec, StreamCollector
 from simreal.collect.filters import KEPT, FilterConfig, merge_counts
 from simreal.data.convert import FrameSpec
 from simreal.data.store import FrameStore, StoreError, shard_ranges
 from simreal.errors import ConfigError
-from simreal.progress import progress_bar
+from simreal.progress import console, progress_bar
 
 
 @dataclass
@@ -60,53 +61,67 @@ def _parse_server(text: str) -> tuple[str, int]:
 
 
 def source_specs(cfg: DictConfig) -> list[SourceSpec]:
-    """One source per procedural worker or per CARLA server, towns and weathers spread over them."""
+    """One source per procedural worker or per CARLA server, towns and weathers spread over them.
+
+    ``backend: auto`` probes the configured servers and falls back to the procedural world (saying so) when none
+    answers.
+    """
+    servers = [_parse_server(str(server)) for server in cfg.servers]
+    choice = choose_backend(str(cfg.backend), servers, float(cfg.auto_probe_s))
+    if choice.notice:
+        console.print(f"[yellow]collect:[/] {choice.notice}", soft_wrap=True)
+    if choice.backend == "procedural":
+        return _procedural_specs(cfg)
+    return _carla_specs(cfg, choice.servers)
+
+
+def _procedural_specs(cfg: DictConfig) -> list[SourceSpec]:
     towns, weathers = list(cfg.towns), list(cfg.weathers)
-    if cfg.backend == "procedural":
-        return [
-            SourceSpec(
-                "procedural",
-                {
-                    "town": towns[i % len(towns)],
-                    "weather": weathers[i % len(weathers)],
-                    "seed": int(cfg.seed),
-                    "width": int(cfg.camera.width),
-                    "height": int(cfg.camera.height),
-                    "fov": float(cfg.camera.fov),
-                    "look": str(cfg.procedural.look),
-                    "capture_every": int(cfg.camera.capture_every),
-                },
-                stream=i,
-            )
-            for i in range(int(cfg.workers))
-        ]
-    if cfg.backend == "carla":
-        specs = []
-        for i, server in enumerate(cfg.servers):
-            host, port = _parse_server(str(server))
-            params = {
-                "host": host,
-                "port": port,
-                "tm_port": int(cfg.tm_port_base) + 10 * i,
-                "towns": towns,
-                "frames_per_town": int(cfg.frames_per_town),
-                "weathers": weathers,
-                "frames_per_weather": int(cfg.frames_per_weather),
+    return [
+        SourceSpec(
+            "procedural",
+            {
+                "town": towns[i % len(towns)],
+                "weather": weathers[i % len(weathers)],
+                "seed": int(cfg.seed),
                 "width": int(cfg.camera.width),
                 "height": int(cfg.camera.height),
                 "fov": float(cfg.camera.fov),
+                "look": str(cfg.procedural.look),
                 "capture_every": int(cfg.camera.capture_every),
-                "camera_x": float(cfg.camera.x),
-                "camera_z": float(cfg.camera.z),
-                "camera_pitch": float(cfg.camera.pitch),
-                "n_vehicles": int(cfg.traffic.vehicles),
-                "n_walkers": int(cfg.traffic.walkers),
-                "seed": int(cfg.seed),
-                **OmegaConf.to_container(cfg.carla),  # type: ignore[arg-type]
-            }
-            specs.append(SourceSpec("carla", params, stream=i))
-        return specs
-    raise ConfigError(f"unknown backend {cfg.backend!r}; choose procedural or carla")
+            },
+            stream=i,
+        )
+        for i in range(int(cfg.workers))
+    ]
+
+
+def _carla_specs(cfg: DictConfig, servers: list[tuple[str, int]]) -> list[SourceSpec]:
+    towns, weathers = list(cfg.towns), list(cfg.weathers)
+    specs = []
+    for i, (host, port) in enumerate(servers):
+        params = {
+            "host": host,
+            "port": port,
+            "tm_port": int(cfg.tm_port_base) + 10 * i,
+            "towns": towns,
+            "frames_per_town": int(cfg.frames_per_town),
+            "weathers": weathers,
+            "frames_per_weather": int(cfg.frames_per_weather),
+            "width": int(cfg.camera.width),
+            "height": int(cfg.camera.height),
+            "fov": float(cfg.camera.fov),
+            "capture_every": int(cfg.camera.capture_every),
+            "camera_x": float(cfg.camera.x),
+            "camera_z": float(cfg.camera.z),
+            "camera_pitch": float(cfg.camera.pitch),
+            "n_vehicles": int(cfg.traffic.vehicles),
+            "n_walkers": int(cfg.traffic.walkers),
+            "seed": int(cfg.seed),
+            **OmegaConf.to_container(cfg.carla),  # type: ignore[arg-type]
+        }
+        specs.append(SourceSpec("carla", params, stream=i))
+    return specs
 
 
 def collect_job(cfg: DictConfig) -> CollectJob:

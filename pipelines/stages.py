@@ -33,7 +33,8 @@ def collect_procedural(
     """Procedural frames at ``size`` (width, height), rendered at twice that and downscaled; continues to ``frames``."""
     width, height = (int(v) for v in size)
     overrides = [
-        f"out={out}", f"frames={frames}", f"seed={seed}", f"procedural.look={look}", f"store.size=[{width},{height}]",
+        "backend=procedural", f"out={out}", f"frames={frames}", f"seed={seed}", f"procedural.look={look}",
+        f"store.size=[{width},{height}]",
         f"camera.width={2 * width}", f"camera.height={2 * height}", "camera.capture_every=4",
         *([f"towns=[{','.join(towns)}]"] if towns else []),
     ]  # fmt: skip

@@ -12,8 +12,9 @@ import pytest
 from fake_carla import FakeCarla, FakeServerConfig
 from typer.testing import CliRunner
 
-from pipelines.collect import CollectJob, run_collect
+from pipelines.collect import CollectJob, run_collect, source_specs
 from simreal.cli.main import app
+from simreal.collect.backend import choose_backend
 from simreal.collect.collector import SourceSpec, StreamCollector
 from simreal.collect.filters import (
     KEPT,
@@ -25,9 +26,11 @@ from simreal.collect.filters import (
     FilterConfig,
     FrameFilter,
 )
+from simreal.config import compose_config
 from simreal.data.convert import FrameSpec
 from simreal.data.store import FrameStore
 from simreal.data.verify import verify_store
+from simreal.errors import ConfigError
 from simreal.labels import get_class_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +39,7 @@ VEHICLE, PERSON, ROAD = (SHARED16.id_of(n) for n in ("vehicle", "person", "road"
 
 # Small camera and store so the end-to-end runs take seconds on two cores.
 SMALL = [
+    "backend=procedural",
     "camera.width=160",
     "camera.height=120",
     "store.size=[64,32]",
@@ -234,3 +238,41 @@ def test_carla_frames_use_the_servers_tag_scheme(monkeypatch: pytest.MonkeyPatch
     assert {p["tag_scheme"] for p in batch.provenance} == {scheme}
     assert server.alive() == []  # cleanup ran
     server.wait_for_deliveries()
+
+
+# ------------------------------------------------------------------ backend auto: CARLA when a server answers
+def test_auto_backend_uses_carla_servers_that_answer(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    fake = FakeCarla()
+    monkeypatch.setitem(sys.modules, "carla", fake.module)
+    fake.add_server(FakeServerConfig(), port=2000)
+    cfg = compose_config("collect", ["servers=[localhost:2000,localhost:3000]", "auto_probe_s=0.2"])
+    assert cfg.backend == "auto"  # the default
+    specs = source_specs(cfg)
+    assert [(s.backend, s.params["port"]) for s in specs] == [("carla", 2000)]
+    assert "localhost:3000 did not answer" in capsys.readouterr().err
+
+
+def test_auto_backend_without_carla_server_falls_back_to_procedural_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setitem(sys.modules, "carla", FakeCarla().module)  # the client is there, no server is
+    started = time.monotonic()
+    specs = source_specs(compose_config("collect", ["servers=[localhost:2000,localhost:3000]", "auto_probe_s=0.3"]))
+    assert time.monotonic() - started < 0.3 + 1.0  # both servers probed at once, with the short probe timeout
+    assert {s.backend for s in specs} == {"procedural"}
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "procedural" in lines[0] and "--backend carla" in lines[0]
+
+
+def test_auto_backend_without_carla_client_falls_back_to_procedural(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "carla", None)  # `import carla` raises ImportError
+    choice = choose_backend("auto", [("localhost", 2000)], probe_timeout_s=0.1)
+    assert choice.backend == "procedural" and "not installed" in choice.notice and "--backend carla" in choice.notice
+
+
+def test_explicit_carla_backend_is_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "carla", FakeCarla().module)  # no server: an explicit choice still stands
+    specs = source_specs(compose_config("collect", ["backend=carla", "servers=[localhost:2000]"]))
+    assert [s.backend for s in specs] == ["carla"]
+    with pytest.raises(ConfigError, match="unknown backend 'carl'"):
+        choose_backend("carl", [], 0.1)

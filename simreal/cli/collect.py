@@ -19,7 +19,7 @@ def collect(
     town: list[str] = typer.Option(None, "--town", help="Town(s) to drive in (repeat the flag for several)."),
     frames: int = typer.Option(None, "--frames", help="Frames to keep in the store after filtering."),
     out: Path = typer.Option(None, "--out", help="Frame store to create or continue."),
-    backend: str = typer.Option(None, "--backend", help="'procedural' (no server needed) or 'carla'."),
+    backend: str = typer.Option(None, "--backend", help="auto (CARLA if a server answers), procedural or carla."),
     servers: str = typer.Option(None, "--servers", help="CARLA servers: host:port,host:port,..."),
     seed: int = typer.Option(None, "--seed", help="World / traffic seed."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default local, or RAY_ADDRESS)."),
