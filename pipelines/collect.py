@@ -24,6 +24,7 @@ from pipelines.ray_runtime import ray_session, task_error_cause
 from simreal.collect.backend import choose_backend
 from simreal.collect.collector import Batch, SourceSpec, StreamCollector
 from simreal.collect.filters import KEPT, FilterConfig, merge_counts
+from simreal.collect.schedule import plan_schedules
 from simreal.data.convert import FrameSpec
 from simreal.data.store import FrameStore, StoreError, shard_ranges
 from simreal.errors import ConfigError
@@ -63,6 +64,9 @@ def _parse_server(text: str) -> tuple[str, int]:
 def source_specs(cfg: DictConfig) -> list[SourceSpec]:
     """One source per procedural worker or per CARLA server, towns and weathers spread over them.
 
+    Each CARLA server cycles through every (town, weather), the frame budget split evenly over them
+    (simreal.collect.schedule); procedural worker i drives towns[i % len(towns)] in weathers[i % len(weathers)].
+
     ``backend: auto`` probes the configured servers and falls back to the procedural world (saying so) when none
     answers.
     """
@@ -97,17 +101,16 @@ def _procedural_specs(cfg: DictConfig) -> list[SourceSpec]:
 
 
 def _carla_specs(cfg: DictConfig, servers: list[tuple[str, int]]) -> list[SourceSpec]:
-    towns, weathers = list(cfg.towns), list(cfg.weathers)
+    schedules = plan_schedules(
+        list(cfg.towns), list(cfg.weathers), int(cfg.frames), len(servers), int(cfg.frames_per_condition)
+    )
     specs = []
-    for i, (host, port) in enumerate(servers):
+    for i, ((host, port), schedule) in enumerate(zip(servers, schedules, strict=True)):
         params = {
             "host": host,
             "port": port,
             "tm_port": int(cfg.tm_port_base) + 10 * i,
-            "towns": towns,
-            "frames_per_town": int(cfg.frames_per_town),
-            "weathers": weathers,
-            "frames_per_weather": int(cfg.frames_per_weather),
+            "schedule": schedule,
             "width": int(cfg.camera.width),
             "height": int(cfg.camera.height),
             "fov": float(cfg.camera.fov),

@@ -24,6 +24,7 @@ from simreal.collect.carla_source import (
     CarlaSpawnError,
     CarlaUnreachableError,
 )
+from simreal.collect.schedule import plan_schedules, town_key
 from simreal.errors import SimrealError
 from tests.fake_carla import (
     FakeCarla,
@@ -139,8 +140,7 @@ def test_world_setup_and_cleanup_after_normal_exit(fake: FakeCarla) -> None:
         take(source, 2)
         assert server.settings.synchronous_mode and server.settings.fixed_delta_seconds == 0.1
         assert server.settings.max_substeps == 7  # other settings kept
-        assert server.map_name == "Town10HD" and server.load_world_calls == [("Town10HD", False)]
-        assert server.load_world_timeouts == [120.0]  # map loads get the long timeout
+        assert server.map_name == "Town10HD_Opt" and server.load_world_calls == []  # the same town: no reload
         assert server.traffic_managers[8123].synchronous and server.traffic_managers[8123].seed == 3
         assert server.weather.name == "ClearNoon"
         cameras = server.alive("sensor.camera.")
@@ -243,33 +243,88 @@ def test_spawn_failures_are_counted_not_fatal(fake: FakeCarla) -> None:
     assert_clean(server)
 
 
-def test_weather_and_town_schedules(fake: FakeCarla) -> None:
+def test_schedule_counts_kept_frames_and_reloads_only_on_town_change(fake: FakeCarla) -> None:
     server = add_server(fake)
-    schedule = settings(
-        towns=["Town01", "Town02"],
-        frames_per_town=3,
-        weathers=["ClearNoon", "WetSunset", "HardRainNight"],
-        frames_per_weather=2,
-    )
-    with CarlaSource(schedule) as source:
-        frames = take(source, 7)
+    schedule = [("Town01", "ClearNoon", 2), ("Town01", "WetSunset", 1), ("Town02", "HardRainNight", 2)]
+    frames = []
+    with CarlaSource(settings(schedule=schedule)) as source:
+        for index, frame in enumerate(source.frames()):
+            frames.append(frame)
+            if index in (1, 2):  # the consumer drops these two: they do not count towards the schedule
+                source.reject()
+            if len(frames) == 9:
+                break
         assert len(server.alive("vehicle.")) == 4  # the old town's actors are not carried over
-    assert [f.meta["town"] for f in frames] == ["Town01"] * 3 + ["Town02"] * 3 + ["Town01"]
-    assert [f.meta["weather"] for f in frames] == ["ClearNoon"] * 2 + ["WetSunset"] * 2 + ["HardRainNight"] * 2 + [
-        "ClearNoon"
-    ]
+    conditions = [(f.meta["town"], f.meta["weather"]) for f in frames]
+    assert (
+        conditions
+        == [("Town01", "ClearNoon")] * 4
+        + [("Town01", "WetSunset")]
+        + [("Town02", "HardRainNight")] * 2
+        + [("Town01", "ClearNoon")] * 2
+    )
     assert server.load_world_calls == [("Town01", False), ("Town02", False), ("Town01", False)]
+    assert server.weather_history[-1] == "ClearNoon"
     assert (source.stats["town_switches"], source.stats["weather_switches"]) == (2, 3)
     for frame in frames:
         assert_matched(frame, "0.9.15")
     assert_clean(server)
 
 
-def test_parallel_streams_start_at_different_schedule_positions(fake: FakeCarla) -> None:
-    add_server(fake)
-    with CarlaSource(settings(towns=["Town01", "Town02"], weathers=["ClearNoon", "WetSunset"]), stream=1) as source:
+@pytest.mark.parametrize(
+    ("loaded", "available", "town", "loads"),
+    [
+        ("Town10HD_Opt", ("Town10HD", "Town10HD_Opt"), "Town10HD", []),  # the _Opt twin is the same town
+        ("Town10HD", ("Town10HD", "Town10HD_Opt"), "Town10HD_Opt", []),
+        ("Town01", ("Town01", "Town10HD_Opt"), "Town10HD", [("Town10HD_Opt", False)]),  # only the twin exists
+        ("Town01", ("Town01", "Town10HD", "Town10HD_Opt"), "Town10HD", [("Town10HD", False)]),
+    ],
+)
+def test_a_town_already_loaded_is_not_reloaded(fake: FakeCarla, loaded, available, town, loads) -> None:
+    server = add_server(fake, initial_map=loaded, maps=available)
+    with CarlaSource(settings(schedule=[(town, "ClearNoon", 0)], load_timeout_s=42.0)) as source:
         meta = take(source, 1)[0].meta
-    assert (meta["town"], meta["weather"], meta["stream"]) == ("Town02", "WetSunset", 1)
+    assert server.load_world_calls == loads and meta["town"] == town
+    assert server.load_world_timeouts == [42.0] * len(loads)  # map loads get their own, longer timeout
+    assert_clean(server)
+
+
+def test_town_key_normalises_map_paths_and_opt_twins() -> None:
+    names = ["/Game/Carla/Maps/Town10HD_Opt", "Carla/Maps/Town10HD", "Town10HD_Opt", "Town10HD"]
+    assert {town_key(n) for n in names} == {"Town10HD"}
+    assert town_key("/Game/Carla/Maps/Town01") != town_key("Town10HD")
+
+
+def test_one_server_splits_the_budget_evenly_over_towns_and_weathers() -> None:
+    (plan,) = plan_schedules(["Town01", "Town02"], ["ClearNoon", "WetNoon"], frames=2003, streams=1)
+    assert plan == [
+        ("Town01", "ClearNoon", 501),
+        ("Town01", "WetNoon", 501),
+        ("Town02", "ClearNoon", 501),
+        ("Town02", "WetNoon", 500),
+    ]  # town by town, so a map is loaded once per town and cycle
+
+
+def test_parallel_servers_start_at_different_conditions_and_share_the_budget() -> None:
+    plans = plan_schedules(["Town01", "Town02", "Town03"], ["ClearNoon"], frames=13, streams=2)
+    assert [p[0][0] for p in plans] == ["Town01", "Town02"]  # different starting towns
+    assert [sum(n for *_, n in p) for p in plans] == [7, 6]  # the budget split over the servers
+    for plan in plans:  # every server visits every town
+        assert sorted(t for t, _, _ in plan) == ["Town01", "Town02", "Town03"]
+    totals = {t: sum(n for p in plans for tt, _, n in p if tt == t) for t in ("Town01", "Town02", "Town03")}
+    assert max(totals.values()) - min(totals.values()) <= 1
+
+
+def test_schedule_with_fixed_count_or_a_single_condition() -> None:
+    assert plan_schedules(["Town01", "Town02"], ["ClearNoon"], 100, 1, frames_per_condition=7) == [
+        [("Town01", "ClearNoon", 7), ("Town02", "ClearNoon", 7)]
+    ]
+    assert plan_schedules(["Town01"], ["ClearNoon"], 100, 2) == [[("Town01", "ClearNoon", 0)]] * 2  # stay
+    # fewer frames than conditions: only the conditions that get a frame; a lone one is held
+    assert plan_schedules(["Town01", "Town02", "Town03"], ["ClearNoon"], 2, 1) == [
+        [("Town01", "ClearNoon", 1), ("Town02", "ClearNoon", 1)]
+    ]
+    assert plan_schedules(["Town01", "Town02"], ["ClearNoon"], 1, 1) == [[("Town01", "ClearNoon", 0)]]
 
 
 def test_sensor_that_stops_delivering_times_out_with_clear_error(fake: FakeCarla) -> None:
@@ -283,8 +338,8 @@ def test_sensor_that_stops_delivering_times_out_with_clear_error(fake: FakeCarla
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"weathers": ["Sunny"]}, "unknown CARLA weather preset.*ClearNoon"),
-        ({"towns": ["Town99"]}, r"Town99.*not on the server.*Town01"),
+        ({"schedule": [("Town01", "Sunny", 0)]}, "unknown CARLA weather preset.*ClearNoon"),
+        ({"schedule": [("Town99", "ClearNoon", 0)]}, r"Town99.*not on the server.*Town01"),
     ],
 )
 def test_unknown_names_rejected_before_spawning(fake: FakeCarla, overrides: dict, message: str) -> None:
@@ -297,7 +352,15 @@ def test_unknown_names_rejected_before_spawning(fake: FakeCarla, overrides: dict
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"capture_every": 0}, {"towns": []}, {"tm_port": 2001}, {"fov": 180.0}, {"fixed_delta_seconds": 0.0}],
+    [
+        {"capture_every": 0},
+        {"schedule": []},
+        {"schedule": [("Town01", "ClearNoon", -1)]},
+        {"tm_port": 2001},
+        {"fov": 180.0},
+        {"fixed_delta_seconds": 0.0},
+        {"load_timeout_s": 0.0},
+    ],
 )
 def test_invalid_settings_rejected(overrides: dict) -> None:
     with pytest.raises(CarlaSettingsError, match=next(iter(overrides))):

@@ -276,3 +276,42 @@ def test_explicit_carla_backend_is_not_probed(monkeypatch: pytest.MonkeyPatch) -
     assert [s.backend for s in specs] == ["carla"]
     with pytest.raises(ConfigError, match="unknown backend 'carl'"):
         choose_backend("carl", [], 0.1)
+
+
+def test_carla_specs_give_one_server_every_town_and_weather(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "carla", FakeCarla().module)
+    overrides = ["backend=carla", "towns=[Town01,Town02]", "weathers=[ClearNoon,WetNoon]", "frames=10"]
+    (spec,) = source_specs(compose_config("collect", overrides))
+    assert spec.params["schedule"] == [
+        ("Town01", "ClearNoon", 3),
+        ("Town01", "WetNoon", 3),
+        ("Town02", "ClearNoon", 2),
+        ("Town02", "WetNoon", 2),
+    ]
+    assert spec.params["load_timeout_s"] == 300.0
+    (fixed,) = source_specs(compose_config("collect", [*overrides, "frames_per_condition=50"]))
+    assert {n for *_, n in fixed.params["schedule"]} == {50}
+
+
+def test_carla_schedule_counts_only_frames_the_filters_keep(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeCarla()
+    monkeypatch.setitem(sys.modules, "carla", fake.module)
+    server = fake.add_server(FakeServerConfig())
+    params = dict(
+        width=16, height=8, capture_every=1, n_vehicles=1, n_walkers=0, timeout_s=0.5, sensor_timeout_s=0.5,
+        schedule=[("Town01", "ClearNoon", 2), ("Town02", "ClearNoon", 2)],
+    )  # fmt: skip
+    # the fake's consecutive frames differ a little: some are near-duplicates of the last kept one
+    collector = StreamCollector(
+        SourceSpec("carla", params),
+        FrameSpec(size=(16, 8)),
+        FilterConfig(enabled=("near_duplicate",), duplicate_threshold=0.02),
+    )
+    collector.start()
+    try:
+        batch = collector.collect(4)
+    finally:
+        collector.close()
+    assert collector.counts()["near_duplicate"] > 0
+    assert [p["town"] for p in batch.provenance] == ["Town01", "Town01", "Town02", "Town02"]
+    server.wait_for_deliveries()

@@ -12,20 +12,18 @@ from simreal.collect.carla_errors import CarlaSettingsError
 class CarlaSettings:
     """Where the server is, what to simulate and how to capture it.
 
-    Schedules cycle: after ``frames_per_town`` captured frames the next town in ``towns`` is loaded, after
-    ``frames_per_weather`` frames the next weather preset is applied (0 = never switch). Stream ``s`` of a
-    parallel collection starts at town/weather index ``s`` so parallel streams differ.
+    ``schedule`` lists (town, weather, kept frames) steps: the source drives in each (town, weather) until that
+    many of its frames were kept (0 = stay), then moves to the next step, cyclically (see
+    simreal.collect.schedule). A town the server already has loaded (``Town10HD`` vs ``Town10HD_Opt``) is not
+    reloaded.
     """
 
     host: str = "localhost"
     port: int = 2000
     tm_port: int = 8000
     timeout_s: float = 10.0
-    map_load_timeout_s: float = 120.0  # loading a town takes far longer than an ordinary call
-    towns: list[str] = field(default_factory=lambda: ["Town10HD"])
-    frames_per_town: int = 0
-    weathers: list[str] = field(default_factory=lambda: ["ClearNoon"])
-    frames_per_weather: int = 0
+    load_timeout_s: float = 300.0  # loading a town (a large map above all) takes far longer than an ordinary call
+    schedule: list[tuple[str, str, int]] = field(default_factory=lambda: [("Town10HD", "ClearNoon", 0)])
     width: int = 800
     height: int = 600
     fov: float = 90.0
@@ -57,21 +55,22 @@ class CarlaSettings:
                 yield f"{name}={value} is not a TCP port"
         if self.tm_port in (self.port, self.port + 1):
             yield (f"tm_port={self.tm_port} collides with the server's RPC/streaming ports {self.port}/{self.port + 1}")
-        if not self.towns:
-            yield "towns is empty (give at least one, e.g. ['Town10HD'])"
-        if not self.weathers:
-            yield "weathers is empty (give at least one preset, e.g. ['ClearNoon'])"
+        if not self.schedule:
+            yield "schedule is empty (give at least one step, e.g. ('Town10HD', 'ClearNoon', 0))"
+        for step in self.schedule:
+            if len(step) != 3 or not (isinstance(step[0], str) and isinstance(step[1], str)) or int(step[2]) < 0:
+                yield f"schedule step {step!r} is not (town, weather, kept frames >= 0)"
         for name in ("width", "height", "capture_every"):
             if getattr(self, name) < 1:
                 yield f"{name}={getattr(self, name)} must be >= 1"
-        for name in ("n_vehicles", "n_walkers", "frames_per_town", "frames_per_weather", "max_reconnects"):
+        for name in ("n_vehicles", "n_walkers", "max_reconnects"):
             if getattr(self, name) < 0:
                 yield f"{name}={getattr(self, name)} must be >= 0"
         if self.max_missed_captures < 1:
             yield f"max_missed_captures={self.max_missed_captures} must be >= 1"
         if not 0.0 < self.fov < 180.0:
             yield f"fov={self.fov} must be in (0, 180) degrees"
-        for name in ("fixed_delta_seconds", "timeout_s", "map_load_timeout_s", "sensor_timeout_s"):
+        for name in ("fixed_delta_seconds", "timeout_s", "load_timeout_s", "sensor_timeout_s"):
             if getattr(self, name) <= 0:
                 yield f"{name}={getattr(self, name)} must be > 0"
         if self.reconnect_backoff_s < 0:

@@ -27,6 +27,7 @@ from simreal.collect.carla_errors import (
 from simreal.collect.carla_sensors import FrameBuffer, decode_bgra
 from simreal.collect.carla_settings import CarlaSettings
 from simreal.collect.frame import SensorFrame
+from simreal.collect.schedule import town_key
 from simreal.labels.carla_versions import carla_scheme_for_version
 
 __all__ = [
@@ -71,9 +72,11 @@ class CarlaSource:
 
     ``with CarlaSource(settings) as source: for frame in source.frames(): ...`` connects, loads the town in
     synchronous mode with a fixed step, spawns ego (autopilot), traffic, walkers and two rigidly attached
-    cameras, then yields one matched RGB + semantic pair every ``capture_every`` ticks. Leaving the block by
-    any route (end, exception, Ctrl-C) stops the cameras, restores the server's original settings and
-    destroys every spawned actor. ``stats`` counts spawns, failures, discarded images and reconnects.
+    cameras, then yields one matched RGB + semantic pair every ``capture_every`` ticks. Every yielded frame
+    counts as kept unless the consumer calls ``reject()`` before asking for the next one; kept frames drive
+    the (town, weather) schedule. Leaving the block by any route (end, exception, Ctrl-C) stops the cameras,
+    restores the server's original settings and destroys every spawned actor. ``stats`` counts spawns,
+    failures, discarded images and reconnects.
     """
 
     def __init__(self, settings: CarlaSettings, stream: int = 0) -> None:
@@ -98,10 +101,10 @@ class CarlaSource:
             0,
         )
         self._rng = random.Random(f"{settings.seed}:{stream}")
-        self._town_index = stream % len(settings.towns)
-        self._weather_index = stream % len(settings.weathers)
-        self._frames_in_town = 0
-        self._frames_in_weather = 0
+        self._step = 0  # index into settings.schedule
+        self._kept_in_step = 0
+        self._rejected = False  # the consumer dropped the frame just yielded
+        self._maps: dict[str, str] = {}  # town -> the server's map name for it
         self._buffers = self._new_buffers()
         self._discarded_by_old_buffers = 0
         self._carla: ModuleType | None = None
@@ -118,11 +121,15 @@ class CarlaSource:
 
     @property
     def town(self) -> str:
-        return self.settings.towns[self._town_index]
+        return self.settings.schedule[self._step][0]
 
     @property
     def weather(self) -> str:
-        return self.settings.weathers[self._weather_index]
+        return self.settings.schedule[self._step][1]
+
+    def reject(self) -> None:
+        """The consumer dropped the frame just yielded: it does not count towards the schedule."""
+        self._rejected = True
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def __enter__(self) -> CarlaSource:
@@ -163,8 +170,11 @@ class CarlaSource:
                 continue  # this capture is lost; try again on the next tick
             missed_in_a_row, ticks_since_capture = 0, 0
             self.stats["frames"] += 1
+            self._rejected = False
             yield self._make_frame(rgb, semantic)
-            self._advance_schedules()
+            if not self._rejected:
+                self._kept_in_step += 1
+                self._advance_schedule()
 
     # -- connection and world setup -----------------------------------------------------------------------
     def _connect(self) -> None:
@@ -194,10 +204,10 @@ class CarlaSource:
         self._world = world
         if not self._names_checked:
             self._check_names()
-        if world.get_map().name.rsplit("/", 1)[-1] != self.town:
-            client.set_timeout(max(s.timeout_s, s.map_load_timeout_s))
+        if town_key(world.get_map().name) != town_key(self.town):  # Town10HD_Opt is Town10HD: no reload
+            client.set_timeout(max(s.timeout_s, s.load_timeout_s))
             try:
-                world = client.load_world(self.town, reset_settings=False)  # keep sync mode across map loads
+                world = client.load_world(self._maps[self.town], reset_settings=False)  # keep sync mode
             finally:
                 client.set_timeout(s.timeout_s)
             self._world = world
@@ -226,11 +236,16 @@ class CarlaSource:
 
     def _check_names(self) -> None:
         known_weathers = weather_presets(self._carla)
-        unknown = [w for w in self.settings.weathers if w not in known_weathers]
+        unknown = sorted({w for _, w, _ in self.settings.schedule if w not in known_weathers})
         if unknown:
             raise CarlaSettingsError(f"unknown CARLA weather preset(s) {unknown}; known: {', '.join(known_weathers)}")
         maps = sorted({m.rsplit("/", 1)[-1] for m in self._client.get_available_maps()})
-        missing = [t for t in self.settings.towns if t not in maps]
+        for town in dict.fromkeys(t for t, _, _ in self.settings.schedule):
+            # the exact map if the server has it, else its _Opt (or plain) twin
+            same_town = [m for m in maps if m == town] or [m for m in maps if town_key(m) == town_key(town)]
+            if same_town:
+                self._maps[town] = same_town[0]
+        missing = [t for t in dict.fromkeys(t for t, _, _ in self.settings.schedule) if t not in self._maps]
         if missing:
             raise CarlaSettingsError(
                 f"town(s) {missing} are not on the server at {self.settings.host}:{self.settings.port}; "
@@ -282,24 +297,23 @@ class CarlaSource:
         }
         return SensorFrame(decode_bgra(rgb, s.width, s.height), decode_bgra(semantic, s.width, s.height), meta)
 
-    def _advance_schedules(self) -> None:
-        s = self.settings
-        self._frames_in_weather += 1
-        if s.frames_per_weather and self._frames_in_weather >= s.frames_per_weather:
-            self._frames_in_weather = 0
-            if len(s.weathers) > 1:
-                self._weather_index = (self._weather_index + 1) % len(s.weathers)
-                self._with_reconnect(
-                    lambda: self._world.set_weather(getattr(self._carla.WeatherParameters, self.weather))
-                )
-                self.stats["weather_switches"] += 1
-        self._frames_in_town += 1
-        if s.frames_per_town and self._frames_in_town >= s.frames_per_town:
-            self._frames_in_town = 0
-            if len(s.towns) > 1:
-                self._town_index = (self._town_index + 1) % len(s.towns)
-                self._with_reconnect(self._switch_town)
-                self.stats["town_switches"] += 1
+    def _advance_schedule(self) -> None:
+        steps = self.settings.schedule
+        quota = steps[self._step][2]
+        if quota and self._kept_in_step >= quota:
+            self._go_to_step((self._step + 1) % len(steps))
+
+    def _go_to_step(self, step: int) -> None:
+        """Drive on in the next (town, weather): a new map (and scene) only when the town changes."""
+        old_town, old_weather = self.town, self.weather
+        self._step, self._kept_in_step = step, 0
+        if town_key(self.town) != town_key(old_town):
+            self._with_reconnect(self._switch_town)
+            self.stats["town_switches"] += 1
+        elif self.weather != old_weather:
+            self._with_reconnect(lambda: self._world.set_weather(getattr(self._carla.WeatherParameters, self.weather)))
+        if self.weather != old_weather:
+            self.stats["weather_switches"] += 1
 
     def _switch_town(self) -> None:
         self._remove_scene(BestEffort())

@@ -98,11 +98,13 @@ class StreamCollector:
                 int(frame.meta.get("width", rgb.shape[1])),
             )
             if self.filter.check_sizes(rgb.shape[:2], tags.shape[:2], expected) != KEPT:
+                self._source.reject()
                 continue
             mapping = self._mapping(str(frame.meta["tag_scheme"]))
             where = f"{self.source_spec.backend} stream {self.source_spec.stream} frame {frame.meta.get('frame')}"
             out_rgb, label, source, _ = prepare_frame(rgb, tags, mapping, self.frame_spec, where=where)
             if self.filter.check(out_rgb, label) != KEPT:
+                self._source.reject()
                 continue
             rgbs.append(out_rgb)
             labels.append(label)

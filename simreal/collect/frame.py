@@ -31,3 +31,6 @@ class FrameSource(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
     def frames(self) -> Iterator[SensorFrame]: ...
+
+    def reject(self) -> None:
+        """The consumer dropped the frame just yielded (filters); a CARLA source then does not count it."""

@@ -97,6 +97,9 @@ class ProceduralSource:
         }
         return SensorFrame(rgb_bgra=rgb, semantic_bgra=semantic, meta=meta)
 
+    def reject(self) -> None:
+        """Nothing to adapt: frame k is a pure function of k, so a dropped frame changes nothing that follows."""
+
     def frames(self) -> Iterator[SensorFrame]:
         """Endless; frame ids start at ``frame_offset`` and step by ``capture_every``."""
         frame = self.frame_offset
