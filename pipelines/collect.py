@@ -118,6 +118,7 @@ def _carla_specs(cfg: DictConfig, servers: list[tuple[str, int]]) -> list[Source
             "camera_x": float(cfg.camera.x),
             "camera_z": float(cfg.camera.z),
             "camera_pitch": float(cfg.camera.pitch),
+            "postprocess_effects": bool(cfg.camera.postprocess_effects),
             "n_vehicles": int(cfg.traffic.vehicles),
             "n_walkers": int(cfg.traffic.walkers),
             "seed": int(cfg.seed),

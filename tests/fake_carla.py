@@ -117,6 +117,9 @@ class ActorAttribute:
         self.value = value
         self.recommended_values = recommended_values or []
 
+    def as_str(self) -> str:
+        return self.value
+
 
 class ActorBlueprint:
     def __init__(self, blueprint_id: str, **attributes: ActorAttribute) -> None:
@@ -158,7 +161,28 @@ class BlueprintLibrary:
         return len(self._blueprints)
 
 
-def _library() -> BlueprintLibrary:
+# 0.9.16 defaults of the RGB camera's post-process effects (the semantic camera has none of them)
+RGB_EFFECTS = {
+    "motion_blur_intensity": "0.45",
+    "motion_blur_max_distortion": "0.35",
+    "motion_blur_min_object_screen_size": "0.1",
+    "bloom_intensity": "0.675",
+    "lens_flare_intensity": "0.1",
+    "chromatic_aberration_intensity": "0.0",
+    "enable_postprocess_effects": "True",
+}
+VEHICLES = {  # blueprint id -> base_type (0.9.14+ blueprints carry it)
+    "vehicle.tesla.model3": "car",
+    "vehicle.audi.a2": "car",
+    "vehicle.carlamotors.carlacola": "truck",
+    "vehicle.mercedes.sprinter": "van",
+    "vehicle.mitsubishi.fusorosa": "bus",
+    "vehicle.yamaha.yzf": "motorcycle",
+    "vehicle.bh.crossbike": "bicycle",
+}
+
+
+def _library(vehicle_base_types: bool = True) -> BlueprintLibrary:
     camera = {
         "image_size_x": ActorAttribute("800"),
         "image_size_y": ActorAttribute("600"),
@@ -166,8 +190,12 @@ def _library() -> BlueprintLibrary:
         "sensor_tick": ActorAttribute("0.0"),
     }
     vehicles = [
-        ActorBlueprint(name, color=ActorAttribute("0,0,0", ["255,0,0", "0,0,255"]))
-        for name in ("vehicle.tesla.model3", "vehicle.audi.a2", "vehicle.carlamotors.carlacola")
+        ActorBlueprint(
+            name,
+            color=ActorAttribute("0,0,0", ["255,0,0", "0,0,255"]),
+            **({"base_type": ActorAttribute(base_type)} if vehicle_base_types else {}),
+        )
+        for name, base_type in VEHICLES.items()
     ]
     walkers = [
         ActorBlueprint(
@@ -182,7 +210,11 @@ def _library() -> BlueprintLibrary:
         + walkers
         + [
             ActorBlueprint("controller.ai.walker"),
-            ActorBlueprint("sensor.camera.rgb", **copy.deepcopy(camera)),
+            ActorBlueprint(
+                "sensor.camera.rgb",
+                **copy.deepcopy(camera),
+                **{name: ActorAttribute(value) for name, value in RGB_EFFECTS.items()},
+            ),
             ActorBlueprint("sensor.camera.semantic_segmentation", **copy.deepcopy(camera)),
         ]
     )
@@ -346,6 +378,7 @@ class FakeServerConfig:
     stall_calls: int = 1
     restart_on_stall: bool = False  # the stall is a crash: actors gone, settings default, frame counter reset
     interrupt_at_tick: int | None = None  # the n-th tick raises KeyboardInterrupt (Ctrl-C while blocked)
+    vehicle_base_types: bool = True  # False: blueprints without base_type, as before 0.9.14
     seed: int = 0
 
 
@@ -374,7 +407,7 @@ class FakeServer:
         self._walker_failures_left = self.config.walker_spawn_failures
         self._navigation_misses_left = self.config.navigation_misses
         self._deliveries: list[threading.Timer] = []
-        self.library = _library()
+        self.library = _library(self.config.vehicle_base_types)
 
     # ---- failure injection
     def rpc(self) -> None:
@@ -408,7 +441,7 @@ class FakeServer:
         with self.lock:
             self.frame += 1
             for actor in list(self.actors.values()):
-                if actor.listening:
+                if actor.listening and not self.settings.no_rendering_mode:  # no rendering: cameras get nothing
                     self._send_image(actor, self.frame)
             return self.frame
 

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from simreal.collect.carla_actors import EDGE_BLURRING_EFFECTS
 from simreal.collect.carla_sensors import FrameBuffer
 from simreal.collect.carla_source import (
     CarlaClientMissingError,
@@ -27,6 +28,8 @@ from simreal.collect.carla_source import (
 from simreal.collect.schedule import plan_schedules, town_key
 from simreal.errors import SimrealError
 from tests.fake_carla import (
+    RGB_EFFECTS,
+    VEHICLES,
     FakeCarla,
     FakeServerConfig,
     WorldSettings,
@@ -56,7 +59,7 @@ def add_server(fake: FakeCarla, **config):
 def settings(**overrides) -> CarlaSettings:
     values = dict(
         width=8, height=6, fov=70.0, capture_every=1, n_vehicles=3, n_walkers=2, timeout_s=0.5,
-        sensor_timeout_s=0.3, reconnect_backoff_s=0.0, fixed_delta_seconds=0.1,
+        sensor_timeout_s=0.3, reconnect_backoff_s=0.0, fixed_delta_seconds=0.1, warmup_ticks=0,
     )  # fmt: skip
     values.update(overrides)
     return CarlaSettings(**values)
@@ -287,6 +290,59 @@ def test_a_town_already_loaded_is_not_reloaded(fake: FakeCarla, loaded, availabl
     assert server.load_world_calls == loads and meta["town"] == town
     assert server.load_world_timeouts == [42.0] * len(loads)  # map loads get their own, longer timeout
     assert_clean(server)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ego_is_a_car_and_the_rgb_camera_has_no_edge_blurring_effects(fake: FakeCarla, seed: int) -> None:
+    server = add_server(fake)
+    with CarlaSource(settings(seed=seed, n_vehicles=15)) as source:
+        take(source, 1)
+        (ego,) = [v for v in server.alive("vehicle.") if v.attributes["role_name"] == "hero"]
+        assert VEHICLES[ego.type_id] == "car"
+        assert {VEHICLES[v.type_id] for v in server.alive("vehicle.")} != {"car"}  # traffic stays varied
+        (rgb,) = server.alive("sensor.camera.rgb")
+        for name in EDGE_BLURRING_EFFECTS:
+            assert float(rgb.attributes[name]) == 0.0, name
+        assert rgb.attributes["enable_postprocess_effects"] == "True"  # exposure and tone mapping stay
+        (semantic,) = server.alive("sensor.camera.semantic_segmentation")
+        assert not any(name in semantic.attributes for name in RGB_EFFECTS)  # set only where the blueprint has it
+
+
+def test_postprocess_effects_can_be_kept(fake: FakeCarla) -> None:
+    server = add_server(fake)
+    with CarlaSource(settings(postprocess_effects=True)) as source:
+        take(source, 1)
+        (rgb,) = server.alive("sensor.camera.rgb")
+        assert {name: rgb.attributes[name] for name in RGB_EFFECTS} == RGB_EFFECTS
+
+
+def test_ego_from_any_vehicle_with_a_warning_when_blueprints_lack_base_type(fake: FakeCarla, caplog) -> None:
+    server = add_server(fake, vehicle_base_types=False)
+    with CarlaSource(settings()) as source:
+        take(source, 1)
+        assert len([v for v in server.alive("vehicle.") if v.attributes["role_name"] == "hero"]) == 1
+    assert "base_type 'car'" in caplog.text
+    assert_clean(server)
+
+
+def test_warmup_ticks_are_not_captured_after_spawn_and_weather_change(fake: FakeCarla) -> None:
+    add_server(fake)
+    schedule = [("Town10HD", "ClearNoon", 2), ("Town10HD", "WetSunset", 2)]
+    with CarlaSource(settings(warmup_ticks=4, schedule=schedule)) as source:
+        frames = take(source, 4)
+    # 1001: walker-controller tick; 1002-1005 warm-up; then 2 frames, a weather change, 4 warm-up ticks
+    assert [f.meta["frame"] for f in frames] == [1006, 1007, 1012, 1013]
+    assert source.stats["warmup_ticks"] == 8
+
+
+def test_rendering_is_forced_on_and_the_original_setting_restored(fake: FakeCarla) -> None:
+    server = add_server(fake)
+    server.settings.no_rendering_mode = True  # left on by another client: cameras would deliver nothing
+    original = WorldSettings(**vars(server.settings))
+    with CarlaSource(settings()) as source:
+        assert not server.settings.no_rendering_mode
+        assert len(take(source, 2)) == 2
+    assert server.settings == original
 
 
 def test_town_key_normalises_map_paths_and_opt_twins() -> None:

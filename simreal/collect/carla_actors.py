@@ -17,6 +17,31 @@ from simreal.collect.carla_settings import CarlaSettings
 log = logging.getLogger(__name__)
 
 DEFAULT_WALKER_SPEED = 1.4  # m/s, CARLA's default for WalkerAIController.set_max_speed
+# RGB post-process effects that smear or glow across object edges, where the semantic camera stays crisp
+# (sensor.camera.rgb attributes; each is set only where the server's blueprint has it)
+EDGE_BLURRING_EFFECTS = {
+    "motion_blur_intensity": "0.0",
+    "motion_blur_max_distortion": "0.0",
+    "bloom_intensity": "0.0",
+    "lens_flare_intensity": "0.0",
+    "chromatic_aberration_intensity": "0.0",
+}
+
+
+def ego_blueprints(vehicle_blueprints: list[Any]) -> list[Any]:
+    """The cars among the vehicle blueprints (``base_type`` car: no truck, van, bus, motorcycle or bicycle).
+
+    Servers whose blueprints carry no ``base_type`` (before 0.9.14) leave every vehicle, with a warning.
+    """
+    cars = [
+        b
+        for b in vehicle_blueprints
+        if b.has_attribute("base_type") and b.get_attribute("base_type").as_str().lower() == "car"
+    ]
+    if not cars:
+        log.warning("no vehicle blueprint has base_type 'car' on this server; the ego may be any vehicle")
+        return vehicle_blueprints
+    return cars
 
 
 class BestEffort:
@@ -75,7 +100,7 @@ class Scene:
         vehicle_blueprints = list(library.filter("vehicle.*"))
         if not vehicle_blueprints:
             raise CarlaSpawnError("the server's blueprint library has no 'vehicle.*' blueprints")
-        self._spawn_ego(vehicle_blueprints, spawn_points)
+        self._spawn_ego(ego_blueprints(vehicle_blueprints), spawn_points)
         self._spawn_cameras(library, on_rgb, on_semantic)
         self._spawn_vehicles(vehicle_blueprints, spawn_points)
         self._spawn_walkers(library)
@@ -106,6 +131,10 @@ class Scene:
             blueprint.set_attribute("image_size_y", str(s.height))
             blueprint.set_attribute("fov", str(s.fov))
             blueprint.set_attribute("sensor_tick", "0.0")
+            if blueprint_id == "sensor.camera.rgb" and not s.postprocess_effects:
+                for name, value in EDGE_BLURRING_EFFECTS.items():
+                    if blueprint.has_attribute(name):
+                        blueprint.set_attribute(name, value)
             camera = self._world.spawn_actor(
                 blueprint, pose, attach_to=self.ego, attachment_type=carla.AttachmentType.Rigid
             )

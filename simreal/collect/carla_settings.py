@@ -37,6 +37,8 @@ class CarlaSettings:
     camera_z: float = 2.4
     camera_pitch: float = 0.0
     camera_yaw: float = 0.0
+    postprocess_effects: bool = False  # keep the RGB camera's motion blur, bloom, lens flare (edges off the labels)
+    warmup_ticks: int = 10  # ticks not captured after a spawn or weather change: auto-exposure settles
     seed: int = 0
     sensor_timeout_s: float = 5.0
     max_missed_captures: int = 3
@@ -63,7 +65,7 @@ class CarlaSettings:
         for name in ("width", "height", "capture_every"):
             if getattr(self, name) < 1:
                 yield f"{name}={getattr(self, name)} must be >= 1"
-        for name in ("n_vehicles", "n_walkers", "max_reconnects"):
+        for name in ("n_vehicles", "n_walkers", "max_reconnects", "warmup_ticks"):
             if getattr(self, name) < 0:
                 yield f"{name}={getattr(self, name)} must be >= 0"
         if self.max_missed_captures < 1:

@@ -97,6 +97,7 @@ class CarlaSource:
                 "town_switches",
                 "weather_switches",
                 "cleanup_failures",
+                "warmup_ticks",
             ),
             0,
         )
@@ -115,6 +116,7 @@ class CarlaSource:
         self._original_settings: Any = None
         self._undestroyed_ids: list[int] = []
         self._names_checked = False
+        self._warmup_left = 0  # ticks to let pass uncaptured (auto-exposure after a spawn or weather change)
         self.server_version = ""
         self.client_version = ""
         self.tag_scheme = ""
@@ -153,6 +155,10 @@ class CarlaSource:
         ticks_since_capture, missed_in_a_row = 0, 0
         while True:
             frame = self._tick()
+            if self._warmup_left > 0:
+                self._warmup_left -= 1
+                self.stats["warmup_ticks"] += 1
+                continue
             ticks_since_capture += 1
             if ticks_since_capture < self.settings.capture_every:
                 continue
@@ -214,6 +220,7 @@ class CarlaSource:
         sync = world.get_settings()
         sync.synchronous_mode = True
         sync.fixed_delta_seconds = s.fixed_delta_seconds
+        sync.no_rendering_mode = False  # with it on, the cameras deliver nothing
         world.apply_settings(sync)
         self._traffic_manager = client.get_trafficmanager(s.tm_port)
         self._traffic_manager.set_synchronous_mode(True)
@@ -229,6 +236,7 @@ class CarlaSource:
         finally:
             for key, value in self._scene.counts.items():
                 self.stats[key] += value
+        self._warmup_left = s.warmup_ticks
 
     @staticmethod
     def _new_buffers() -> dict[str, FrameBuffer]:
@@ -312,6 +320,7 @@ class CarlaSource:
             self.stats["town_switches"] += 1
         elif self.weather != old_weather:
             self._with_reconnect(lambda: self._world.set_weather(getattr(self._carla.WeatherParameters, self.weather)))
+            self._warmup_left = self.settings.warmup_ticks  # the exposure adapts to the new light
         if self.weather != old_weather:
             self.stats["weather_switches"] += 1
 
