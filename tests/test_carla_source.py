@@ -345,6 +345,16 @@ def test_rendering_is_forced_on_and_the_original_setting_restored(fake: FakeCarl
     assert server.settings == original
 
 
+def test_leaked_synchronous_mode_is_not_restored(fake: FakeCarla, caplog) -> None:
+    server = add_server(fake)
+    server.settings = WorldSettings(synchronous_mode=True, fixed_delta_seconds=0.05, max_substeps=7)  # a killed run
+    with CarlaSource(settings()) as source:
+        take(source, 1)
+    assert "already in synchronous mode" in caplog.text
+    assert server.settings == ORIGINAL  # asynchronous, variable step; the other settings kept
+    assert_clean(server)
+
+
 def test_town_key_normalises_map_paths_and_opt_twins() -> None:
     names = ["/Game/Carla/Maps/Town10HD_Opt", "Carla/Maps/Town10HD", "Town10HD_Opt", "Town10HD"]
     assert {town_key(n) for n in names} == {"Town10HD"}

@@ -206,7 +206,7 @@ class CarlaSource:
         s, client = self.settings, self._client
         world = client.get_world()
         if self._original_settings is None:
-            self._original_settings = world.get_settings()
+            self._original_settings = self._settings_to_restore(world.get_settings())
         self._world = world
         if not self._names_checked:
             self._check_names()
@@ -237,6 +237,24 @@ class CarlaSource:
             for key, value in self._scene.counts.items():
                 self.stats[key] += value
         self._warmup_left = s.warmup_ticks
+
+    def _settings_to_restore(self, found: Any) -> Any:
+        """The settings found at connect, unless they are a synchronous mode leaked by a killed run.
+
+        Nobody else should be ticking a server this source drives, so synchronous mode at connect is left over
+        from a client that died before restoring it; restoring that would leave the server frozen, waiting for
+        ticks. Such a server goes back to asynchronous mode on exit instead.
+        """
+        if found.synchronous_mode:
+            log.warning(
+                "CARLA server at %s:%s is already in synchronous mode (left by a killed run?); "
+                "it will be set back to asynchronous mode on exit",
+                self.settings.host,
+                self.settings.port,
+            )
+            found.synchronous_mode = False
+            found.fixed_delta_seconds = None
+        return found
 
     @staticmethod
     def _new_buffers() -> dict[str, FrameBuffer]:
