@@ -23,7 +23,7 @@ from pipelines.commit import OrderedCommitter
 from pipelines.ray_runtime import ray_session, task_error_cause
 from simreal.collect.backend import choose_backend
 from simreal.collect.collector import Batch, SourceSpec, StreamCollector
-from simreal.collect.filters import KEPT, FilterConfig, merge_counts
+from simreal.collect.filters import REASONS, SOURCE_EVENTS, FilterConfig, captured_count, merge_counts
 from simreal.collect.schedule import plan_schedules
 from simreal.data.convert import FrameSpec
 from simreal.data.store import FrameStore, StoreError, shard_ranges
@@ -252,12 +252,17 @@ def run_collect(job: CollectJob, address: str | None = None, num_cpus: int | Non
                     slot, actor, start, stop, batch_ref = gathering.pop(ref)
                     # counts() runs after collect() on the same actor, so it reflects this batch
                     counts[slot] = _get(ref)
-                    captured[slot] = sum(counts[slot].values())
+                    captured[slot] = captured_count(counts[slot])
                     writing[writer.remote(str(store.path), start, batch_ref)] = (start, stop)
                     dispatch(slot)
                     report = merge_counts(previous, *counts.values())
-                    dropped = ", ".join(f"{k} {v}" for k, v in report.items() if k != KEPT and v)
-                    bar.info(f"captured {sum(captured.values())}" + (f" · dropped: {dropped}" if dropped else ""))
+                    dropped = ", ".join(f"{k} {report[k]}" for k in REASONS if report.get(k))
+                    events = ", ".join(f"{k} {report[k]}" for k in SOURCE_EVENTS if report.get(k))
+                    bar.info(
+                        f"captured {sum(captured.values())}"
+                        + (f" · dropped: {dropped}" if dropped else "")
+                        + (f" · {events}" if events else "")
+                    )
         finally:
             closing = [actor.close.remote() for actor, _ in actors]
             try:

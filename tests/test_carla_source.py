@@ -355,6 +355,33 @@ def test_leaked_synchronous_mode_is_not_restored(fake: FakeCarla, caplog) -> Non
     assert_clean(server)
 
 
+def test_runs_of_dropped_frames_respawn_the_ego_then_move_on(fake: FakeCarla) -> None:
+    server = add_server(fake)
+    schedule = [("Town01", "ClearNoon", 0), ("Town02", "WetSunset", 0)]
+    cap = settings(schedule=schedule, max_rejects_in_a_row=3, max_respawns=2)
+    egos, points, towns = [], [], []
+    with CarlaSource(cap) as source:
+        for index, frame in enumerate(source.frames()):
+            (ego,) = [v for v in server.alive("vehicle.") if v.attributes["role_name"] == "hero"]
+            assert {c.parent.id for c in server.alive("sensor.camera.")} == {ego.id}  # cameras move with it
+            egos.append(ego.id)
+            points.append(ego.transform)
+            towns.append(frame.meta["town"])
+            if index == 13:
+                break
+            if index != 9:  # the consumer drops everything but frame 9
+                source.reject()
+        stats = dict(source.stats)
+    # 3 drops: respawn; 3 more: respawn; 3 more: move on (new town); frame 9 kept resets; 3 drops: respawn
+    assert (stats["ego_respawns"], stats["conditions_abandoned"]) == (3, 1)
+    assert towns == ["Town01"] * 9 + ["Town02"] * 5
+    assert len({egos[i] for i in (0, 3, 6, 9, 13)}) == 5  # a new ego per respawn and per scene
+    assert egos[:3] == [egos[0]] * 3 and egos[9:13] == [egos[9]] * 4
+    assert points[0] != points[3] != points[6]  # each respawn at another spawn point
+    assert len(server.alive("vehicle.")) == 0 and server.load_world_calls[-1] == ("Town02", False)
+    assert_clean(server)
+
+
 def test_town_key_normalises_map_paths_and_opt_twins() -> None:
     names = ["/Game/Carla/Maps/Town10HD_Opt", "Carla/Maps/Town10HD", "Town10HD_Opt", "Town10HD"]
     assert {town_key(n) for n in names} == {"Town10HD"}
@@ -426,6 +453,8 @@ def test_unknown_names_rejected_before_spawning(fake: FakeCarla, overrides: dict
         {"fov": 180.0},
         {"fixed_delta_seconds": 0.0},
         {"load_timeout_s": 0.0},
+        {"max_rejects_in_a_row": 0},
+        {"max_respawns": -1},
     ],
 )
 def test_invalid_settings_rejected(overrides: dict) -> None:

@@ -25,6 +25,7 @@ from simreal.collect.filters import (
     UNLABELLED,
     FilterConfig,
     FrameFilter,
+    captured_count,
 )
 from simreal.config import compose_config
 from simreal.data.convert import FrameSpec
@@ -314,4 +315,28 @@ def test_carla_schedule_counts_only_frames_the_filters_keep(monkeypatch: pytest.
         collector.close()
     assert collector.counts()["near_duplicate"] > 0
     assert [p["town"] for p in batch.provenance] == ["Town01", "Town01", "Town02", "Town02"]
+    server.wait_for_deliveries()
+
+
+def test_carla_respawns_are_counted_next_to_the_filter_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeCarla()
+    monkeypatch.setitem(sys.modules, "carla", fake.module)
+    server = fake.add_server(FakeServerConfig())
+    params = dict(
+        width=16, height=8, capture_every=1, n_vehicles=1, n_walkers=0, timeout_s=0.5, sensor_timeout_s=0.5,
+        warmup_ticks=0, max_rejects_in_a_row=1, max_respawns=100,
+    )  # fmt: skip
+    collector = StreamCollector(
+        SourceSpec("carla", params),
+        FrameSpec(size=(16, 8)),
+        FilterConfig(enabled=("near_duplicate",), duplicate_threshold=0.02),
+    )
+    collector.start()
+    try:
+        collector.collect(4)
+        counts = collector.counts()
+    finally:
+        collector.close()
+    assert counts["ego_respawns"] == counts["near_duplicate"] > 0  # every drop moved the ego
+    assert captured_count(counts) == counts["kept"] + counts["near_duplicate"] == collector.captured
     server.wait_for_deliveries()

@@ -79,6 +79,7 @@ class Scene:
         self._settings = settings
         self._rng = rng
         self.ego: Any = None
+        self.ego_spawn_point: Any = None
         self.cameras: list[Any] = []
         self.vehicle_ids: list[int] = []
         self.walker_ids: list[int] = []
@@ -105,12 +106,29 @@ class Scene:
         self._spawn_vehicles(vehicle_blueprints, spawn_points)
         self._spawn_walkers(library)
 
+    def respawn_ego(self, on_rgb: Callable[[Any], None], on_semantic: Callable[[Any], None]) -> None:
+        """Put the ego, cameras and all, at another free spawn point (it was stuck); server errors raise."""
+        for camera in self.cameras:
+            camera.stop()
+        ids = [c.id for c in self.cameras] + [self.ego.id]
+        command = self._carla.command
+        self._client.apply_batch_sync([command.DestroyActor(i) for i in ids], False)
+        self.ego, self.cameras = None, []
+        library = self._world.get_blueprint_library()
+        spawn_points = list(self._world.get_map().get_spawn_points())
+        self._rng.shuffle(spawn_points)
+        # the last spawn point goes to the front: tried (from the back) only when no other point is free
+        spawn_points.sort(key=lambda point: point != self.ego_spawn_point)
+        self._spawn_ego(ego_blueprints(list(library.filter("vehicle.*"))), spawn_points)
+        self._spawn_cameras(library, on_rgb, on_semantic)
+
     def _spawn_ego(self, blueprints: list[Any], spawn_points: list[Any]) -> None:
         blueprint = self._rng.choice(blueprints)
         blueprint.set_attribute("role_name", "hero")  # large maps stream tiles around the hero
         tried = len(spawn_points)
         while spawn_points and self.ego is None:
-            self.ego = self._world.try_spawn_actor(blueprint, spawn_points.pop())
+            self.ego_spawn_point = spawn_points.pop()
+            self.ego = self._world.try_spawn_actor(blueprint, self.ego_spawn_point)
         if self.ego is None:
             raise CarlaSpawnError(f"could not place the ego vehicle at any of the map's {tried} spawn points")
         self.ego.set_autopilot(True, self._settings.tm_port)

@@ -39,6 +39,8 @@ class CarlaSettings:
     camera_yaw: float = 0.0
     postprocess_effects: bool = False  # keep the RGB camera's motion blur, bloom, lens flare (edges off the labels)
     warmup_ticks: int = 10  # ticks not captured after a spawn or weather change: auto-exposure settles
+    max_rejects_in_a_row: int = 50  # frames the filters drop in a row before the ego moves (stuck, gridlock)
+    max_respawns: int = 3  # ego moves without a kept frame before the source moves on to the next (town, weather)
     seed: int = 0
     sensor_timeout_s: float = 5.0
     max_missed_captures: int = 3
@@ -65,11 +67,12 @@ class CarlaSettings:
         for name in ("width", "height", "capture_every"):
             if getattr(self, name) < 1:
                 yield f"{name}={getattr(self, name)} must be >= 1"
-        for name in ("n_vehicles", "n_walkers", "max_reconnects", "warmup_ticks"):
+        for name in ("n_vehicles", "n_walkers", "max_reconnects", "warmup_ticks", "max_respawns"):
             if getattr(self, name) < 0:
                 yield f"{name}={getattr(self, name)} must be >= 0"
-        if self.max_missed_captures < 1:
-            yield f"max_missed_captures={self.max_missed_captures} must be >= 1"
+        for name in ("max_missed_captures", "max_rejects_in_a_row"):
+            if getattr(self, name) < 1:
+                yield f"{name}={getattr(self, name)} must be >= 1"
         if not 0.0 < self.fov < 180.0:
             yield f"fov={self.fov} must be in (0, 180) degrees"
         for name in ("fixed_delta_seconds", "timeout_s", "load_timeout_s", "sensor_timeout_s"):

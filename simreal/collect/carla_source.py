@@ -98,6 +98,8 @@ class CarlaSource:
                 "weather_switches",
                 "cleanup_failures",
                 "warmup_ticks",
+                "ego_respawns",
+                "conditions_abandoned",
             ),
             0,
         )
@@ -105,6 +107,8 @@ class CarlaSource:
         self._step = 0  # index into settings.schedule
         self._kept_in_step = 0
         self._rejected = False  # the consumer dropped the frame just yielded
+        self._rejects_in_a_row = 0
+        self._respawns_without_keep = 0
         self._maps: dict[str, str] = {}  # town -> the server's map name for it
         self._buffers = self._new_buffers()
         self._discarded_by_old_buffers = 0
@@ -178,7 +182,12 @@ class CarlaSource:
             self.stats["frames"] += 1
             self._rejected = False
             yield self._make_frame(rgb, semantic)
-            if not self._rejected:
+            if self._rejected:
+                self._rejects_in_a_row += 1
+                if self._rejects_in_a_row >= self.settings.max_rejects_in_a_row:
+                    self._unstick()
+            else:
+                self._rejects_in_a_row = self._respawns_without_keep = 0
                 self._kept_in_step += 1
                 self._advance_schedule()
 
@@ -228,8 +237,7 @@ class CarlaSource:
         world.set_weather(getattr(self._carla.WeatherParameters, self.weather))
         self._destroy_undestroyed()
         # fresh buffers per scene: late images of old cameras (or of a restarted server) cannot mix in
-        self._discarded_by_old_buffers += sum(b.discarded for b in self._buffers.values())
-        self._buffers = self._new_buffers()
+        self._renew_buffers()
         self._scene = Scene(self._carla, client, world, s, self._rng)
         try:
             self._scene.populate(self._buffers["rgb"].put, self._buffers["semantic"].put)
@@ -255,6 +263,10 @@ class CarlaSource:
             found.synchronous_mode = False
             found.fixed_delta_seconds = None
         return found
+
+    def _renew_buffers(self) -> None:
+        self._discarded_by_old_buffers += sum(b.discarded for b in self._buffers.values())
+        self._buffers = self._new_buffers()
 
     @staticmethod
     def _new_buffers() -> dict[str, FrameBuffer]:
@@ -329,13 +341,37 @@ class CarlaSource:
         if quota and self._kept_in_step >= quota:
             self._go_to_step((self._step + 1) % len(steps))
 
-    def _go_to_step(self, step: int) -> None:
-        """Drive on in the next (town, weather): a new map (and scene) only when the town changes."""
+    def _unstick(self) -> None:
+        """Too many frames dropped in a row: move the ego elsewhere, or after that failed, leave this condition."""
+        self._rejects_in_a_row = 0
+        if self._respawns_without_keep < self.settings.max_respawns:
+            self._respawns_without_keep += 1
+            self.stats["ego_respawns"] += 1
+            self._with_reconnect(self._respawn_ego)
+            return
+        self._respawns_without_keep = 0
+        self.stats["conditions_abandoned"] += 1
+        log.warning(
+            "CARLA stream %d: no frame kept in %s / %s after %d ego respawns; moving on",
+            self.stream,
+            self.town,
+            self.weather,
+            self.settings.max_respawns,
+        )
+        self._go_to_step((self._step + 1) % len(self.settings.schedule), new_scene=True)
+
+    def _respawn_ego(self) -> None:
+        self._renew_buffers()  # late images of the old cameras cannot mix in
+        self._scene.respawn_ego(self._buffers["rgb"].put, self._buffers["semantic"].put)
+        self._warmup_left = self.settings.warmup_ticks
+
+    def _go_to_step(self, step: int, new_scene: bool = False) -> None:
+        """Drive on in the next (town, weather): a new map (and scene) only when the town changes or asked for."""
         old_town, old_weather = self.town, self.weather
         self._step, self._kept_in_step = step, 0
-        if town_key(self.town) != town_key(old_town):
+        if new_scene or town_key(self.town) != town_key(old_town):
             self._with_reconnect(self._switch_town)
-            self.stats["town_switches"] += 1
+            self.stats["town_switches"] += town_key(self.town) != town_key(old_town)
         elif self.weather != old_weather:
             self._with_reconnect(lambda: self._world.set_weather(getattr(self._carla.WeatherParameters, self.weather)))
             self._warmup_left = self.settings.warmup_ticks  # the exposure adapts to the new light

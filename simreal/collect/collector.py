@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from simreal.collect.decode import decode_sensor_frame
-from simreal.collect.filters import KEPT, FilterConfig, FrameFilter
+from simreal.collect.filters import KEPT, SOURCE_EVENTS, FilterConfig, FrameFilter
 from simreal.collect.frame import FrameSource
 from simreal.data.convert import FrameSpec, prepare_frame
 from simreal.errors import ConfigError
@@ -124,4 +124,8 @@ class StreamCollector:
         return self._mappings[scheme]
 
     def counts(self) -> Counter:
-        return Counter(self.filter.counts)
+        """Filter verdicts by reason, plus what a CARLA source did about runs of dropped frames."""
+        counts = Counter(self.filter.counts)
+        stats = getattr(self._source, "stats", {})  # only the CARLA source keeps stats
+        counts.update({event: stats[event] for event in SOURCE_EVENTS if stats.get(event)})
+        return counts

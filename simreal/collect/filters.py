@@ -18,6 +18,8 @@ UNIFORM_IMAGE = "uniform_image"
 UNLABELLED = "unlabelled"
 SIZE_MISMATCH = "size_mismatch"
 REASONS = (LOW_TRAFFIC, NEAR_DUPLICATE, UNIFORM_IMAGE, UNLABELLED, SIZE_MISMATCH)
+# what a CARLA source did after too many drops in a row (counted next to the verdicts, not captures themselves)
+SOURCE_EVENTS = ("ego_respawns", "conditions_abandoned")
 
 
 @dataclass
@@ -90,6 +92,11 @@ class FrameFilter:
 def thumbnail(rgb: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     return cv2.resize(grey, (64, 32), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def captured_count(counts: Counter | dict[str, int]) -> int:
+    """Captures behind a report: every verdict (kept or a drop reason), not the source events."""
+    return sum(counts.get(key, 0) for key in (KEPT, *REASONS))
 
 
 def merge_counts(*counts: Counter) -> dict[str, int]:
