@@ -294,19 +294,24 @@ def test_carla_specs_give_one_server_every_town_and_weather(monkeypatch: pytest.
     assert {n for *_, n in fixed.params["schedule"]} == {50}
 
 
-def test_carla_schedule_counts_only_frames_the_filters_keep(monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_carla_collector(monkeypatch: pytest.MonkeyPatch, **params: object) -> tuple[StreamCollector, object]:
+    """A stream collector on one fake CARLA server, dropping near-duplicates (the fake's consecutive frames differ
+    a little, so some are near-duplicates of the last kept one)."""
     fake = FakeCarla()
     monkeypatch.setitem(sys.modules, "carla", fake.module)
     server = fake.add_server(FakeServerConfig())
-    params = dict(
-        width=16, height=8, capture_every=1, n_vehicles=1, n_walkers=0, timeout_s=0.5, sensor_timeout_s=0.5,
-        schedule=[("Town01", "ClearNoon", 2), ("Town02", "ClearNoon", 2)],
-    )  # fmt: skip
-    # the fake's consecutive frames differ a little: some are near-duplicates of the last kept one
+    base = dict(width=16, height=8, capture_every=1, n_vehicles=1, n_walkers=0, timeout_s=0.5, sensor_timeout_s=0.5)
     collector = StreamCollector(
-        SourceSpec("carla", params),
+        SourceSpec("carla", {**base, **params}),
         FrameSpec(size=(16, 8)),
         FilterConfig(enabled=("near_duplicate",), duplicate_threshold=0.02),
+    )
+    return collector, server
+
+
+def test_carla_schedule_counts_only_frames_the_filters_keep(monkeypatch: pytest.MonkeyPatch) -> None:
+    collector, server = fake_carla_collector(
+        monkeypatch, schedule=[("Town01", "ClearNoon", 2), ("Town02", "ClearNoon", 2)]
     )
     collector.start()
     try:
@@ -319,18 +324,7 @@ def test_carla_schedule_counts_only_frames_the_filters_keep(monkeypatch: pytest.
 
 
 def test_carla_respawns_are_counted_next_to_the_filter_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeCarla()
-    monkeypatch.setitem(sys.modules, "carla", fake.module)
-    server = fake.add_server(FakeServerConfig())
-    params = dict(
-        width=16, height=8, capture_every=1, n_vehicles=1, n_walkers=0, timeout_s=0.5, sensor_timeout_s=0.5,
-        warmup_ticks=0, max_rejects_in_a_row=1, max_respawns=100,
-    )  # fmt: skip
-    collector = StreamCollector(
-        SourceSpec("carla", params),
-        FrameSpec(size=(16, 8)),
-        FilterConfig(enabled=("near_duplicate",), duplicate_threshold=0.02),
-    )
+    collector, server = fake_carla_collector(monkeypatch, warmup_ticks=0, max_rejects_in_a_row=1, max_respawns=100)
     collector.start()
     try:
         collector.collect(4)
