@@ -219,14 +219,15 @@ def _bench(cfg: DictConfig, out: Path, stores: StudyStores, downstream: dict[str
 
 
 def _samples(out: Path, sim_test: Path, translated: dict[str, Path], best: str, heldout: Path) -> Path | None:
-    """sim | SAE | LC-SAE (best) | label | the scorer's prediction on the LC-SAE frame, for the first test frames."""
+    """sim | SAE | LC-SAE (best) | label | the scorer's prediction on the LC-SAE frame, for a few test frames."""
     if "sae" not in translated or best not in translated:
         return None
     sim, sae, lcsae = FrameStore.open(sim_test), FrameStore.open(translated["sae"]), FrameStore.open(translated[best])
     variants = len(lcsae) // len(sim)
     scorer = load_segmenter(heldout).eval()
     rows = []
-    for index in range(min(SAMPLE_ROWS, len(sim))):
+    # frames spread over the test set: consecutive frames of one stream look alike
+    for index in np.unique(np.linspace(0, len(sim) - 1, SAMPLE_ROWS).round().astype(int)).tolist():
         lcsae_rgb = lcsae.rgb(index * variants)
         with torch.no_grad():
             image = torch.from_numpy(lcsae_rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
