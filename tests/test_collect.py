@@ -141,7 +141,7 @@ def test_procedural_collection_end_to_end(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("ray_local")
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    target = 24
+    target = 240  # long enough (a few seconds) that the kill lands mid-run even on an idle machine
     args = ["collect", "--frames", str(target), "--out", str(tmp_path / "killed.zarr"), "workers=1", *SMALL]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
