@@ -25,6 +25,7 @@ from pipelines.bench import run_benchmark
 from pipelines.ray_runtime import ray_session, task_error_cause
 from pipelines.score import ScoreJob, run_score
 from pipelines.stages import collect_procedural, import_registered, stage, train_run
+from pipelines.train import result_from_run_dir
 from pipelines.translate import TranslateJob, run_translate
 from simreal.benchmark.definition import compose_bench_config
 from simreal.data.store import FrameStore
@@ -247,7 +248,7 @@ def _results(
     sim_name = next(store["name"] for store in scores["stores"] if Path(store["path"]).resolve() == sim_path)
     named = {**scores, "stores": [_named(store, sim_name) for store in scores["stores"]]}
     rows = consistency_table(translators, named, sim_name)
-    heldout_scores = _last_eval(heldout)
+    heldout_scores = result_from_run_dir(heldout).scores  # its last validation
     setup = {
         "command": command,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -286,9 +287,3 @@ def _named(store: dict[str, Any], sim_name: str) -> dict[str, Any]:
     """Score entries named by translator (the translated store's file stem) or as the raw sim frames."""
     name = store["name"] if store["name"] == sim_name else Path(store["path"]).stem
     return {**store, "name": name}
-
-
-def _last_eval(run: Path) -> dict[str, float]:
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    last = next((r for r in reversed(records) if "eval/miou" in r), {})
-    return {key.removeprefix("eval/"): value for key, value in last.items() if key.startswith("eval/")}
