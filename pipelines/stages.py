@@ -3,6 +3,7 @@ and each skips or continues work already on disk, so an interrupted job picks up
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,13 +19,36 @@ from simreal.progress import console
 from simreal.training.config import compose_training_config
 
 
-@contextmanager
-def stage(name: str, seconds: dict[str, float]) -> Iterator[None]:
-    """Announce a stage and add its wall time to ``seconds[name]``."""
-    console.rule(f"[bold]{name}")
-    began = time.perf_counter()
-    yield
-    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - began
+class StageClock:
+    """Wall seconds per stage of a resumable job, summed over every invocation on the same output folder.
+
+    A rerun that finishes an interrupted job reports what the whole job cost, not only its own share; the sums live
+    in ``<out>/stage_seconds.json``, rewritten after each stage.
+    """
+
+    FILE_NAME = "stage_seconds.json"
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / self.FILE_NAME
+        self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    @contextmanager
+    def stage(self, title: str, key: str | None = None) -> Iterator[None]:
+        """Announce a stage and add its wall time under ``key`` (default: the title)."""
+        console.rule(f"[bold]{title}")
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = key or title
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - began
+            partial = self.path.with_suffix(".json.partial")
+            partial.write_text(json.dumps(self.seconds, indent=2))
+            partial.replace(self.path)
+
+    @property
+    def total_minutes(self) -> float:
+        return sum(self.seconds.values()) / 60
 
 
 def collect_procedural(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import platform
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipelines.bench import run_benchmark
 from pipelines.ray_runtime import ray_session, task_error_cause
 from pipelines.score import ScoreJob, run_score
-from pipelines.stages import collect_procedural, import_registered, stage, train_run
+from pipelines.stages import StageClock, collect_procedural, import_registered, train_run
 from pipelines.train import result_from_run_dir
 from pipelines.translate import TranslateJob, run_translate
 from simreal.benchmark.definition import compose_bench_config
@@ -68,18 +67,17 @@ def run_study(cfg: DictConfig, command: str = "simreal study") -> StudyResult:
     translators = selected_translators(cfg.translators.runs, cfg.translators.only)
     if str(cfg.best) not in {t.name for t in translators}:
         raise SimrealError(f"best={cfg.best} is not one of the translators: {', '.join(t.name for t in translators)}")
-    seconds: dict[str, float] = {}
-    began = time.perf_counter()
+    clock = StageClock(out)
     with ray_session(cfg.address):
-        with stage("1/7 simulator frames: train, and a held-out test set (other seed, other towns)", seconds):
+        with clock.stage("1/7 simulator frames: train, and a held-out test set (other seed, other towns)"):
             stores = _stores(cfg, out)
-        with stage("2/7 segmenters on real train only: outer (MobileNetV2) and held-out scorer", seconds):
+        with clock.stage("2/7 segmenters on real train only: outer (MobileNetV2) and held-out scorer"):
             common = [f"data={stores.real_train}", f"val={stores.eval}", f"seed={cfg.seed}"]
             outer = train_run("segmenter", [*cfg.segmenters.outer, *common, f"out={out / 'segmenter-outer'}"])
             heldout = train_run("segmenter", [*cfg.segmenters.heldout, *common, f"out={out / 'segmenter-heldout'}"])
-        with stage(f"3/7 {len(translators)} translators on one budget", seconds):
+        with clock.stage(f"3/7 {len(translators)} translators on one budget", key="3/7 translators on one budget"):
             runs = _train_translators(cfg, out, translators, stores, outer)
-        with stage("4/7 translate the held-out sim frames with real styles", seconds):
+        with clock.stage("4/7 translate the held-out sim frames with real styles"):
             translated = {
                 name: _translate(
                     cfg,
@@ -91,9 +89,9 @@ def run_study(cfg: DictConfig, command: str = "simreal study") -> StudyResult:
                 )
                 for name, run in runs.items()
             }
-        with stage("5/7 score: held-out scorer and FID/KID against real", seconds):
+        with clock.stage("5/7 score: held-out scorer and FID/KID against real"):
             scores = _score(cfg, out, stores, translated, heldout)
-        with stage("6/7 downstream: segmenters retrained on sim, translated and real mixes", seconds):
+        with clock.stage("6/7 downstream: segmenters retrained on sim, translated and real mixes"):
             downstream = {
                 name: _translate(
                     cfg, runs[name], stores.sim_train, out / "downstream" / f"{name}.zarr", 1, stores.real_train
@@ -102,9 +100,9 @@ def run_study(cfg: DictConfig, command: str = "simreal study") -> StudyResult:
                 if name in runs
             }
             bench = _bench(cfg, out, stores, downstream)
-        with stage("7/7 results", seconds):
+        with clock.stage("7/7 results"):
             grid = _samples(out, stores.sim_test, translated, str(cfg.best), heldout)
-            results = _results(cfg, command, out, stores, translators, scores, bench, heldout, seconds, began)
+            results = _results(cfg, command, out, stores, translators, scores, bench, heldout, clock)
             markdown = out / "results.md"
             (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
             markdown.write_text(results_markdown(results, grid.name if grid else None))
@@ -242,7 +240,7 @@ def _samples(out: Path, sim_test: Path, translated: dict[str, Path], best: str, 
 
 def _results(
     cfg: DictConfig, command: str, out: Path, stores: StudyStores, translators: list[Translator],
-    scores: dict[str, Any], bench: dict[str, Any], heldout: Path, seconds: dict[str, float], began: float,
+    scores: dict[str, Any], bench: dict[str, Any], heldout: Path, clock: StageClock,
 ) -> dict[str, Any]:  # fmt: skip
     sim_path = stores.sim_test.resolve()
     sim_name = next(store["name"] for store in scores["stores"] if Path(store["path"]).resolve() == sim_path)
@@ -254,8 +252,8 @@ def _results(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
         + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"),
-        "wall_minutes": (time.perf_counter() - began) / 60,
-        "stages": {name: sec / 60 for name, sec in seconds.items()},
+        "wall_minutes": clock.total_minutes,  # summed over every invocation on this output folder
+        "stages": {name: sec / 60 for name, sec in clock.seconds.items()},
         "real": str(cfg.real.dataset or "procedural textured look"),
         "eval": str(stores.eval),
         "eval_frames": len(FrameStore.open(stores.eval)),

@@ -25,5 +25,5 @@ def test_tiny_demo_runs_the_whole_chain(tmp_path: Path) -> None:
     assert scores["fid_skipped"]  # no Inception weights offline: said, not failed
     readme = (out / "README.md").read_text()
     assert "FID/KID were not computed" in readme and "simreal fid-weights" in readme
-    assert "toy numbers" in readme and "simreal collect --backend carla" in readme
+    assert "small-scale numbers" in readme and "simreal collect --backend carla" in readme
     assert (out / "report" / "report.html").is_file() and (out / "report" / "grid_translated.png").is_file()

@@ -1,4 +1,4 @@
-"""`simreal demo`: the whole chain at toy scale."""
+"""`simreal demo`: the whole chain at small scale on a CPU."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def demo(
     overrides: list[str] = typer.Argument(None, help="Overrides of configs/demo.yaml, e.g. preset=tiny real=camvid."),
     out: Path = typer.Option(None, "--out", help="Folder for every store, run and the report (default runs/demo)."),
 ) -> None:
-    """Collect, train segmenters and LC-SAE, translate, score and report, at toy scale on this machine.
+    """Collect, train segmenters and LC-SAE, translate, score and report, at small scale on this machine.
 
     No CARLA server, GPU or download is needed: the procedural world's two looks stand in for sim and real unless
     `real=DATASET` names a registered real dataset (e.g. real=camvid).
@@ -29,4 +29,5 @@ def demo(
     result = run_demo(compose_with_preset("demo", [*(overrides or []), *flags], what="demo"))
     if result.scores["fid_skipped"]:
         console.print(f"\nFID/KID not computed: {FID_WEIGHTS_HINT}", highlight=False)
-    console.print(f"\n[bold green]done[/]: report at {result.report} (toy numbers: see {result.out / 'README.md'})")
+    readme = result.out / "README.md"
+    console.print(f"\n[bold green]done[/]: report at {result.report} (small-scale numbers: see {readme})")
