@@ -11,9 +11,9 @@ from torch import nn
 
 from simreal.benchmark.aggregate import mean_std, summarize
 from simreal.benchmark.definition import Mix
-from simreal.benchmark.evaluate import evaluate_on_store
 from simreal.data.store import FrameStore
 from simreal.errors import ScoringError
+from simreal.metrics.consistency import evaluate_on_store
 from simreal.metrics.segmentation import merge_table
 
 NUM_CLASSES = 16

@@ -18,9 +18,9 @@ import torch
 from omegaconf import OmegaConf
 
 from simreal.benchmark.definition import RunSpec
-from simreal.benchmark.evaluate import evaluate_on_store
 from simreal.benchmark.mix import write_mix_file
 from simreal.errors import BenchError
+from simreal.metrics.consistency import evaluate_on_store
 
 RESULT_FILE = "result.json"
 

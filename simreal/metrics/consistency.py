@@ -1,4 +1,7 @@
-"""Label consistency: how well a held-out segmenter's predictions on a store's images agree with its labels.
+"""Label consistency: how well a segmenter's predictions on a store's images agree with its labels.
+
+The one segmenter evaluator: ``score`` (translated frames against the labels they were made from), ``bench`` (a
+retrained segmenter on the evaluation store) and training-time validation all accumulate ``LabelConsistency``.
 
 Protocol (LC-SAE report, section 4.3): a DeepLabV3+ ResNet50 trained on real data segments every (translated)
 image and is scored against the labels the images were made from. It is scored only on classes that both the
@@ -16,7 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from torch.utils.data import DataLoader
 
+from simreal.data.dataset import FrameDataset
 from simreal.data.images import uint8_to_tensor
 from simreal.data.store import FrameStore, StoreError
 from simreal.errors import ScoringError
@@ -146,3 +151,25 @@ class LabelConsistency:
             "protocol": self.protocol.description,
             "pixels_scored": int(self.matrix[list(self.protocol.classes)].sum()),
         }
+
+
+@torch.no_grad()
+def evaluate_on_store(
+    net: torch.nn.Module,
+    store_path: str | Path,
+    num_classes: int,
+    *,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """mIoU, mean class accuracy, pixel accuracy and per-class IoU of ``net`` on a labelled store.
+
+    Scored on the store's evaluable classes after its ``eval_merge``, from one confusion matrix over the whole store.
+    """
+    store = FrameStore.open(store_path)
+    protocol = EvalProtocol(tuple(store.evaluable_classes), store_eval_merge(store))
+    consistency = LabelConsistency(num_classes, protocol, int(store.class_set.ignore_index), device)
+    net.eval()
+    for batch in DataLoader(FrameDataset(store_path, crop=None, hflip=False, normalize="tanh"), batch_size=batch_size):
+        consistency.update(net(batch["image"].to(device)).argmax(1), batch["label"])
+    return named_scores(consistency.matrix, protocol.classes, store.class_set)

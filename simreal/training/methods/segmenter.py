@@ -130,7 +130,7 @@ class SegmenterMethod(TrainingMethod):
     def evaluate(self) -> dict[str, float]:
         if not self.cfg.get("val"):
             return {}
-        from simreal.benchmark.evaluate import evaluate_on_store
+        from simreal.metrics.consistency import evaluate_on_store
 
         # the one store evaluator of score and bench: evaluable classes after the store's eval_merge
         scores = evaluate_on_store(
