@@ -1,6 +1,8 @@
-"""Choosing the torch device from a user's setting."""
+"""Choosing the torch device from a user's setting, and the one autocast rule of training and inference."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -19,3 +21,10 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceUnavailableError(f"device {name!r} asked for but CUDA is not available; use cpu or auto")
     return device
+
+
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when ``bf16``; a no-op elsewhere (CPU runs stay exact and deterministic)."""
+    if bf16 and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

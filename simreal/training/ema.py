@@ -17,7 +17,8 @@ class ExponentialMovingAverage:
     ``warmup_steps`` ramps the decay from 0 so the average does not carry the random initialisation for long.
     Buffers (e.g. BatchNorm statistics) are copied, not averaged. The shadow network is in eval mode and never
     requires gradients; use ``ema.module`` for sampling. The shadow is a copy made at construction, on the device
-    the network is on then: place the network on its training device first (``TrainContext.place``).
+    the network is on then: place the network on its training device first (``TrainContext.place``). ``update()``
+    without an argument averages the network it was made from (what ``Phase(ema=...)`` does after the step).
     """
 
     def __init__(self, module: nn.Module, decay: float = 0.999, warmup_steps: int = 0) -> None:
@@ -26,7 +27,8 @@ class ExponentialMovingAverage:
         self.decay = decay
         self.warmup_steps = warmup_steps
         self.updates = 0
-        self.module = copy.deepcopy(_unwrap(module)).eval().requires_grad_(False)
+        self.source = _unwrap(module)
+        self.module = copy.deepcopy(self.source).eval().requires_grad_(False)
 
     def current_decay(self) -> float:
         if self.warmup_steps <= 0:
@@ -34,9 +36,9 @@ class ExponentialMovingAverage:
         return min(self.decay, (1 + self.updates) / (self.warmup_steps + self.updates + 1))
 
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
+    def update(self, module: nn.Module | None = None) -> None:
         decay = self.current_decay()
-        source = _unwrap(module)
+        source = self.source if module is None else _unwrap(module)
         for shadow, live in zip(self.module.parameters(), source.parameters(), strict=True):
             shadow.lerp_(live.detach().to(shadow.dtype), 1.0 - decay)
         for shadow, live in zip(self.module.buffers(), source.buffers(), strict=True):

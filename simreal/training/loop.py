@@ -1,4 +1,5 @@
-"""The training loop shared by every method: seeding, loaders, phases, logging, samples, checkpoints, resume.
+"""The training loop shared by every method: seeding, loaders, the optimisation step, logging, samples,
+checkpoints, resume. ``run_phase`` is the one optimisation step of every method (see ``simreal.training.method``).
 
 Run directory layout (``cfg.out``)::
 
@@ -18,11 +19,12 @@ new run from the network weights of another run (not its optimizer state or step
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from simreal.training import checkpoint as ckpt
 from simreal.training.data import InfiniteLoader
 from simreal.training.errors import InitWeightsError, NonFiniteLossError, RunDirectoryError, TrainingError
 from simreal.training.grid import save_grid
-from simreal.training.method import TrainContext, TrainingMethod, iterate_phases
+from simreal.training.method import Batch, Phase, PhaseLosses, TrainContext, TrainingMethod, iterate_phases
 from simreal.training.registry import get_method
 from simreal.training.run_log import RunLog
 
@@ -71,6 +73,7 @@ def train(cfg: DictConfig, *, rank: int = 0, world_size: int = 1, device: torch.
     seed_everything(int(cfg.seed) + rank)
     datasets = _build_datasets(cfg, spec.cls)
     method = spec.cls(cfg, ctx, datasets)
+    phases = list(method.phases())
     loaders = _build_loaders(cfg, datasets, ctx)
     step = 0
     if saved is None and cfg.get("init"):
@@ -97,7 +100,7 @@ def train(cfg: DictConfig, *, rank: int = 0, world_size: int = 1, device: torch.
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
         log = RunLog(run_dir, tensorboard=bool(cfg.tensorboard))
     try:
-        return _run(cfg, spec.name, method, loaders, ctx, log, run_dir, checkpoint_path, step)
+        return _run(cfg, spec.name, method, phases, loaders, ctx, log, run_dir, checkpoint_path, step)
     finally:
         if log is not None:
             log.close()
@@ -107,6 +110,7 @@ def _run(
     cfg: DictConfig,
     method_name: str,
     method: TrainingMethod,
+    phases: Sequence[Phase],
     loaders: Mapping[str, InfiniteLoader],
     ctx: TrainContext,
     log: RunLog | None,
@@ -115,7 +119,6 @@ def _run(
     step: int,
 ) -> TrainResult:
     total_steps = int(cfg.steps)
-    phases = list(method.phases())
     result = TrainResult(run_dir=run_dir, step=step, checkpoint=checkpoint_path if checkpoint_path.exists() else None)
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}  # per loss: phases with an interval > 1 do not run on every step
@@ -128,7 +131,7 @@ def _run(
             losses: dict[str, float] = {}
             for phase in iterate_phases(phases, step):
                 try:
-                    for name, value in method.run_phase(phase.name, batch, step).items():
+                    for name, value in run_phase(method, phase, batch, step, phases).items():
                         if not np.isfinite(value):
                             raise NonFiniteLossError(name, value)
                         losses[f"{phase.name}/{name}"] = float(value)
@@ -171,6 +174,93 @@ def _run(
         result.scores = _evaluate(method, log, step)
     result.checkpoint = checkpoint_path if checkpoint_path.exists() else None
     return result
+
+
+def run_phase(
+    method: TrainingMethod, phase: Phase | str, batch: Batch, step: int, phases: Sequence[Phase] | None = None
+) -> dict[str, float]:
+    """One optimisation step of ``phase`` (or the phase of that name); returns the logged values.
+
+    Schedule, requires_grad on the phase's networks only (off for the other networks of ``phases``), zero_grad,
+    the method's losses, the NaN/Inf check before backward, backward of ``gain * total``, gradient averaging
+    across ranks for what DDP does not average, the optimizer step, the EMA update.
+    """
+    phases = list(method.phases()) if phases is None else phases
+    if isinstance(phase, str):
+        phase = next((p for p in phases if p.name == phase), None) or _unknown_phase(method, phase, phases)
+    if phase.optimizer is None:
+        raise TrainingError(f"phase {phase.name!r} of {type(method).__name__} has no optimizer")
+    if phase.schedule is not None:
+        phase.schedule(step)
+    _train_only(phase.networks, (net for other in phases for net in other.networks))
+    phase.optimizer.zero_grad(set_to_none=True)
+    result = method.compute_losses(phase.name, batch, step)
+    losses, logs = (result.losses, result.logs) if isinstance(result, PhaseLosses) else (result, {})
+    if not losses:
+        return {key: float(value) for key, value in logs.items()}
+    total = torch.stack([loss.float().reshape(()) for loss in losses.values()]).sum()
+    check_finite({**losses, "total": total}, method.ctx)
+    (total * phase.gain if phase.gain != 1 else total).backward()
+    if method.ctx.distributed:
+        average_gradients(
+            [
+                p
+                for group in phase.optimizer.param_groups
+                for p in group["params"]
+                if id(p) not in method.ctx.ddp_parameters
+            ],
+            method.ctx.world_size,
+        )
+    phase.optimizer.step()
+    if phase.ema is not None:
+        phase.ema.update()
+    values = {name: float(loss.detach()) for name, loss in losses.items()}
+    return {**values, "total": float(total.detach()), **{key: float(value) for key, value in logs.items()}}
+
+
+def _unknown_phase(method: TrainingMethod, name: str, phases: Sequence[Phase]) -> Phase:
+    known = ", ".join(p.name for p in phases)
+    raise TrainingError(f"{type(method).__name__} has no phase {name!r}; its phases: {known}")
+
+
+def _train_only(trained: Sequence[torch.nn.Module], every: Iterable[torch.nn.Module]) -> None:
+    trained_ids = {id(net) for net in trained}
+    for net in every:
+        if id(net) not in trained_ids:
+            net.requires_grad_(False)
+    for net in trained:
+        net.requires_grad_(True)
+
+
+def check_finite(losses: Mapping[str, torch.Tensor], ctx: TrainContext) -> None:
+    """Raise ``NonFiniteLossError`` naming the first NaN/Inf loss; called before ``backward``.
+
+    In DDP every rank learns whether any rank failed, so all ranks stop together instead of hanging in the next
+    collective.
+    """
+    values = torch.stack([loss.detach().float().reshape(()) for loss in losses.values()])
+    bad = (~torch.isfinite(values)).float()
+    if ctx.distributed:
+        torch.distributed.all_reduce(bad)
+    if bool(bad.any()):
+        index = int(bad.nonzero()[0])
+        name = list(losses)[index]
+        value = float(values[index])
+        raise NonFiniteLossError(name, value if not math.isfinite(value) else float("nan"))
+
+
+def average_gradients(params: Sequence[torch.nn.Parameter], world_size: int) -> None:
+    """All-reduce the gradients of ``params`` (one flat bucket) and divide by the number of ranks."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
 
 
 def save_checkpoint(

@@ -1,36 +1,46 @@
-"""The contract between the training loop and a training method.
+"""The method contract: what a training method provides, for training and for inference.
 
-A *method* (segmenter, LC-SAE, ...) owns its networks, losses and optimizers; the loop owns everything around them
-(seeding, data loading, logging, sample grids, checkpoints, resuming, distributed set-up). They meet here:
+A *method* (segmenter, LC-SAE, OASIS, ...) owns its networks, losses, phases and inference model; the loop
+(``simreal.training.loop``) owns everything around them: seeding, data loading, the optimisation step, logging,
+sample grids, checkpoints, resuming and distributed set-up. ``docs/adding-a-method.md`` walks through it.
 
-- ``data_roles``: the names of the datasets the method trains on, e.g. ``("data",)`` for the segmenter or
-  ``("sim", "real")`` for LC-SAE. The config holds a store path under each role's name (``data=STORE``); the loop
-  asks the method class for a dataset per role (``make_dataset``), builds one endless, resumable loader per role
-  and hands every phase a dict batch ``{role: {"image": ..., "label": ..., "index": ...}}`` already on the device.
-- ``phases()``: the optimisation phases in the order they run within a step, each with an interval, in the
-  stylegan2-ada manner: e.g. ``[Phase("G", 1), Phase("D", 1), Phase("D_reg", 16)]`` runs lazy regularisation
-  every 16th step; an ``offset`` staggers phases, e.g. ``[Phase("D", 2, 0), Phase("G", 2, 1)]`` alternates D and G
-  steps, each on its own batch (the loop draws a fresh batch every step). ``run_phase(name, batch, step)`` does
-  forward, backward and optimizer step for that phase and returns its losses as floats. Losses go through
-  ``check_finite`` *before* backward, so a NaN never reaches the weights.
-- ``state_dict()`` / ``load_state_dict()``: everything needed to continue bit-for-bit (networks, optimizers,
-  schedulers, EMA); the loop adds RNG and data-loader positions. ``load_weights(saved, source)`` takes only the
-  network weights of another run's checkpoint (``init=RUN_DIR``), for methods that can start from one.
-- ``sample_images(batch)``: ``[(title, uint8 HxWx3), ...]`` drawn into a grid PNG every ``sample_every`` steps,
-  ``sample_columns`` images per row (a square-ish grid when None).
-- ``evaluate()``: optional validation scores, logged under ``eval/`` every ``eval_every`` steps and at the end.
+Training
+- ``data_roles``: the names of the datasets the method trains on, e.g. ``("data",)`` or ``("sim", "real")``; the
+  config holds a store path per role (``data=STORE``); ``make_dataset(cfg, role, path)`` builds each, and every
+  phase gets a dict batch ``{role: {"image": ..., "label": ..., "index": ...}}``.
+- ``phases()``: ``Phase(name, interval, offset, networks=..., optimizer=..., gain=..., schedule=..., ema=...)``
+  in the order they run within a step; a phase runs on steps where ``step % interval == offset``
+  (stylegan2-ada's phases: ``[Phase("D", 2, 0, ...), Phase("G", 2, 1, ...)]`` alternates D and G, each on its own
+  batch; a lazy regulariser runs every n-th D step with ``gain=n``).
+- ``compute_losses(phase, batch, step)``: the phase's named, already weighted loss tensors (a mapping, or
+  ``PhaseLosses`` to add logged-only values). The loop does the rest, see ``simreal.training.loop.run_phase``:
+  schedule, requires_grad on the phase's networks only, zero_grad, the NaN/Inf check of every term and their sum
+  *before* backward (all ranks agree), backward of ``gain * sum``, gradient averaging across ranks (for networks
+  that ``TrainContext.prepare`` did not wrap in DDP), the optimizer step and the EMA update.
+- ``state_dict()`` / ``load_state_dict()``: everything needed to continue bit-for-bit (networks, optimizers, EMA)
+  and to rebuild the inference model; the loop adds RNG and data-loader positions. ``load_weights(saved, source)``
+  takes the network weights of another run's checkpoint (``init=RUN_DIR``).
+- ``sample_images(batch)`` -> ``[(title, uint8 HxWx3), ...]`` for sample grids; ``evaluate()`` -> validation
+  scores. Both optional.
 
-Methods are constructed as ``cls(cfg, ctx, datasets)`` with the composed config, a ``TrainContext`` that tells them
-the device, precision and distributed rank and prepares their networks (device, channels_last, DDP,
-torch.compile), and the datasets by role (to read class sets and sizes).
+Inference
+- ``inference_kind``: ``"label_to_image"``, ``"structure_texture"`` or ``"segmenter"`` (``simreal.inference``);
+  ``""`` for a method that has none.
+- ``build_inference(saved, device)``: the inference model rebuilt from a checkpoint of this method (the dict the
+  loop saved: ``{"method_name", "method": state_dict(), ...}``) without datasets or downloads. ``translate``,
+  ``synthesize``, ``score``, ``bench`` and ``checkpoints import`` reach it through ``simreal.inference``.
+
+Methods are constructed as ``cls(cfg, ctx, datasets)`` with the composed config, a ``TrainContext`` (device,
+precision, rank; it places and wraps networks) and the datasets by role. One registry line
+(``@register_method``) and one config file (``configs/train/<name>.yaml``) make the method known.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -38,16 +48,35 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
-from simreal.training.errors import InitWeightsError, NonFiniteLossError
+from simreal.device import autocast
+from simreal.training.errors import InitWeightsError
+
+if TYPE_CHECKING:
+    from simreal.inference import InferenceModel
+    from simreal.training.ema import ExponentialMovingAverage
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Phase:
-    """One optimisation phase; it runs on steps where ``step % interval == offset``."""
+    """One optimisation phase; it runs on steps where ``step % interval == offset``.
+
+    - ``networks``: the bare networks this phase trains; the loop turns ``requires_grad`` on for them and off for
+      the other networks of the method's phases (frozen helpers such as a loss network are never touched).
+    - ``optimizer``: stepped after the phase's backward; the loop zeroes its gradients before the phase.
+    - ``gain``: the sum of the losses is multiplied by it before backward: lazy regularisation run every n-th
+      regular step passes ``gain=n`` (stylegan2-ada); logged values stay unscaled.
+    - ``schedule``: called with the step before the phase, e.g. ``LRSchedule(optimizer, poly_decay(...))``.
+    - ``ema``: updated from its source network after the optimizer step.
+    """
 
     name: str
     interval: int = 1
     offset: int = 0
+    networks: tuple[nn.Module, ...] = field(default=(), kw_only=True)
+    optimizer: torch.optim.Optimizer | None = field(default=None, kw_only=True)
+    gain: float = field(default=1.0, kw_only=True)
+    schedule: Callable[[int], None] | None = field(default=None, kw_only=True)
+    ema: ExponentialMovingAverage | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.interval < 1:
@@ -60,6 +89,40 @@ class Phase:
 
 
 @dataclass
+class PhaseLosses:
+    """What ``compute_losses`` may return instead of a plain mapping: the losses plus values only logged."""
+
+    losses: Mapping[str, torch.Tensor]
+    logs: Mapping[str, float] = field(default_factory=dict)
+
+
+class LRSchedule:
+    """Sets every parameter group's learning rate to its initial value times ``factor(step)`` (stateless, so
+    resuming needs nothing saved). Make it right after the optimizer, before any state is loaded into it."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, factor: Callable[[int], float]) -> None:
+        self.optimizer = optimizer
+        self.factor = factor
+        self.base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
+
+    def __call__(self, step: int) -> None:
+        factor = self.factor(step)
+        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base_lr * factor
+
+
+def poly_decay(total_steps: int, power: float) -> Callable[[int], float]:
+    """``(1 - step / total) ** power``, the 'poly' schedule; 0 from ``total_steps`` on."""
+    return lambda step: max(0.0, 1.0 - step / max(total_steps, 1)) ** power
+
+
+def linear_decay(total_steps: int, constant_steps: int) -> Callable[[int], float]:
+    """1 for ``constant_steps``, then linearly down to 0 at ``total_steps`` (pix2pixHD's schedule)."""
+    decay_steps = max(total_steps - constant_steps, 1)
+    return lambda step: min(1.0, max(0.0, 1.0 - (step - constant_steps) / decay_steps))
+
+
+@dataclass
 class TrainContext:
     """Where and how a method runs: device, precision flags and distributed rank."""
 
@@ -69,6 +132,8 @@ class TrainContext:
     compile: bool = False
     rank: int = 0
     world_size: int = 1
+    #: ids of the parameters whose gradients DDP averages (networks ``prepare`` wrapped); the loop averages the rest
+    ddp_parameters: set[int] = field(default_factory=set, repr=False)
 
     @property
     def is_main(self) -> bool:
@@ -80,9 +145,7 @@ class TrainContext:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on CUDA when enabled; a no-op elsewhere (CPU runs stay exact and deterministic)."""
-        if self.bf16 and self.device.type == "cuda":
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.bf16)
 
     def place(self, module: nn.Module) -> nn.Module:
         """Move a network (in place) to the device, in channels_last when configured; no wrappers."""
@@ -94,11 +157,12 @@ class TrainContext:
     def prepare(self, module: nn.Module) -> nn.Module:
         """Place a trainable network (``place``), then wrap it in DDP and torch.compile as configured.
 
-        Keep a reference to the bare module for ``state_dict`` (the returned wrapper prefixes keys).
+        Keep a reference to the bare module for ``state_dict`` and ``Phase.networks`` (the wrapper prefixes keys).
         """
         module = self.place(module)
         if self.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_parameters.update(id(p) for p in module.parameters())
             module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
         if self.compile:
             module = torch.compile(module)
@@ -112,13 +176,18 @@ class TrainContext:
         return images
 
 
-class TrainingMethod:
-    """Base class of all training methods; see the module docstring for the contract."""
+Batch = Mapping[str, Mapping[str, torch.Tensor]]
 
-    data_roles: tuple[str, ...] = ("data",)
+
+class TrainingMethod:
+    """Base class of all methods; see the module docstring for the contract."""
+
+    data_roles: ClassVar[tuple[str, ...]] = ("data",)
     #: further config keys that hold filesystem paths (made absolute before launching remote workers)
-    path_keys: tuple[str, ...] = ()
-    sample_columns: int | None = None
+    path_keys: ClassVar[tuple[str, ...]] = ()
+    sample_columns: ClassVar[int | None] = None
+    #: "label_to_image", "structure_texture", "segmenter" (see ``simreal.inference``), or "" for none
+    inference_kind: ClassVar[str] = ""
 
     def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         self.cfg = cfg
@@ -131,9 +200,14 @@ class TrainingMethod:
         raise NotImplementedError
 
     def phases(self) -> Sequence[Phase]:
+        """The phases in the order they run within a step (called once, after construction)."""
         raise NotImplementedError
 
-    def run_phase(self, name: str, batch: Mapping[str, Mapping[str, torch.Tensor]], step: int) -> dict[str, float]:
+    def compute_losses(self, phase: str, batch: Batch, step: int) -> Mapping[str, torch.Tensor] | PhaseLosses:
+        """The named, weighted loss tensors of ``phase`` on ``batch``; their sum is backpropagated by the loop.
+
+        An empty mapping skips the phase (e.g. a regulariser whose weights are all 0).
+        """
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -146,27 +220,16 @@ class TrainingMethod:
         """Start from the network weights of another run's checkpoint ``saved`` (loaded from ``source``)."""
         raise InitWeightsError(f"init={source}: method {self.cfg.method!r} cannot start from another run's weights")
 
-    def sample_images(self, batch: Mapping[str, Mapping[str, torch.Tensor]]) -> list[tuple[str, np.ndarray]]:
+    def sample_images(self, batch: Batch) -> list[tuple[str, np.ndarray]]:
         return []
 
     def evaluate(self) -> dict[str, float]:
         return {}
 
-    def check_finite(self, losses: Mapping[str, torch.Tensor]) -> None:
-        """Raise ``NonFiniteLossError`` naming the first NaN/Inf loss; call before ``backward``.
-
-        In DDP every rank learns whether any rank failed, so all ranks stop together instead of hanging in the
-        next collective.
-        """
-        values = torch.stack([loss.detach().float().reshape(()) for loss in losses.values()])
-        bad = (~torch.isfinite(values)).float()
-        if self.ctx.distributed:
-            torch.distributed.all_reduce(bad)
-        if bool(bad.any()):
-            index = int(bad.nonzero()[0])
-            name = list(losses)[index]
-            value = float(values[index])
-            raise NonFiniteLossError(name, value if not math.isfinite(value) else float("nan"))
+    @classmethod
+    def build_inference(cls, saved: Mapping, device: torch.device) -> InferenceModel:
+        """The inference model of a checkpoint ``saved`` of this method, on ``device``, in eval mode."""
+        raise NotImplementedError(f"{cls.__name__} has no inference model")
 
 
 def load_matching_weights(module: nn.Module, state: Mapping[str, torch.Tensor], what: str, source: str) -> None:
