@@ -22,6 +22,7 @@ import torch
 from simreal.data.store import FrameStore, StoreError, source_frame_of
 from simreal.device import pick_device
 from simreal.errors import ScoringError
+from simreal.inference import load_segmenter
 from simreal.labels import list_class_sets
 from simreal.metrics.consistency import (
     LabelConsistency,
@@ -41,7 +42,6 @@ from simreal.metrics.fid import (
     resolve_inception_weights,
 )
 from simreal.metrics.objects import FID_MIN_CROPS, ObjectCrop, ObjectCropSpec, object_crops, object_scores
-from simreal.models.segmenter import load_segmenter
 from simreal.progress import progress_bar
 from simreal.report import FID_MIN_IMAGES, image_grid, iou_bar_chart, save_png, write_report
 
@@ -110,7 +110,7 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
     reference = _open_store(job.reference, "reference", min_frames)
     stores = [_open_store(path, "scored", min_frames) for path in job.stores]
     inception = _setup_inception(job, device)  # before any heavy work: "require" fails here
-    segmenter = load_segmenter(job.segmenter, map_location=device).to(device)
+    segmenter = load_segmenter(job.segmenter, device)
     segmenter_set = segmenter_class_set(job.segmenter)
     for store in stores:
         check_class_sets_match(segmenter_set, store)

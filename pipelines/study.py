@@ -29,7 +29,7 @@ from pipelines.translate import TranslateJob, run_translate
 from simreal.benchmark.definition import compose_bench_config
 from simreal.data.store import FrameStore
 from simreal.errors import SimrealError
-from simreal.models.segmenter import load_segmenter
+from simreal.inference import load_segmenter
 from simreal.progress import console, progress_bar
 from simreal.report import image_grid, save_png
 from simreal.study import (
@@ -223,7 +223,7 @@ def _samples(out: Path, sim_test: Path, translated: dict[str, Path], best: str, 
         return None
     sim, sae, lcsae = FrameStore.open(sim_test), FrameStore.open(translated["sae"]), FrameStore.open(translated[best])
     variants = len(lcsae) // len(sim)
-    scorer = load_segmenter(heldout).eval()
+    scorer = load_segmenter(heldout)
     rows = []
     # frames spread over the test set: consecutive frames of one stream look alike
     for index in np.unique(np.linspace(0, len(sim) - 1, SAMPLE_ROWS).round().astype(int)).tolist():

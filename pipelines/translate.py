@@ -24,8 +24,8 @@ import torch
 from pipelines.commit import OrderedCommitter
 from pipelines.ray_runtime import ray_session, task_error_cause
 from simreal.data.store import FrameStore, StoreError, open_derived, shard_ranges
+from simreal.inference import file_digest
 from simreal.progress import progress_bar
-from simreal.synthesize import file_digest
 from simreal.translate import StyleOptions, TranslationError, check_request, checkpoint_method, load_translator
 
 

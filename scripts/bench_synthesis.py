@@ -14,14 +14,14 @@ import json
 import statistics
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from simreal.device import autocast
 from simreal.models.spade_blocks import one_hot_labels
-from simreal.synthesize import SYNTHESIZER_METHODS, build_generator
+from simreal.training.registry import get_method
 
 FULL_SIZE_SPECS = {  # the references' Cityscapes settings, for a class set of ``num_classes``
     "dpgan": lambda n: {"num_classes": n},
@@ -47,17 +47,16 @@ def benchmark_inference(
     (``spec_changes``, e.g. ``{"base_channels": 4}``, shrinks it for smoke runs)."""
     device = torch.device(device)
     spec = {**FULL_SIZE_SPECS[method](num_classes), **(spec_changes or {})}
-    generator = build_generator(method, spec).to(device).eval()
+    generator = get_method(method).cls.generator_from_spec(spec).to(device).eval()
     labels = torch.randint(0, num_classes, (batch_size, height, width), generator=torch.Generator().manual_seed(0))
     segmap = one_hot_labels(labels, num_classes).to(device)
     z = torch.randn(batch_size, generator.spec.z_dim).to(device) if method != "spade" else None
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and device.type == "cuda" else nullcontext()
     times = []
     for _ in range(repeats + 1):  # the first pass warms up allocators / cudnn
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        with autocast:
+        with autocast(device, bf16):
             generator(segmap, z)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -96,7 +95,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--train-steps", type=int, default=6, help="0 skips the training benchmark")
-    parser.add_argument("--methods", nargs="+", default=list(SYNTHESIZER_METHODS))
+    parser.add_argument("--methods", nargs="+", default=list(FULL_SIZE_SPECS))
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}, device: {args.device}")
     print(f"{'method':8} {'ms/img ' + str(args.height) + 'x' + str(args.width):>18} {'train img/s (tiny, CPU)':>24}")

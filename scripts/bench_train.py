@@ -28,7 +28,7 @@ from rich.table import Table
 from simreal.labels import get_class_set
 from simreal.models.segmenter import build_segmenter
 from simreal.training.config import compose_training_config
-from simreal.training.loop import seed_everything
+from simreal.training.loop import run_phase, seed_everything
 from simreal.training.method import TrainContext, iterate_phases
 from simreal.training.registry import MethodSpec, load_builtin_methods
 
@@ -70,7 +70,8 @@ def random_segmenter(directory: Path, architecture: str) -> str:
     """A randomly initialised segmenter checkpoint in the layout ``load_segmenter`` reads."""
     net = build_segmenter(architecture, max(get_class_set(CLASS_SET).ids) + 1)
     path = directory / f"segmenter-{architecture}.pt"
-    torch.save({"method": {"model_spec": net.spec.to_dict(), "model": net.state_dict()}}, path)
+    state = {"model_spec": net.spec.to_dict(), "model": net.state_dict()}
+    torch.save({"method_name": "segmenter", "method": state}, path)
     return str(path)
 
 
@@ -137,7 +138,7 @@ def measure(spec: MethodSpec, cfg: DictConfig, variant: Variant, device: torch.d
 
     def run(step: int) -> None:
         for phase in iterate_phases(phases, step):
-            for name, value in method.run_phase(phase.name, batch, step).items():
+            for name, value in run_phase(method, phase, batch, step, phases).items():
                 losses[f"{phase.name}/{name}"] = value
 
     for step in range(warmup):

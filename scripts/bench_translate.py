@@ -20,10 +20,12 @@ from rich.table import Table
 from pipelines.ray_runtime import ray_session
 from pipelines.translate import TranslateJob, run_translate
 from simreal.data.store import FrameStore
+from simreal.inference import STRUCTURE_TEXTURE
 from simreal.sim.frames import render_labelled_frames
 from simreal.training.config import compose_training_config
 from simreal.training.loop import train
-from simreal.translate import STRUCTURE_TEXTURE_METHODS, StyleOptions, load_translator
+from simreal.training.registry import get_method
+from simreal.translate import StyleOptions, load_translator
 
 
 def make_store(path: Path, frames: int, width: int, height: int, look: str) -> Path:
@@ -53,7 +55,7 @@ def measure_translation(
     Ray session already running in this process is reused.
     """
     cuda = device.type == "cuda"
-    texture = method in STRUCTURE_TEXTURE_METHODS
+    texture = get_method(method).cls.inference_kind == STRUCTURE_TEXTURE
     sim = make_store(root / "sim.zarr", frames, width, height, "flat")
     real = make_store(root / "real.zarr", 32, width, height, "textured")
     roles = {"sim": sim, "real": real} if texture else {"real": real}

@@ -1,9 +1,9 @@
-"""Painting label maps into images with a trained label-to-image generator (DP-GAN, OASIS, SPADE).
+"""Painting label maps into images with a trained label-to-image generator (any ``label_to_image`` method).
 
 Two layers, both reusable by pipelines:
 
-- ``load_synthesizer(ckpt)`` -> ``Synthesizer``: the generator of a training run (its EMA weights when it keeps
-  them), with ``paint(labels, noise_seed=... | z=...)`` for one batch.
+- ``load_synthesizer(ckpt)`` -> ``Synthesizer``: the generator of a training run as its method rebuilds it
+  (``build_inference``, through the registry), with ``paint(labels, noise_seed=... | z=...)`` for one batch.
 - ``open_synthesis_job(synth, labels_store, out_store, variants, seed)`` -> ``SynthesisJob``: paints every label
   map of a store ``variants`` times into a new store (labels copied through, provenance per frame), one append
   per batch by a single writer; rerunning the same job on the same output skips the frames already committed.
@@ -14,11 +14,9 @@ on (seed, source index, variant), so a frame's pixels do not depend on the batch
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,38 +26,13 @@ from simreal.data.images import tensor_to_uint8
 from simreal.data.store import FrameStore, open_derived
 from simreal.device import pick_device
 from simreal.errors import TranslationError
+from simreal.inference import LABEL_TO_IMAGE, InferenceModelError, load_inference
 from simreal.labels import LabelTable
-from simreal.models.dpgan import DPGANGenerator, DPGANGeneratorSpec
-from simreal.models.oasis import OASISGenerator, OASISGeneratorSpec
-from simreal.models.spade import SPADEGenerator, SPADEGeneratorSpec
 from simreal.models.spade_blocks import LabelMapError, one_hot_labels
-from simreal.training.checkpoint import checkpoint_file
-
-SYNTHESIZER_METHODS = ("dpgan", "oasis", "spade")
 
 
 class SynthesisError(TranslationError):
     """A checkpoint, label store or output store that cannot be used for synthesis as asked."""
-
-
-def build_generator(kind: str, spec: dict[str, Any]) -> nn.Module:
-    """A fresh generator of ``kind`` from the spec saved in a checkpoint."""
-    if kind == "dpgan":
-        return DPGANGenerator(DPGANGeneratorSpec(**spec))
-    if kind == "oasis":
-        return OASISGenerator(OASISGeneratorSpec(**spec))
-    if kind == "spade":
-        return SPADEGenerator(SPADEGeneratorSpec.from_dict(spec))
-    raise SynthesisError(f"unknown synthesizer kind {kind!r}; known: {', '.join(SYNTHESIZER_METHODS)}")
-
-
-def file_digest(path: Path, length: int = 16) -> str:
-    """Leading hex digits of the file's SHA-256 (identifies the checkpoint in provenance)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:length]
 
 
 def frame_noise_seed(seed: int, source_index: int, variant: int) -> int:
@@ -70,24 +43,28 @@ def frame_noise_seed(seed: int, source_index: int, variant: int) -> int:
 
 @dataclass
 class Synthesizer:
-    """A trained generator in eval mode, ready to paint label maps of its class set."""
+    """A trained generator in eval mode, ready to paint label maps of its class set (the ``label_to_image``
+    inference model). ``generator(segmap, z)``: one-hot labels ``(B, num_classes, H, W)`` and ``(B, z_dim)``
+    noise (``None`` when ``z_dim`` is 0) -> ``(B, 3, H, W)`` in [-1, 1]."""
 
     method: str
     generator: nn.Module
     class_set: LabelTable
-    num_classes: int
     device: torch.device
-    checkpoint: Path
-    checkpoint_hash: str
+    z_dim: int  # 0: a noise-free generator
+    size_multiple: int = 1  # label maps' sides must be divisible by it
+    fixed_size: tuple[int, int] | None = None  # the only (H, W) it paints, if any
+    checkpoint: Path | None = None
+    checkpoint_hash: str = ""
 
     @property
-    def z_dim(self) -> int:
-        return int(self.generator.spec.z_dim)  # type: ignore[union-attr]
+    def num_classes(self) -> int:
+        return max(self.class_set.ids) + 1
 
     @property
     def stochastic(self) -> bool:
         """False for generators that take no noise (SPADE without VAE): every variant would be identical."""
-        return bool(getattr(self.generator, "stochastic", True))
+        return self.z_dim > 0
 
     def noise(self, batch: int, seed: int) -> torch.Tensor:
         """(batch, z_dim) standard-normal noise drawn on the CPU from ``seed``."""
@@ -125,41 +102,24 @@ class Synthesizer:
 
     def check_size(self, height: int, width: int) -> None:
         """Raise ``LabelMapError`` if the generator cannot paint ``height`` x ``width`` maps."""
-        spec = self.generator.spec  # type: ignore[union-attr]
-        factor = spec.downsampling
+        factor = self.size_multiple
         if height % factor or width % factor:
             raise LabelMapError(
                 f"{self.method} generator paints sizes divisible by {factor}; labels are {height}x{width}"
             )
-        if isinstance(spec, SPADEGeneratorSpec) and spec.use_vae and tuple(spec.vae_image_size) != (height, width):
+        if self.fixed_size is not None and tuple(self.fixed_size) != (height, width):
             raise LabelMapError(
-                f"this VAE SPADE generator paints {spec.vae_image_size} only; labels are {height}x{width}"
+                f"this {self.method} generator paints {self.fixed_size} only; labels are {height}x{width}"
             )
 
 
 def load_synthesizer(path: str | Path, device: str | torch.device = "cpu") -> Synthesizer:
-    """The painting generator of a ``dpgan`` / ``oasis`` / ``spade`` run directory or its checkpoint.pt."""
-    checkpoint = checkpoint_file(path)
+    """The painting generator of any label-to-image run directory or its checkpoint.pt."""
     device = pick_device(device) if isinstance(device, str) else device
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    method = saved.get("method_name")
-    state = saved.get("method", {})
-    if method not in SYNTHESIZER_METHODS or "synthesizer" not in state:
-        raise SynthesisError(
-            f"{checkpoint} is a {method!r} checkpoint, not a synthesizer ({', '.join(SYNTHESIZER_METHODS)})"
-        )
-    generator = build_generator(state["synthesizer"]["kind"], state["synthesizer"]["generator_spec"])
-    generator.load_state_dict(state["ema"]["module"] if "ema" in state else state["generator"])
-    class_set = LabelTable.from_dict(state["class_set"])
-    return Synthesizer(
-        method=str(method),
-        generator=generator.to(device).eval().requires_grad_(False),
-        class_set=class_set,
-        num_classes=max(class_set.ids) + 1,
-        device=device,
-        checkpoint=checkpoint,
-        checkpoint_hash=file_digest(checkpoint),
-    )
+    try:
+        return load_inference(path, device, kind=LABEL_TO_IMAGE)
+    except InferenceModelError as err:
+        raise SynthesisError(f"{err}; synthesis takes a label-to-image run") from err
 
 
 @dataclass

@@ -1,11 +1,11 @@
 """The inference side of every translation method, behind one interface that bulk translation drives.
 
-Two families:
+Two families, by the method's inference kind (``simreal.inference``; the method registry says which):
 
-- structure + texture (``lcsae``, ``sae``): a sim frame gives the structure code, a real frame of the ``--style``
-  store gives the texture code (``random``: a seeded random real frame per output frame, ``fixed``: one frame,
-  ``mean``: the mean texture code of the store);
-- label-to-image (``dpgan``, ``oasis``, ``spade``): the frame's label map is painted with per-frame noise.
+- structure + texture (e.g. ``lcsae``, ``sae``): a sim frame gives the structure code, a real frame of the
+  ``--style`` store gives the texture code (``random``: a seeded random real frame per output frame, ``fixed``:
+  one frame, ``mean``: the mean texture code of the store);
+- label-to-image (e.g. ``dpgan``, ``oasis``, ``spade``): the frame's label map is painted with per-frame noise.
 
 Output frame ``j`` is input frame ``j // variants`` with variant ``j % variants``; every random choice depends
 only on (seed, input index, variant), so pixels do not depend on batching, actors or resuming.
@@ -22,13 +22,14 @@ import torch
 
 from simreal.data.images import tensor_to_uint8, uint8_to_tensor
 from simreal.data.store import FrameStore
+from simreal.device import autocast
 from simreal.errors import TranslationError
+from simreal.inference import LABEL_TO_IMAGE, STRUCTURE_TEXTURE, TextureModel, load_inference, read_checkpoint
 from simreal.labels import LabelTable
-from simreal.synthesize import SYNTHESIZER_METHODS, Synthesizer, file_digest, frame_noise_seed, load_synthesizer
-from simreal.training.checkpoint import checkpoint_file
+from simreal.synthesize import Synthesizer, frame_noise_seed
 
 STYLE_POLICIES = ("random", "fixed", "mean")
-STRUCTURE_TEXTURE_METHODS = ("lcsae", "sae")
+TRANSLATING_KINDS = (STRUCTURE_TEXTURE, LABEL_TO_IMAGE)
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,23 @@ def style_index(seed: int, source_index: int, variant: int, n_style: int) -> int
     return int(np.random.default_rng([seed, source_index, variant, 0x5EED]).integers(n_style))
 
 
+def translating_methods() -> list[str]:
+    """The registered methods whose inference model translates."""
+    from simreal.training.registry import load_builtin_methods
+
+    return sorted(name for name, spec in load_builtin_methods().items() if spec.cls.inference_kind in TRANSLATING_KINDS)
+
+
 def check_request(method: str, style: StyleOptions) -> None:
     """Refuse a translation that cannot work, before any model is loaded."""
-    known = STRUCTURE_TEXTURE_METHODS + SYNTHESIZER_METHODS
-    if method not in known:
-        raise TranslationError(f"a {method!r} checkpoint cannot translate; translation takes {', '.join(known)}")
-    if method not in STRUCTURE_TEXTURE_METHODS:
+    from simreal.training.registry import METHODS, load_builtin_methods
+
+    load_builtin_methods()
+    kind = METHODS[method].cls.inference_kind if method in METHODS else ""
+    if kind not in TRANSLATING_KINDS:
+        known = ", ".join(translating_methods())
+        raise TranslationError(f"a {method!r} checkpoint cannot translate; translation takes {known}")
+    if kind != STRUCTURE_TEXTURE:
         return
     if style.policy not in STYLE_POLICIES:
         raise TranslationError(f"unknown style policy {style.policy!r}; choose from {', '.join(STYLE_POLICIES)}")
@@ -78,15 +90,12 @@ def check_request(method: str, style: StyleOptions) -> None:
 class TextureTranslator:
     """Swapping-autoencoder inference: sim structure code x real texture code -> translated frame."""
 
-    def __init__(
-        self, encoder: torch.nn.Module, generator: torch.nn.Module, *, method: str, class_set: LabelTable,
-        checkpoint_hash: str, style: StyleOptions, device: torch.device, bf16: bool = False,
-    ) -> None:  # fmt: skip
-        check_request(method, style)
+    def __init__(self, model: TextureModel, style: StyleOptions, bf16: bool = False) -> None:
+        check_request(model.method, style)
         assert style.store is not None
-        self.encoder, self.generator = encoder.eval(), generator.eval()
-        self.method, self.class_set, self.checkpoint_hash = method, class_set, checkpoint_hash
-        self.device, self.bf16 = device, bf16
+        self.encoder, self.generator = model.encoder.eval(), model.generator.eval()
+        self.method, self.class_set, self.checkpoint_hash = model.method, model.class_set, model.checkpoint_hash
+        self.device, self.bf16 = model.device, bf16
         self.policy = style.policy
         self.style_store = FrameStore.open(style.store)
         self._fixed_code: torch.Tensor | None = None
@@ -98,13 +107,9 @@ class TextureTranslator:
             codes = torch.cat([self._texture(self.style_store.rgb(int(i))[None]) for i in picks])
             self._fixed_code = torch.nn.functional.normalize(codes.mean(0, keepdim=True), dim=1)
 
-    def _autocast(self):  # type: ignore[no-untyped-def]
-        enabled = self.bf16 and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
-
     @torch.no_grad()
     def _texture(self, rgb: np.ndarray) -> torch.Tensor:
-        with self._autocast():
+        with autocast(self.device, self.bf16):
             _, texture = self.encoder(uint8_to_tensor(rgb, self.device))
         return texture.float()
 
@@ -123,7 +128,7 @@ class TextureTranslator:
             extras = [dict(entry) for _ in jobs]
         # Generator noise is seeded per frame, so a frame's pixels depend on neither its batch nor where a run resumed.
         noise_seeds = [frame_noise_seed(seed, index, variant) for index, variant in jobs]
-        with self._autocast():
+        with autocast(self.device, self.bf16):
             structure, _ = self.encoder(uint8_to_tensor(rgb, self.device))
             images = self.generator(structure, texture.to(structure.dtype), noise_seeds=noise_seeds)
         for extra, noise_seed in zip(extras, noise_seeds, strict=True):
@@ -137,7 +142,7 @@ class LabelTranslator:
 
     def __init__(self, synthesizer: Synthesizer, bf16: bool = False) -> None:
         self.synthesizer = synthesizer
-        self.bf16 = bf16 and synthesizer.device.type == "cuda"
+        self.bf16 = bf16
         self.method = synthesizer.method
         self.class_set = synthesizer.class_set
         self.checkpoint_hash = synthesizer.checkpoint_hash
@@ -146,37 +151,24 @@ class LabelTranslator:
     def translate(
         self, rgb: np.ndarray, label: np.ndarray, jobs: list[tuple[int, int]], seed: int
     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.bf16):
+        with autocast(self.synthesizer.device, self.bf16):
             images, seeds = self.synthesizer.paint_frames(label, jobs, seed)
         return images, [{"noise_seed": s} for s in seeds]
 
 
 def checkpoint_method(path: str | Path) -> tuple[Path, str, dict]:
     """(checkpoint file, method name, saved method state) of a run directory or checkpoint."""
-    path = checkpoint_file(path)
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    return path, str(saved.get("method_name")), saved.get("method", {})
+    file, saved = read_checkpoint(path)
+    return file, str(saved.get("method_name")), saved.get("method", {})
 
 
 def load_translator(
     checkpoint: str | Path, device: torch.device, style: StyleOptions = StyleOptions(), bf16: bool = False
 ) -> Translator:
-    """The translator of any translation run (``lcsae``, ``sae``, ``dpgan``, ``oasis``, ``spade``)."""
-    path, method, state = checkpoint_method(checkpoint)
-    if method in SYNTHESIZER_METHODS:
-        return LabelTranslator(load_synthesizer(path, device), bf16=bf16)
-    if method in STRUCTURE_TEXTURE_METHODS:
-        from simreal.models.sae import SAEConfig, build_networks
-
-        nets = build_networks(SAEConfig.from_dict(state["model_config"]))
-        nets.load_state_dict(state["networks"])
-        encoder, generator = nets.encoder, nets.generator
-        if "ema" in state:  # the averaged weights translate better than the raw ones
-            averaged = torch.nn.ModuleDict({"encoder": encoder, "generator": generator})
-            averaged.load_state_dict(state["ema"]["module"])
-        return TextureTranslator(
-            encoder.to(device), generator.to(device), method=method,
-            class_set=LabelTable.from_dict(state["class_set"]), checkpoint_hash=file_digest(path), style=style,
-            device=device, bf16=bf16,
-        )  # fmt: skip
-    raise TranslationError(f"{path} is a {method!r} checkpoint, which cannot translate")
+    """The translator of any run whose method translates (structure + texture or label-to-image)."""
+    _, method, _ = checkpoint_method(checkpoint)
+    check_request(method, style)
+    model = load_inference(checkpoint, device)
+    if isinstance(model, Synthesizer):
+        return LabelTranslator(model, bf16=bf16)
+    return TextureTranslator(model, style, bf16=bf16)

@@ -59,11 +59,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     run.mkdir()
     torch.save(
         {
+            "method_name": "segmenter",
             "method": {
                 "model_spec": net.spec.to_dict(),
                 "model": net.state_dict(),
                 "class_set": FrameStore.open(paths["real"]).class_set.to_attrs(),
-            }
+            },
         },
         run / "checkpoint.pt",
     )

@@ -16,6 +16,7 @@ from simreal.data.store import FrameStore
 from simreal.losses.synthesis import hinge_g_loss
 from simreal.models.spade_blocks import one_hot_labels
 from simreal.training.config import compose_training_config
+from simreal.training.loop import run_phase
 from simreal.training.method import TrainContext
 from simreal.training.registry import get_method
 
@@ -77,7 +78,7 @@ def test_dpgan_patch_heads_receive_gradients_and_train(real_store: Path) -> None
     batch = real_batch(dataset)
     heads = method.discriminator.patch_heads
     before = [p.detach().clone() for p in heads.parameters()]
-    losses = method.run_phase("D", batch, 0)
+    losses = run_phase(method, "D", batch, 0)
     assert losses["patch"] > 0
     grads = [p.grad for p in heads.parameters()]
     assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
@@ -94,8 +95,8 @@ def test_ema_follows_the_generator_and_checkpoints_reestimate_its_statistics(rea
     method, dataset = build_method("oasis", real_store, "ema.decay=0.5")
     batch = real_batch(dataset)
     shadow_before = [p.detach().clone() for p in method.ema.module.parameters()]
-    method.run_phase("G", batch, 0)
-    method.run_phase("D", batch, 0)  # the EMA update follows the D step
+    run_phase(method, "G", batch, 0)
+    run_phase(method, "D", batch, 0)  # the EMA update follows the D step
     for old, shadow, live in zip(
         shadow_before, method.ema.module.parameters(), method.generator.parameters(), strict=True
     ):
@@ -113,7 +114,7 @@ def test_ema_follows_the_generator_and_checkpoints_reestimate_its_statistics(rea
 def test_spade_vae_trains_with_kld(real_store: Path) -> None:
     torch.manual_seed(0)
     method, dataset = build_method("spade", real_store, "model.use_vae=true")
-    losses = method.run_phase("G", real_batch(dataset), 0)
+    losses = run_phase(method, "G", real_batch(dataset), 0)
     assert losses["kld"] > 0 and np.isfinite(losses["total"])
     assert method.encoder is not None and all(p.grad is not None for p in method.encoder.parameters())
 

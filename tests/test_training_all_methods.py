@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, default_collate
 
 from simreal.training import checkpoint as ckpt
 from simreal.training.config import compose_training_config
-from simreal.training.loop import train
+from simreal.training.loop import run_phase, train
 from simreal.training.method import TrainContext, TrainingMethod
 from simreal.training.registry import load_builtin_methods
 
@@ -131,7 +131,7 @@ def test_method_setup_places_every_tensor_on_the_context_device(method: str, req
     on_cpu = cls(cfg, TrainContext(device=torch.device("cpu")), datasets)
     batch = {role: default_collate([datasets[role][i] for i in range(int(cfg.batch_size))]) for role in cls.data_roles}
     for phase in on_cpu.phases():  # one step of every phase, so that the optimizers hold state
-        on_cpu.run_phase(phase.name, batch, 0)
+        run_phase(on_cpu, phase, batch, 0)
     instance.load_state_dict(on_cpu.state_dict())
     _assert_all_on(device, instance, f"{method} resumed")
 

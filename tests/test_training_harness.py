@@ -57,9 +57,12 @@ class ToyMethod(TrainingMethod):
         self.reg_steps: list[int] = []
 
     def phases(self) -> Sequence[Phase]:
-        return [Phase("main", 1), Phase("reg", 2)]
+        return [
+            Phase("main", 1, networks=(self.net,), optimizer=self.optimizer),
+            Phase("reg", 2, networks=(self.net,), optimizer=self.optimizer),
+        ]
 
-    def run_phase(self, name: str, batch: Mapping, step: int) -> dict[str, float]:
+    def compute_losses(self, name: str, batch: Mapping, step: int) -> dict[str, torch.Tensor]:
         if name == "main":
             logits = self.train_net(batch["data"]["image"])
             loss = nn.functional.cross_entropy(logits, batch["data"]["label"])
@@ -71,11 +74,7 @@ class ToyMethod(TrainingMethod):
         else:
             self.reg_steps.append(step)
             losses = {"l2": 1e-3 * sum(p.square().sum() for p in self.net.parameters())}
-        self.check_finite(losses)
-        self.optimizer.zero_grad()
-        sum(losses.values()).backward()
-        self.optimizer.step()
-        return {key: float(value.detach()) for key, value in losses.items()}
+        return losses
 
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}

@@ -90,14 +90,14 @@ def test_d_and_g_steps_alternate_on_fresh_minibatches(
 ) -> None:
     from simreal.training.methods.sae import LCSAEMethod
 
-    run_phase = LCSAEMethod.run_phase
+    compute_losses = LCSAEMethod.compute_losses
     seen = []
 
-    def recording(self: LCSAEMethod, name: str, batch: dict, step: int) -> dict[str, float]:
+    def recording(self: LCSAEMethod, name: str, batch: dict, step: int) -> dict[str, torch.Tensor]:
         seen.append((step, name, tuple(batch["sim"]["index"].tolist()), tuple(batch["real"]["index"].tolist())))
-        return run_phase(self, name, batch, step)
+        return compute_losses(self, name, batch, step)
 
-    monkeypatch.setattr(LCSAEMethod, "run_phase", recording)
+    monkeypatch.setattr(LCSAEMethod, "compute_losses", recording)
     assert invoke("sae", *stores, "preset=tiny", "steps=4", f"out={tmp_path}/r")[0] == 0
     assert [(step, name) for step, name, *_ in seen] == [(0, "D"), (1, "G"), (2, "D"), (2, "Dreg"), (3, "G")]
     # The 4-frame stores give 2 batches of 2 per epoch: a G step never reuses the batch of the D step before it.

@@ -50,7 +50,7 @@ def finished_result(spec: RunSpec) -> dict[str, Any] | None:
 
 def execute_run(spec: RunSpec, threads: int | None = None) -> dict[str, Any]:
     """Train and score one run (or return its finished record); writes ``result.json`` and returns it."""
-    from simreal.models.segmenter import load_segmenter
+    from simreal.inference import load_segmenter
     from simreal.training.loop import train
 
     done = finished_result(spec)
@@ -67,7 +67,7 @@ def execute_run(spec: RunSpec, threads: int | None = None) -> dict[str, Any]:
     if result.step < int(cfg.steps):
         raise BenchRunError(f"{spec.mix.name} seed {spec.seed} stopped at step {result.step} of {cfg.steps}")
     device = torch.device("cuda" if torch.cuda.is_available() and str(cfg.device) != "cpu" else "cpu")
-    net = load_segmenter(run_dir, map_location=device).to(device)
+    net = load_segmenter(run_dir, device)
     scores = evaluate_on_store(
         net, spec.eval_store, net.spec.num_classes, batch_size=int(cfg.eval_batch_size), device=device
     )

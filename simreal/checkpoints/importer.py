@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from simreal.checkpoints.keymap import CheckpointImportError, KeyMap, normalize_reference
+from simreal.inference import load_inference
 from simreal.labels import LabelTable, get_class_set
 from simreal.training import checkpoint as ckpt
 
@@ -128,6 +129,7 @@ def import_checkpoints(
     state.update({"class_set": class_set.to_attrs(), "input_range": "tanh"})
     imported = {"source": str(Path(source).resolve()), "notes": notes, "files": files, "fresh": fresh}
     write_run(out, kind, state, overrides, imported)
+    load_inference(out)  # the run rebuilds through the registry, as `synthesize` and `translate` will rebuild it
     return ImportResult(out, kind, files, notes)
 
 
@@ -157,8 +159,9 @@ def _import_synthesizer(
     from simreal.models.dpgan import DPGANDiscriminator
     from simreal.models.oasis import UNetDiscriminator
     from simreal.models.spade import MultiscalePatchDiscriminator, SPADEEncoder
-    from simreal.synthesize import build_generator
+    from simreal.training.registry import get_method
 
+    method = get_method(kind).cls
     num_classes = max(class_set.ids) + 1
     notes: list[str] = []
     generator_files = [files[role] for role in ("G", "EMA") if role in files]
@@ -185,7 +188,7 @@ def _import_synthesizer(
             overrides.append(f"model.pyramid_channels={spec.pyramid_channels}")
     spec_dict = spec.to_dict()
     generators = {
-        role: map_into(build_generator(kind, spec_dict), g_map, load_reference(files[role]), files[role])
+        role: map_into(method.generator_from_spec(spec_dict), g_map, load_reference(files[role]), files[role])
         for role in ("G", "EMA")
         if role in files
     }

@@ -1,9 +1,9 @@
 """Losses of the swapping autoencoder (SAE) and its label-consistent variant (LC-SAE).
 
-The training loop calls :meth:`SAELoss.accumulate_gradients` with phase ``"G"`` (encoder, generator and
-semantic head), ``"D"`` (both discriminators) or ``"Dreg"`` (lazy R1, every ``r1_interval`` D steps); the
-loss runs ``backward`` itself and returns detached scalars for logging. Zeroing gradients and stepping the
-optimizers (:func:`build_optimizers`) stay with the loop.
+The method asks :meth:`SAELoss.phase_losses` for the weighted terms of phase ``"G"`` (encoder, generator and
+semantic head), ``"D"`` (both discriminators) or ``"Dreg"`` (lazy R1, every ``r1_interval`` D steps; the loop
+multiplies it by ``r1_interval`` before backward, stylegan2-ada's lazy regularisation). Backward, zeroing
+gradients and stepping the optimizers (:func:`build_optimizers`) stay with the training loop.
 
 Following the LC-SAE report (§3, §4.2), hybrids pair only *sim structure* with *real texture*; with
 ``lambda_inner = lambda_outer = 0`` this is the report's SAE baseline. The generator-side GAN weights default to the
@@ -217,23 +217,15 @@ class SAELoss:
         )
 
     # ------------------------------------------------------------------ phases
-    def accumulate_gradients(self, phase: str, batch: SimRealBatch, gain: float = 1.0) -> dict[str, torch.Tensor]:
-        """Compute the losses of ``phase``, backpropagate ``gain * total`` and return detached terms."""
+    def phase_losses(self, phase: str, batch: SimRealBatch) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of ``phase``; empty when every term of the phase is switched off."""
         if phase == "G":
-            losses = self.generator_losses(batch)
-        elif phase == "D":
-            losses = self.discriminator_losses(batch)
-        elif phase == "Dreg":
-            losses = self.r1_losses(batch)
-        else:
-            raise SAELossError(f"unknown phase {phase!r}; expected one of {PHASES}")
-        if not losses:  # e.g. Dreg with both R1 weights at 0
-            return {}
-        total = torch.stack([value.float() for value in losses.values()]).sum()
-        (total * gain).backward()
-        out = {name: value.detach() for name, value in losses.items()}
-        out["total"] = total.detach()
-        return out
+            return self.generator_losses(batch)
+        if phase == "D":
+            return self.discriminator_losses(batch)
+        if phase == "Dreg":
+            return self.r1_losses(batch)
+        raise SAELossError(f"unknown phase {phase!r}; expected one of {PHASES}")
 
     def generator_losses(self, batch: SimRealBatch) -> dict[str, torch.Tensor]:
         """Weighted E/G (+ semantic head) losses; the discriminators and segmenter get no gradients."""
@@ -329,7 +321,7 @@ class SAELoss:
         return losses
 
     def r1_losses(self, batch: SimRealBatch) -> dict[str, torch.Tensor]:
-        """Lazy R1 on real inputs, already multiplied by ``r1_interval`` (StyleGAN2 lazy regularisation)."""
+        """Lazy R1 on real inputs, per step it runs (the loop multiplies it by ``r1_interval``, as StyleGAN2)."""
         cfg, nets = self.cfg, self.nets
         losses: dict[str, torch.Tensor] = {}
         if cfg.r1_gamma > 0 and cfg.lambda_gan > 0:
@@ -337,7 +329,7 @@ class SAELoss:
             logits = nets.discriminator(images)
             (grad,) = torch.autograd.grad(logits.float().sum(), images, create_graph=True)
             penalty = grad.float().square().sum(dim=(1, 2, 3)).mean()
-            losses["D_r1"] = 0.5 * cfg.r1_gamma * penalty * cfg.r1_interval
+            losses["D_r1"] = 0.5 * cfg.r1_gamma * penalty
         if cfg.patch_r1_gamma > 0 and cfg.lambda_patch_gan > 0:
             patch_d = nets.patch_discriminator
             reference = patch_d.sample_crops(batch.real_images, self.rng).detach().requires_grad_(True)
@@ -346,7 +338,7 @@ class SAELoss:
             grad_ref, grad_query = torch.autograd.grad(logits.float().sum(), [reference, query], create_graph=True)
             penalty = grad_ref.float().square().sum(dim=(1, 2, 3, 4)).mean()
             penalty = penalty + grad_query.float().square().sum(dim=(1, 2, 3, 4)).mean()
-            losses["D_patch_r1"] = 0.25 * cfg.patch_r1_gamma * penalty * cfg.r1_interval
+            losses["D_patch_r1"] = 0.25 * cfg.patch_r1_gamma * penalty
         return losses
 
 

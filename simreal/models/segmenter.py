@@ -120,12 +120,16 @@ def load_segmenter(path: str | Path, map_location: str | torch.device = "cpu") -
     """
     path = checkpoint_file(path, "segmenter")
     saved = torch.load(path, map_location=map_location, weights_only=True)
-    state = saved.get("method", saved)
+    return segmenter_from_state(saved.get("method", saved), str(path)).eval()
+
+
+def segmenter_from_state(state: dict[str, Any], source: str = "the checkpoint") -> SegmenterNet:
+    """The trained network of a segmenter's saved state (``model_spec`` + ``model`` weights)."""
     if "model_spec" not in state or "model" not in state:
-        raise ModelError(f"{path} is not a segmenter checkpoint (no model_spec/model entries)")
+        raise ModelError(f"{source} is not a segmenter checkpoint (no model_spec/model entries)")
     net = SegmenterNet(SegmenterSpec.from_dict(state["model_spec"]), encoder_weights=None)
     net.load_state_dict(state["model"])
-    return net.eval()
+    return net
 
 
 def _build_deeplab(spec: SegmenterSpec, encoder_weights: str | None) -> nn.Module:

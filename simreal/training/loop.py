@@ -24,7 +24,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,9 +181,9 @@ def run_phase(
 ) -> dict[str, float]:
     """One optimisation step of ``phase`` (or the phase of that name); returns the logged values.
 
-    Schedule, requires_grad on the phase's networks only (off for the other networks of ``phases``), zero_grad,
-    the method's losses, the NaN/Inf check before backward, backward of ``gain * total``, gradient averaging
-    across ranks for what DDP does not average, the optimizer step, the EMA update.
+    Schedule, zero_grad, the method's losses with the other phases' networks frozen (restored afterwards), the
+    NaN/Inf check before backward, backward of ``gain * total``, gradient averaging across ranks for what DDP
+    does not average, the optimizer step, the EMA update.
     """
     phases = list(method.phases()) if phases is None else phases
     if isinstance(phase, str):
@@ -192,25 +192,18 @@ def run_phase(
         raise TrainingError(f"phase {phase.name!r} of {type(method).__name__} has no optimizer")
     if phase.schedule is not None:
         phase.schedule(step)
-    _train_only(phase.networks, (net for other in phases for net in other.networks))
     phase.optimizer.zero_grad(set_to_none=True)
-    result = method.compute_losses(phase.name, batch, step)
-    losses, logs = (result.losses, result.logs) if isinstance(result, PhaseLosses) else (result, {})
-    if not losses:
-        return {key: float(value) for key, value in logs.items()}
-    total = torch.stack([loss.float().reshape(()) for loss in losses.values()]).sum()
-    check_finite({**losses, "total": total}, method.ctx)
-    (total * phase.gain if phase.gain != 1 else total).backward()
+    with _frozen_except(phase.networks, [net for other in phases for net in other.networks]):
+        result = method.compute_losses(phase.name, batch, step)
+        losses, logs = (result.losses, result.logs) if isinstance(result, PhaseLosses) else (result, {})
+        if not losses:
+            return {key: float(value) for key, value in logs.items()}
+        total = torch.stack([loss.float().reshape(()) for loss in losses.values()]).sum()
+        check_finite({**losses, "total": total}, method.ctx)
+        (total * phase.gain if phase.gain != 1 else total).backward()
     if method.ctx.distributed:
-        average_gradients(
-            [
-                p
-                for group in phase.optimizer.param_groups
-                for p in group["params"]
-                if id(p) not in method.ctx.ddp_parameters
-            ],
-            method.ctx.world_size,
-        )
+        params = [p for group in phase.optimizer.param_groups for p in group["params"]]
+        average_gradients([p for p in params if id(p) not in method.ctx.ddp_parameters], method.ctx.world_size)
     phase.optimizer.step()
     if phase.ema is not None:
         phase.ema.update()
@@ -223,13 +216,18 @@ def _unknown_phase(method: TrainingMethod, name: str, phases: Sequence[Phase]) -
     raise TrainingError(f"{type(method).__name__} has no phase {name!r}; its phases: {known}")
 
 
-def _train_only(trained: Sequence[torch.nn.Module], every: Iterable[torch.nn.Module]) -> None:
-    trained_ids = {id(net) for net in trained}
-    for net in every:
-        if id(net) not in trained_ids:
-            net.requires_grad_(False)
-    for net in trained:
-        net.requires_grad_(True)
+@contextlib.contextmanager
+def _frozen_except(trained: Sequence[torch.nn.Module], every: Sequence[torch.nn.Module]) -> Iterator[None]:
+    """No parameter gradients for the networks of ``every`` outside ``trained`` (restored afterwards)."""
+    trained_ids = {id(p) for net in trained for p in net.parameters()}
+    frozen = {id(p): p for net in every for p in net.parameters() if p.requires_grad and id(p) not in trained_ids}
+    for param in frozen.values():
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param in frozen.values():
+            param.requires_grad_(True)
 
 
 def check_finite(losses: Mapping[str, torch.Tensor], ctx: TrainContext) -> None:

@@ -14,7 +14,7 @@ Training
   batch; a lazy regulariser runs every n-th D step with ``gain=n``).
 - ``compute_losses(phase, batch, step)``: the phase's named, already weighted loss tensors (a mapping, or
   ``PhaseLosses`` to add logged-only values). The loop does the rest, see ``simreal.training.loop.run_phase``:
-  schedule, requires_grad on the phase's networks only, zero_grad, the NaN/Inf check of every term and their sum
+  schedule, zero_grad, the other phases' networks frozen, the NaN/Inf check of every term and their sum
   *before* backward (all ranks agree), backward of ``gain * sum``, gradient averaging across ranks (for networks
   that ``TrainContext.prepare`` did not wrap in DDP), the optimizer step and the EMA update.
 - ``state_dict()`` / ``load_state_dict()``: everything needed to continue bit-for-bit (networks, optimizers, EMA)
@@ -60,8 +60,9 @@ if TYPE_CHECKING:
 class Phase:
     """One optimisation phase; it runs on steps where ``step % interval == offset``.
 
-    - ``networks``: the bare networks this phase trains; the loop turns ``requires_grad`` on for them and off for
-      the other networks of the method's phases (frozen helpers such as a loss network are never touched).
+    - ``networks``: the bare networks this phase trains; while it runs, the loop turns ``requires_grad`` off for
+      the networks of the other phases (and back on after), so no gradient reaches them; frozen helpers such as a
+      loss network are never touched.
     - ``optimizer``: stepped after the phase's backward; the loop zeroes its gradients before the phase.
     - ``gain``: the sum of the losses is multiplied by it before backward: lazy regularisation run every n-th
       regular step passes ``gain=n`` (stylegan2-ada); logged values stay unscaled.

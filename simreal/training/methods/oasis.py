@@ -10,6 +10,8 @@ stays in the graph, so the patch heads and, through them, the generator learn fr
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -46,7 +48,13 @@ class OASISMethod(LabelToImageMethod):
         )
         return generator, UNetDiscriminator(UNetDiscriminatorSpec(self.num_classes, int(model.d_channels)))
 
-    def generator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+    @classmethod
+    def generator_from_spec(cls, spec: dict[str, Any]) -> nn.Module:
+        return OASISGenerator(OASISGeneratorSpec(**spec))
+
+    def generator_losses(
+        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         with self.ctx.autocast():
             fake = self.train_generator(segmap)
             out_fake = self.discriminator(fake)
@@ -54,12 +62,14 @@ class OASISMethod(LabelToImageMethod):
         losses = {"adv": n_plus_one_loss(out_fake.logits, labels, target_is_real=True, balance=balance)}
         losses.update(self.extra_generator_losses(images, out_fake))
         losses.update(self.perceptual_loss(fake, images))
-        return self.optimize(self.opt_g, losses)
+        return losses
 
     def extra_generator_losses(self, images: torch.Tensor, out_fake: DOutput) -> dict[str, torch.Tensor]:
         return {}
 
-    def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+    def discriminator_losses(
+        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         with torch.no_grad(), self.ctx.autocast():
             fake = self.train_generator(segmap)
         mask = labelmix_mask(labels)
@@ -75,7 +85,7 @@ class OASISMethod(LabelToImageMethod):
             * labelmix_loss(mask, out_mixed.logits, out_real.logits, out_fake.logits),
         }
         losses.update(self.extra_discriminator_losses(out_real, out_fake))
-        return self.optimize(self.opt_d, losses)
+        return losses
 
     def extra_discriminator_losses(self, out_real, out_fake: DOutput) -> dict[str, torch.Tensor]:
         return {}
@@ -84,6 +94,10 @@ class OASISMethod(LabelToImageMethod):
 @register_method("dpgan", "DP-GAN label-to-image GAN (dual-pyramid generator, scale-enhancement discriminator)")
 class DPGANMethod(OASISMethod):
     kind = "dpgan"
+
+    @classmethod
+    def generator_from_spec(cls, spec: dict[str, Any]) -> nn.Module:
+        return DPGANGenerator(DPGANGeneratorSpec(**spec))
 
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         model = self.cfg.model

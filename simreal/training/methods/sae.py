@@ -4,23 +4,23 @@ Each step draws ``batch_size`` random crops from the ``sim`` store and as many f
 report: 8 + 8 crops of 256x256 from 512x256 frames) and runs one phase of ``simreal.losses.sae.SAELoss`` on them.
 As in the reference SAE, steps alternate ``D`` (both discriminators; even steps, so the first step is a D step) and
 ``G`` (encoder, generator and inner semantic head; odd steps), each on a fresh minibatch; ``Dreg`` (lazy R1, its own
-optimizer step) follows every ``loss.r1_interval``-th D step on that step's batch. The reference's image counter
-adds the batch (here sim + real crops, 2 * ``batch_size``) per D step and per G step, so a run of ``steps`` steps
-trains on ``steps * 2 * batch_size`` images: the report's 5M images at 8 + 8 crops are 312,500 steps.
+optimizer step, loss gain ``loss.r1_interval``) follows every ``loss.r1_interval``-th D step on that step's batch.
+The reference's image counter adds the batch (here sim + real crops, 2 * ``batch_size``) per D step and per G step,
+so a run of ``steps`` steps trains on ``steps * 2 * batch_size`` images: the report's 5M images at 8 + 8 crops are
+312,500 steps.
 
 The sim labels feed the inner semantic loss (and the real labels with ``real_labels=true``), whose semantic head
 reads the encoder trunk, and the outer loss, which runs a frozen segmenter (``outer_segmenter=RUN_DIR_OR_CKPT``) on
 the sim-structure / real-texture hybrids.
 
 On CUDA the G and D phases run under bf16 autocast; lazy R1 (a double backward) stays in fp32 and eager mode, so
-``compile=true`` compiles the encoder, generator and image discriminator for the G and D phases only. With several
-workers the gradients are averaged across ranks before each optimizer step (the loss calls sub-network methods
-directly, which DDP wrappers would not see).
+``compile=true`` compiles the encoder, generator and image discriminator for the G and D phases only. The networks
+are not wrapped in DDP (the loss calls sub-network methods directly, which DDP wrappers would not see): with
+several workers the loop averages their gradients across ranks before each optimizer step.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 
@@ -32,11 +32,13 @@ from torch.utils.data import Dataset
 
 from simreal.data.images import tensor_to_uint8
 from simreal.errors import SimrealError
+from simreal.inference import STRUCTURE_TEXTURE, TextureModel
+from simreal.labels import LabelTable
 from simreal.losses.sae import SAELoss, SAELossConfig, SimRealBatch, build_optimizers
 from simreal.models.sae import SAEConfig, SAENetworks, build_networks
 from simreal.training.ema import ExponentialMovingAverage
 from simreal.training.errors import InitWeightsError, TrainingError
-from simreal.training.method import Phase, TrainContext, TrainingMethod, load_matching_weights
+from simreal.training.method import Batch, Phase, TrainContext, TrainingMethod, load_matching_weights
 from simreal.training.registry import register_method
 
 SAMPLE_SEED = 1234  # fixed noise for sample grids, so grids of different steps are comparable
@@ -51,6 +53,7 @@ class LCSAEMethod(TrainingMethod):
     data_roles = ("sim", "real")
     path_keys = ("outer_segmenter",)
     sample_columns = 4  # sim | translated | real texture source | sim labels
+    inference_kind = STRUCTURE_TEXTURE
 
     @classmethod
     def make_dataset(cls, cfg: DictConfig, role: str, store_path: str) -> Dataset:
@@ -106,7 +109,7 @@ class LCSAEMethod(TrainingMethod):
         return loss_cfg
 
     def _load_outer_segmenter(self, cfg: DictConfig) -> nn.Module:
-        from simreal.models.segmenter import load_segmenter
+        from simreal.inference import load_segmenter
 
         path = cfg.get("outer_segmenter")
         if not path:
@@ -144,36 +147,41 @@ class LCSAEMethod(TrainingMethod):
 
     # ------------------------------------------------------------------ training
     def phases(self) -> Sequence[Phase]:
-        r1_every = 2 * self.loss_config.r1_interval  # in steps: D steps are every other step
-        return [Phase("D", 2, 0), Phase("Dreg", r1_every, r1_every - 2), Phase("G", 2, 1)]
+        r1_interval = self.loss_config.r1_interval
+        r1_every = 2 * r1_interval  # in steps: D steps are every other step
+        discriminators = (self.nets.discriminator, self.nets.patch_discriminator)
+        generator = (self.nets.encoder, self.nets.generator, self.nets.semantic_head)
+        optimizer_d, optimizer_g = self.optimizers.discriminator, self.optimizers.generator
+        return [
+            Phase("D", 2, 0, networks=discriminators, optimizer=optimizer_d),
+            Phase("Dreg", r1_every, r1_every - 2, networks=discriminators, optimizer=optimizer_d, gain=r1_interval),
+            Phase("G", 2, 1, networks=generator, optimizer=optimizer_g, ema=self.ema),
+        ]
 
-    def run_phase(self, name: str, batch: Mapping[str, Mapping[str, torch.Tensor]], step: int) -> dict[str, float]:
+    def compute_losses(self, phase: str, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         sim_real = self._sim_real_batch(batch)
-        if name == "G":
-            optimizer, loss, autocast = self.optimizers.generator, self.loss, self.ctx.autocast()
-        elif name == "D":
-            optimizer, loss, autocast = self.optimizers.discriminator, self.loss, self.ctx.autocast()
-        elif name == "Dreg":
-            optimizer, loss, autocast = self.optimizers.discriminator, self.r1_loss, contextlib.nullcontext()
-        else:
-            raise TrainingError(f"unknown phase {name!r} for {self.cfg.method}")
         self.nets.train()
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            losses = loss.accumulate_gradients(name, sim_real)
-        if not losses:
-            return {}
-        # The loss ran backward itself; checking before the step still keeps NaNs out of the weights.
-        self.check_finite(losses)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        if self.ctx.distributed:
-            average_gradients(params, self.ctx.world_size)
-        optimizer.step()
-        if name == "G" and self.ema is not None:
-            self.ema.update(self._translator())
-        return {key: float(value) for key, value in losses.items()}
+        if phase == "Dreg":  # a double backward: fp32 and the eager networks
+            return self.r1_loss.phase_losses(phase, sim_real)
+        with self.ctx.autocast():
+            return self.loss.phase_losses(phase, sim_real)
 
-    def _sim_real_batch(self, batch: Mapping[str, Mapping[str, torch.Tensor]]) -> SimRealBatch:
+    @classmethod
+    def build_inference(cls, saved: Mapping, device: torch.device) -> TextureModel:
+        """Encoder and generator, with the averaged weights when the run kept them (they translate better)."""
+        state = saved["method"]
+        nets = build_networks(SAEConfig.from_dict(state["model_config"]))
+        nets.load_state_dict(state["networks"])
+        translator = nn.ModuleDict({"encoder": nets.encoder, "generator": nets.generator})
+        if "ema" in state:
+            translator.load_state_dict(state["ema"]["module"])
+        translator = translator.to(device).eval().requires_grad_(False)
+        class_set = LabelTable.from_dict(state["class_set"])
+        return TextureModel(
+            str(saved["method_name"]), translator["encoder"], translator["generator"], class_set, device
+        )
+
+    def _sim_real_batch(self, batch: Batch) -> SimRealBatch:
         to_device = self.ctx.images_to_device
         return SimRealBatch(
             sim_images=to_device(batch["sim"]["image"]),
@@ -228,7 +236,7 @@ class LCSAEMethod(TrainingMethod):
 
     # ------------------------------------------------------------------ samples
     @torch.no_grad()
-    def sample_images(self, batch: Mapping[str, Mapping[str, torch.Tensor]]) -> list[tuple[str, np.ndarray]]:
+    def sample_images(self, batch: Batch) -> list[tuple[str, np.ndarray]]:
         count = min(int(self.cfg.sample_count), len(batch["sim"]["image"]))
         sim = self.ctx.images_to_device(batch["sim"]["image"][:count])
         real = self.ctx.images_to_device(batch["real"]["image"][:count])
@@ -268,17 +276,3 @@ class SAEMethod(LCSAEMethod):
                 f"{loss_cfg.lambda_outer}; use `simreal train lcsae` for semantic losses"
             )
         return loss_cfg
-
-
-def average_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:
-    """All-reduce the gradients of ``params`` (one flat bucket) and divide by the number of ranks."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    torch.distributed.all_reduce(flat)
-    flat /= world_size
-    offset = 0
-    for grad in grads:
-        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
-        offset += grad.numel()

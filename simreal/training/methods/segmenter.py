@@ -18,16 +18,21 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from simreal.data.images import tensor_to_uint8
-from simreal.models.segmenter import SegmenterNet, build_segmenter
-from simreal.training.method import Phase, TrainContext, TrainingMethod
+from simreal.inference import SEGMENTER, SegmenterModel
+from simreal.labels import LabelTable
+from simreal.models.segmenter import SegmenterNet, build_segmenter, segmenter_from_state
+from simreal.training.method import (
+    Batch,
+    LRSchedule,
+    Phase,
+    PhaseLosses,
+    TrainContext,
+    TrainingMethod,
+    poly_decay,
+)
 from simreal.training.registry import register_method
 
 SAMPLES_SHOWN = 4
-
-
-def poly_lr_factor(step: int, total_steps: int, power: float) -> float:
-    """``(1 - step / total) ** power``, the 'poly' schedule; 0 from ``total_steps`` on."""
-    return max(0.0, 1.0 - step / max(total_steps, 1)) ** power
 
 
 @register_method("segmenter", "DeepLabV3+ segmenter: LC-SAE's outer-loss network and the held-out scorer")
@@ -35,6 +40,7 @@ class SegmenterMethod(TrainingMethod):
     data_roles = ("data",)
     path_keys = ("val",)
     sample_columns = 3  # image, label, prediction
+    inference_kind = SEGMENTER
 
     @classmethod
     def make_dataset(cls, cfg: DictConfig, role: str, store_path: str) -> Dataset:
@@ -69,32 +75,33 @@ class SegmenterMethod(TrainingMethod):
         encoder_ids = {id(p) for p in encoder_params}
         head_params = [p for p in self.net.parameters() if id(p) not in encoder_ids]
         optim = cfg.optim
-        self.base_lrs = [float(optim.lr) * float(optim.encoder_lr_mult), float(optim.lr)]
+        lr = float(optim.lr)
         self.optimizer = torch.optim.SGD(
-            [{"params": encoder_params}, {"params": head_params}],
-            lr=float(optim.lr),
+            [{"params": encoder_params, "lr": lr * float(optim.encoder_lr_mult)}, {"params": head_params}],
+            lr=lr,
             momentum=float(optim.momentum),
             weight_decay=float(optim.weight_decay),
         )
+        self.schedule = LRSchedule(self.optimizer, poly_decay(int(cfg.steps), float(optim.poly_power)))
 
     def phases(self) -> Sequence[Phase]:
-        return [Phase("seg", 1)]
+        return [Phase("seg", networks=(self.net,), optimizer=self.optimizer, schedule=self.schedule)]
 
-    def run_phase(self, name: str, batch: Mapping[str, Mapping[str, torch.Tensor]], step: int) -> dict[str, float]:
-        factor = poly_lr_factor(step, int(self.cfg.steps), float(self.cfg.optim.poly_power))
-        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base_lr * factor
+    def compute_losses(self, phase: str, batch: Batch, step: int) -> PhaseLosses:
         self.train_net.train()
         images = self.ctx.images_to_device(batch["data"]["image"])
         labels = batch["data"]["label"]
         with self.ctx.autocast():
             logits = self.train_net(images)
         loss = F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index)
-        self.check_finite({"ce": loss})
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"ce": float(loss.detach()), "lr": self.optimizer.param_groups[1]["lr"]}
+        return PhaseLosses({"ce": loss}, logs={"lr": self.optimizer.param_groups[1]["lr"]})
+
+    @classmethod
+    def build_inference(cls, saved: Mapping, device: torch.device) -> SegmenterModel:
+        state = saved["method"]
+        class_set = LabelTable.from_dict(state["class_set"]) if "class_set" in state else None
+        net = segmenter_from_state(state).to(device).eval().requires_grad_(False)
+        return SegmenterModel(str(saved["method_name"]), net, class_set, device)
 
     def state_dict(self) -> dict:
         return {
@@ -110,7 +117,7 @@ class SegmenterMethod(TrainingMethod):
         self.optimizer.load_state_dict(state["optimizer"])
 
     @torch.no_grad()
-    def sample_images(self, batch: Mapping[str, Mapping[str, torch.Tensor]]) -> list[tuple[str, np.ndarray]]:
+    def sample_images(self, batch: Batch) -> list[tuple[str, np.ndarray]]:
         images = batch["data"]["image"][:SAMPLES_SHOWN]
         labels = batch["data"]["label"][:SAMPLES_SHOWN].cpu().numpy()
         self.net.eval()  # eval mode: no BatchNorm statistics update, no dropout RNG use

@@ -10,10 +10,12 @@ the reference. TTUR: Adam lr 1e-4 (G) / 4e-4 (D), β (0, 0.9). No EMA (the refer
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
+from simreal.labels import LabelTable
 from simreal.losses.synthesis import (
     hinge_d_loss,
     hinge_g_loss,
@@ -27,6 +29,7 @@ from simreal.models.spade import (
     SPADEGenerator,
     SPADEGeneratorSpec,
 )
+from simreal.synthesize import Synthesizer
 from simreal.training.method import load_matching_weights
 from simreal.training.methods.synthesis import LabelToImageMethod
 from simreal.training.registry import register_method
@@ -70,9 +73,21 @@ class SPADEMethod(LabelToImageMethod):
         )
         return SPADEGenerator(spec), discriminator
 
-    def generator_parameters(self) -> list[nn.Parameter]:
-        encoder = list(self.encoder.parameters()) if self.encoder is not None else []
-        return list(self.generator.parameters()) + encoder
+    @classmethod
+    def generator_from_spec(cls, spec: dict[str, Any]) -> nn.Module:
+        return SPADEGenerator(SPADEGeneratorSpec.from_dict(spec))
+
+    @classmethod
+    def synthesizer(cls, method: str, generator: nn.Module, class_set: LabelTable, device: torch.device) -> Synthesizer:
+        """Noise-free without a VAE; a VAE generator paints its training frame size only."""
+        spec = generator.spec
+        return Synthesizer(
+            method, generator, class_set, device, z_dim=spec.z_dim if generator.stochastic else 0,
+            size_multiple=spec.downsampling, fixed_size=tuple(spec.vae_image_size) if spec.use_vae else None,
+        )  # fmt: skip
+
+    def generator_networks(self) -> tuple[nn.Module, ...]:
+        return (self.generator,) if self.encoder is None else (self.generator, self.encoder)
 
     def sample_noise(self, batch: int, generator: torch.Generator) -> torch.Tensor | None:
         return super().sample_noise(batch, generator) if self.generator.stochastic else None
@@ -95,7 +110,9 @@ class SPADEMethod(LabelToImageMethod):
             outputs = discriminator(torch.cat([segmap, segmap]), torch.cat([fake, images.to(fake.dtype)]))
         return _split_halves(outputs)
 
-    def generator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+    def generator_losses(
+        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         z, kld = self._style(images)
         with self.ctx.autocast():
             fake = self.train_generator(segmap, z)
@@ -107,16 +124,17 @@ class SPADEMethod(LabelToImageMethod):
         losses.update(self.perceptual_loss(fake, images))
         if kld is not None:
             losses["kld"] = kld
-        return self.optimize(self.opt_g, losses)
+        return losses
 
-    def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+    def discriminator_losses(
+        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             z, _ = self._style(images)
             with self.ctx.autocast():
                 fake = self.train_generator(segmap, z)
         pred_fake, pred_real = self._discriminate(self.train_discriminator, segmap, fake, images)
-        losses = {"hinge": hinge_d_loss([s[-1] for s in pred_real], [s[-1] for s in pred_fake])}
-        return self.optimize(self.opt_d, losses)
+        return {"hinge": hinge_d_loss([s[-1] for s in pred_real], [s[-1] for s in pred_fake])}
 
     def state_dict(self) -> dict:
         state = super().state_dict()

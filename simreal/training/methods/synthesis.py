@@ -1,14 +1,16 @@
-"""What the label-to-image methods (``oasis``, ``dpgan``, ``spade``) share on the training harness.
+"""What the label-to-image methods (``oasis``, ``dpgan``, ``spade``) share on the method contract.
 
 Data role ``real``: images and labels of a real store (label 255 = don't-care). Each step runs a G phase, then a D
-phase on the same batch (the references' loop). The checkpoint's method state carries a ``synthesizer`` entry
-(generator kind + spec); the weights to paint with are ``ema.module`` (the EMA generator, BatchNorm statistics
-re-estimated just before saving) when the method keeps one, else ``generator``. ``simreal.synthesize`` reads them.
+phase on the same batch (the references' loop), then the EMA update. The checkpoint's method state carries a
+``synthesizer`` entry (generator kind + spec); the weights to paint with are ``ema.module`` (the EMA generator,
+BatchNorm statistics re-estimated just before saving) when the method keeps one, else ``generator``.
+``build_inference`` rebuilds them as a ``simreal.synthesize.Synthesizer``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,11 +20,14 @@ from torch.utils.data import Dataset
 
 from simreal.data.images import tensor_to_uint8
 from simreal.errors import TrainingError
+from simreal.inference import LABEL_TO_IMAGE
+from simreal.labels import LabelTable
 from simreal.losses.synthesis import VGGPerceptualLoss, VGGWeightsUnavailable, load_vgg19_features
 from simreal.models.spade_blocks import one_hot_labels, reestimate_batch_norm
+from simreal.synthesize import Synthesizer
 from simreal.training.ema import ExponentialMovingAverage
 from simreal.training.errors import InitWeightsError
-from simreal.training.method import Phase, TrainContext, TrainingMethod, load_matching_weights
+from simreal.training.method import Batch, Phase, TrainContext, TrainingMethod, load_matching_weights
 
 SAMPLES_SHOWN = 4
 SAMPLE_NOISE_SEED = 1234  # the same noise at every sample step, so grids show training progress only
@@ -36,15 +41,16 @@ class PerceptualLossError(TrainingError):
 class LabelToImageMethod(TrainingMethod):
     """Base of the synthesizer methods: data, one-hot labels, Adam pair, EMA, sample grids, checkpoint layout.
 
-    Subclasses return the bare generator and discriminator from ``build_networks`` and implement
-    ``generator_step`` / ``discriminator_step``. The G step calls the bare ``discriminator`` (its weights are
-    frozen there, so the DDP wrapper, which expects gradients for every parameter, stays out of it); the D step
-    calls ``train_discriminator``.
+    Subclasses return the bare generator and discriminator from ``build_networks``, rebuild a generator from its
+    saved spec in ``generator_from_spec`` and implement ``generator_losses`` / ``discriminator_losses``. The G
+    phase calls the bare ``discriminator`` (its weights are frozen there, so the DDP wrapper, which expects
+    gradients for every parameter, stays out of it); the D phase calls ``train_discriminator``.
     """
 
     data_roles = ("real",)
     sample_columns = 3  # label | generated | real
-    kind = ""  # the generator kind saved for load_synthesizer
+    inference_kind = LABEL_TO_IMAGE
+    kind = ""  # the generator kind saved in the checkpoint (the method name)
     uses_ema = True
 
     @classmethod
@@ -69,7 +75,8 @@ class LabelToImageMethod(TrainingMethod):
         self.train_discriminator = ctx.prepare(self.discriminator)
         optim = cfg.optim
         betas = (float(optim.beta1), float(optim.beta2))
-        self.opt_g = torch.optim.Adam(self.generator_parameters(), lr=float(optim.lr_g), betas=betas)
+        generator_parameters = [p for net in self.generator_networks() for p in net.parameters()]
+        self.opt_g = torch.optim.Adam(generator_parameters, lr=float(optim.lr_g), betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=float(optim.lr_d), betas=betas)
         self._bn_labels: list[torch.Tensor] | None = None
         self.vgg = self._perceptual_network()
@@ -78,10 +85,19 @@ class LabelToImageMethod(TrainingMethod):
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         raise NotImplementedError
 
-    def generator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+    @classmethod
+    def generator_from_spec(cls, spec: dict[str, Any]) -> nn.Module:
+        """A fresh generator from the spec ``generator_spec`` returned (what checkpoints hold)."""
         raise NotImplementedError
 
-    def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+    def generator_losses(
+        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def discriminator_losses(
+        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def _perceptual_network(self) -> VGGPerceptualLoss | None:
@@ -107,43 +123,46 @@ class LabelToImageMethod(TrainingMethod):
         """``{"vgg": weighted loss}`` when the perceptual loss is on, else nothing."""
         return {"vgg": float(self.cfg.loss.vgg) * self.vgg(fake, images)} if self.vgg is not None else {}
 
-    def generator_parameters(self) -> list[nn.Parameter]:
-        return list(self.generator.parameters())
+    def generator_networks(self) -> tuple[nn.Module, ...]:
+        """The networks the G phase trains (the generator, and e.g. a style encoder)."""
+        return (self.generator,)
 
     def generator_spec(self) -> dict:
         return self.generator.spec.to_dict()  # type: ignore[union-attr,operator]
 
-    # ---------------------------------------------------------------- harness contract
+    # ---------------------------------------------------------------- method contract
     def phases(self) -> Sequence[Phase]:
-        return [Phase("G", 1), Phase("D", 1)]
+        return [
+            Phase("G", networks=self.generator_networks(), optimizer=self.opt_g),
+            Phase("D", networks=(self.discriminator,), optimizer=self.opt_d, ema=self.ema),
+        ]
 
-    def run_phase(self, name: str, batch: Mapping[str, Mapping[str, torch.Tensor]], step: int) -> dict[str, float]:
+    def compute_losses(self, phase: str, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         images = self.ctx.images_to_device(batch["real"]["image"])
         labels = batch["real"]["label"].to(self.ctx.device)
         segmap = self.ctx.images_to_device(one_hot_labels(labels, self.num_classes))
         self.train_generator.train()
         self.train_discriminator.train()
-        if name == "G":
-            self.discriminator.requires_grad_(False)  # no D gradients are needed in the G step
-            try:
-                return self.generator_step(images, labels, segmap)
-            finally:
-                self.discriminator.requires_grad_(True)
-        if name == "D":
-            losses = self.discriminator_step(images, labels, segmap)
-            if self.ema is not None:
-                self.ema.update(self.generator)
-            return losses
-        raise ValueError(f"unknown phase {name!r}")
+        if phase == "G":
+            return self.generator_losses(images, labels, segmap)
+        if phase == "D":
+            return self.discriminator_losses(images, labels, segmap)
+        raise ValueError(f"unknown phase {phase!r}")
 
-    def optimize(self, optimizer: torch.optim.Optimizer, losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """Check, backpropagate the sum of ``losses`` and step; return every term and the total as floats."""
-        total = torch.stack([loss.float() for loss in losses.values()]).sum()
-        self.check_finite({**losses, "total": total})
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        return {**{k: float(v.detach()) for k, v in losses.items()}, "total": float(total.detach())}
+    @classmethod
+    def build_inference(cls, saved: Mapping, device: torch.device) -> Synthesizer:
+        """The painting generator (EMA weights when kept) as a ``Synthesizer``."""
+        state = saved["method"]
+        generator = cls.generator_from_spec(state["synthesizer"]["generator_spec"])
+        generator.load_state_dict(state["ema"]["module"] if "ema" in state else state["generator"])
+        generator = generator.to(device).eval().requires_grad_(False)
+        return cls.synthesizer(str(saved["method_name"]), generator, LabelTable.from_dict(state["class_set"]), device)
+
+    @classmethod
+    def synthesizer(cls, method: str, generator: nn.Module, class_set: LabelTable, device: torch.device) -> Synthesizer:
+        """Wrap a generator whose ``spec`` has ``z_dim`` and ``downsampling`` (the sides' divisor)."""
+        spec = generator.spec  # type: ignore[union-attr]
+        return Synthesizer(method, generator, class_set, device, z_dim=spec.z_dim, size_multiple=spec.downsampling)
 
     # ---------------------------------------------------------------- sampling generator
     def sampling_generator(self) -> nn.Module:
