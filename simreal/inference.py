@@ -82,9 +82,10 @@ def file_digest(path: Path, length: int = 16) -> str:
     return digest.hexdigest()[:length]
 
 
-def read_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """(checkpoint file, its saved dict) of a run directory or checkpoint, loaded on the CPU."""
-    file = checkpoint_file(path)
+def read_checkpoint(path: str | Path, what: str = "") -> tuple[Path, dict[str, Any]]:
+    """(checkpoint file, its saved dict) of a run directory or checkpoint, loaded on the CPU; ``what`` names the
+    kind of run expected when there is none."""
+    file = checkpoint_file(path, what)
     return file, torch.load(file, map_location="cpu", weights_only=True)
 
 
@@ -111,7 +112,7 @@ def load_inference(path: str | Path, device: torch.device | str = "cpu", kind: s
     """The inference model of the run at ``path`` (a run directory or its checkpoint.pt), in eval mode on
     ``device``; ``kind`` refuses any other inference kind with a message naming the method."""
     device = torch.device(device)
-    file, saved = read_checkpoint(path)
+    file, saved = read_checkpoint(path, kind.replace("_", "-") if kind else "")
     cls = method_class(saved, file)
     method = str(saved["method_name"])
     if kind is not None and cls.inference_kind != kind:

@@ -1,4 +1,5 @@
-"""Every registered training method trains for 2 steps on a CPU with its ``tiny`` preset (like nerfstudio's test_train).
+"""Every registered training method trains for 2 steps on a CPU with its ``tiny`` preset (like nerfstudio's test_train),
+then its inference model, rebuilt from the checkpoint through the registry, translates / synthesizes / segments.
 
 A new method needs no edit here as long as its data roles and path keys are among ``ROLE_STORES`` and
 ``PATH_VALUES``; a role this file does not know fails with a message that says where to add it.
@@ -10,17 +11,23 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from stores import make_procedural_store
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 
+from simreal.data.images import uint8_to_tensor
+from simreal.data.store import FrameStore
+from simreal.inference import INFERENCE_KINDS, LABEL_TO_IMAGE, SEGMENTER, STRUCTURE_TEXTURE, load_inference
+from simreal.synthesize import load_synthesizer
 from simreal.training import checkpoint as ckpt
 from simreal.training.config import compose_training_config
 from simreal.training.loop import run_phase, train
 from simreal.training.method import TrainContext, TrainingMethod
 from simreal.training.registry import load_builtin_methods
+from simreal.translate import StyleOptions, load_translator
 
 # Data role -> fixture that provides a store for it.
 ROLE_STORES = {"data": "real_store", "sim": "sim_store", "real": "real_store"}
@@ -77,6 +84,35 @@ def test_method_trains_two_steps_on_cpu(method: str, request: pytest.FixtureRequ
     saved = ckpt.load(result.checkpoint)
     assert saved["step"] == 2 and saved["method_name"] == method
     assert saved["method"], f"{method} saved an empty state"
+    _infer_with(method, result.checkpoint, request)
+
+
+def _infer_with(method: str, checkpoint: Path, request: pytest.FixtureRequest) -> None:
+    """Rebuild the run's inference model through the registry and use it as ``translate`` / ``synthesize`` /
+    ``score`` do, on two frames of the sim store."""
+    kind = load_builtin_methods()[method].cls.inference_kind
+    assert kind in INFERENCE_KINDS, f"{method} declares no inference kind"
+    sim = FrameStore.open(request.getfixturevalue("sim_store"))
+    rgb, label = sim.read_range(0, 2)
+    cpu = torch.device("cpu")
+    if kind == SEGMENTER:
+        model = load_inference(checkpoint, cpu, kind=SEGMENTER)
+        with torch.no_grad():
+            logits = model.net(uint8_to_tensor(rgb))
+        assert model.method == method and not model.net.training
+        assert logits.shape == (2, max(sim.class_set.ids) + 1, *rgb.shape[1:3]) and torch.isfinite(logits).all()
+        return
+    style = StyleOptions(request.getfixturevalue("real_store"), "random") if kind == STRUCTURE_TEXTURE else None
+    translator = load_translator(checkpoint, cpu, style or StyleOptions())
+    jobs = [(0, 0), (1, 1)]
+    images, provenance = translator.translate(rgb, label, jobs, seed=7)
+    assert translator.method == method and len(provenance) == 2
+    assert images.shape == rgb.shape and images.dtype == np.uint8
+    again, _ = translator.translate(rgb, label, jobs, seed=7)
+    np.testing.assert_array_equal(images, again)  # per-frame seeds: the same frames again
+    if kind == LABEL_TO_IMAGE:
+        painted, _ = load_synthesizer(checkpoint).paint_frames(label, jobs, seed=7)
+        np.testing.assert_array_equal(painted, images)  # `synthesize` paints what `translate` does
 
 
 def _tensors_of(obj: object, where: str, seen: set[int]) -> Iterator[tuple[str, torch.Tensor]]:
