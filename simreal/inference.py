@@ -112,7 +112,7 @@ def load_inference(path: str | Path, device: torch.device | str = "cpu", kind: s
     """The inference model of the run at ``path`` (a run directory or its checkpoint.pt), in eval mode on
     ``device``; ``kind`` refuses any other inference kind with a message naming the method."""
     device = torch.device(device)
-    file, saved = read_checkpoint(path, kind.replace("_", "-") if kind else "")
+    file, saved = read_checkpoint(path, "segmenter" if kind == SEGMENTER else "")
     cls = method_class(saved, file)
     method = str(saved["method_name"])
     if kind is not None and cls.inference_kind != kind:
