@@ -1,0 +1,37 @@
+"""The sae / lcsae phases on the method contract: D and G alternate, lazy R1 gains its interval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from stores import make_procedural_store
+
+from simreal.training.config import compose_training_config
+from simreal.training.method import TrainContext
+from simreal.training.registry import get_method
+
+
+def test_lazy_r1_runs_every_interval_d_steps_with_the_interval_as_gain(tmp_path: Path) -> None:
+    stores = {
+        "sim": make_procedural_store(tmp_path / "sim", "flat"),
+        "real": make_procedural_store(tmp_path / "real", "textured"),
+    }
+    cfg = compose_training_config(
+        "sae", ["preset=tiny", "loss.r1_interval=4", *(f"{k}={v}" for k, v in stores.items())]
+    )
+    cls = get_method("sae").cls
+    method = cls(
+        cfg, TrainContext(device=torch.device("cpu")), {r: cls.make_dataset(cfg, r, str(p)) for r, p in stores.items()}
+    )
+    phases = {phase.name: phase for phase in method.phases()}
+    # D on even steps; R1 after every 4th D step (steps 6, 14, ...), backpropagated x4 as in stylegan2-ada
+    assert [step for step in range(16) if phases["D"].due(step)] == list(range(0, 16, 2))
+    assert [step for step in range(16) if phases["Dreg"].due(step)] == [6, 14]
+    assert phases["Dreg"].gain == 4 and phases["D"].gain == phases["G"].gain == 1
+    assert phases["Dreg"].optimizer is phases["D"].optimizer is method.optimizers.discriminator
+    assert phases["G"].ema is method.ema and {id(n) for n in phases["G"].networks} == {
+        id(method.nets.encoder),
+        id(method.nets.generator),
+        id(method.nets.semantic_head),
+    }

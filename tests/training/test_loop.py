@@ -1,0 +1,121 @@
+"""``run_phase``, the one optimisation step of every method: gain, frozen networks, NaN check, schedules, EMA."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pytest
+import torch
+from torch import nn
+
+from simreal.training.ema import ExponentialMovingAverage
+from simreal.training.errors import NonFiniteLossError, TrainingError
+from simreal.training.loop import run_phase
+from simreal.training.method import (
+    LRSchedule,
+    Phase,
+    PhaseLosses,
+    TrainContext,
+    TrainingMethod,
+    linear_decay,
+)
+
+
+class TwoNetMethod(TrainingMethod):
+    """G maps x to y, D scores y; phase "G" trains G through D, "Dreg" is a lazy penalty on D."""
+
+    def __init__(self, gain: float = 1.0, loss_scale: float = 1.0) -> None:
+        super().__init__(cfg=None, ctx=TrainContext(device=torch.device("cpu")), datasets={})  # type: ignore[arg-type]
+        torch.manual_seed(0)
+        self.g, self.d = nn.Linear(3, 3), nn.Linear(3, 1)
+        self.opt_g = torch.optim.SGD(self.g.parameters(), lr=0.1)
+        self.opt_d = torch.optim.SGD(self.d.parameters(), lr=0.1)
+        self.ema = ExponentialMovingAverage(self.g, decay=0.5)
+        self.gain, self.loss_scale = gain, loss_scale
+        self.requires_grad_seen: dict[str, bool] = {}
+
+    def phases(self) -> Sequence[Phase]:
+        return [
+            Phase("G", networks=(self.g,), optimizer=self.opt_g, ema=self.ema),
+            Phase("Dreg", 4, networks=(self.d,), optimizer=self.opt_d, gain=self.gain),
+        ]
+
+    def compute_losses(self, phase: str, batch: Mapping, step: int) -> Mapping[str, torch.Tensor] | PhaseLosses:
+        x = batch["data"]["image"]
+        self.requires_grad_seen = {"g": self.g.weight.requires_grad, "d": self.d.weight.requires_grad}
+        if phase == "G":
+            return PhaseLosses({"adv": self.loss_scale * self.d(self.g(x)).mean()}, logs={"step": float(step)})
+        return {"penalty": self.d.weight.square().sum()}
+
+
+BATCH = {"data": {"image": torch.ones(2, 3)}}
+
+
+def test_a_phase_steps_only_its_networks_and_freezes_the_others_meanwhile() -> None:
+    method = TwoNetMethod()
+    d_before = method.d.weight.detach().clone()
+    g_before = method.g.weight.detach().clone()
+
+    logged = run_phase(method, "G", BATCH, 5)
+
+    assert method.requires_grad_seen == {"g": True, "d": False}
+    assert method.d.weight.requires_grad  # restored after the phase
+    assert method.d.weight.grad is None and torch.equal(method.d.weight, d_before)
+    assert not torch.equal(method.g.weight, g_before)
+    assert set(logged) == {"adv", "total", "step"} and logged["step"] == 5.0
+    assert logged["total"] == pytest.approx(logged["adv"])
+
+
+def test_gain_scales_the_gradient_not_the_logged_loss() -> None:
+    plain, lazy = TwoNetMethod(gain=1.0), TwoNetMethod(gain=4.0)
+    before = plain.d.weight.detach().clone()
+    logged_plain = run_phase(plain, "Dreg", BATCH, 0)
+    logged_lazy = run_phase(lazy, "Dreg", BATCH, 0)
+    assert logged_lazy["penalty"] == pytest.approx(logged_plain["penalty"])
+    # SGD: the step is lr * gradient, so the lazy phase moved 4x as far
+    torch.testing.assert_close(before - lazy.d.weight, 4 * (before - plain.d.weight))
+
+
+def test_non_finite_loss_stops_before_backward() -> None:
+    method = TwoNetMethod(loss_scale=float("nan"))
+    before = method.g.weight.detach().clone()
+    with pytest.raises(NonFiniteLossError, match="adv"):
+        run_phase(method, "G", BATCH, 0)
+    assert method.g.weight.grad is None and torch.equal(method.g.weight, before)
+    assert method.d.weight.requires_grad  # the frozen networks are restored on the way out
+
+
+def test_ema_follows_the_phase_it_is_attached_to() -> None:
+    method = TwoNetMethod()
+    shadow = method.ema.module.weight.detach().clone()
+    run_phase(method, "Dreg", BATCH, 0)
+    assert torch.equal(method.ema.module.weight, shadow)
+    run_phase(method, "G", BATCH, 0)
+    torch.testing.assert_close(method.ema.module.weight, 0.5 * shadow + 0.5 * method.g.weight.detach())
+
+
+def test_unknown_phase_and_phase_without_optimizer_are_refused() -> None:
+    method = TwoNetMethod()
+    with pytest.raises(TrainingError, match="no phase 'E'"):
+        run_phase(method, "E", BATCH, 0)
+    with pytest.raises(TrainingError, match="no optimizer"):
+        run_phase(method, Phase("G", networks=(method.g,)), BATCH, 0)
+
+
+def test_lr_schedule_is_stateless_and_survives_loading_optimizer_state() -> None:
+    net = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD([{"params": [net.weight], "lr": 0.01}, {"params": [net.bias]}], lr=0.1)
+    schedule = LRSchedule(optimizer, linear_decay(total_steps=10, constant_steps=4))
+    schedule(2)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.01, 0.1]
+    schedule(7)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.005, 0.05])
+    saved = optimizer.state_dict()  # decayed learning rates, as a checkpoint holds them
+
+    resumed = torch.optim.SGD([{"params": [net.weight], "lr": 0.01}, {"params": [net.bias]}], lr=0.1)
+    resumed_schedule = LRSchedule(resumed, linear_decay(total_steps=10, constant_steps=4))
+    resumed.load_state_dict(saved)
+    resumed_schedule(8)
+    assert [g["lr"] for g in resumed.param_groups] == pytest.approx([0.01 / 3, 0.1 / 3])
+    resumed_schedule(12)
+    assert [g["lr"] for g in resumed.param_groups] == [0.0, 0.0]
