@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,10 +25,12 @@ from simreal.training.method import (
 class TwoNetMethod(TrainingMethod):
     """G maps x to y, D scores y; phase "G" trains G through D, "Dreg" is a lazy penalty on D."""
 
-    def __init__(self, gain: float = 1.0, loss_scale: float = 1.0) -> None:
-        super().__init__(cfg=None, ctx=TrainContext(device=torch.device("cpu")), datasets={})  # type: ignore[arg-type]
+    def __init__(self, gain: float = 1.0, loss_scale: float = 1.0, ctx: TrainContext | None = None) -> None:
+        ctx = ctx or TrainContext(device=torch.device("cpu"))
+        super().__init__(cfg=None, ctx=ctx, datasets={})  # type: ignore[arg-type]
         torch.manual_seed(0)
         self.g, self.d = nn.Linear(3, 3), nn.Linear(3, 1)
+        self.train_g = ctx.prepare(self.g)  # DDP averages G's gradients, the loop D's
         self.opt_g = torch.optim.SGD(self.g.parameters(), lr=0.1)
         self.opt_d = torch.optim.SGD(self.d.parameters(), lr=0.1)
         self.ema = ExponentialMovingAverage(self.g, decay=0.5)
@@ -44,8 +47,8 @@ class TwoNetMethod(TrainingMethod):
         x = batch["data"]["image"]
         self.requires_grad_seen = {"g": self.g.weight.requires_grad, "d": self.d.weight.requires_grad}
         if phase == "G":
-            return PhaseLosses({"adv": self.loss_scale * self.d(self.g(x)).mean()}, logs={"step": float(step)})
-        return {"penalty": self.d.weight.square().sum()}
+            return PhaseLosses({"adv": self.loss_scale * self.d(self.train_g(x)).mean()}, logs={"step": float(step)})
+        return {"penalty": self.d.weight.square().sum() + self.d(x).mean().square()}
 
 
 BATCH = {"data": {"image": torch.ones(2, 3)}}
@@ -119,3 +122,39 @@ def test_lr_schedule_is_stateless_and_survives_loading_optimizer_state() -> None
     assert [g["lr"] for g in resumed.param_groups] == pytest.approx([0.01 / 3, 0.1 / 3])
     resumed_schedule(12)
     assert [g["lr"] for g in resumed.param_groups] == [0.0, 0.0]
+
+
+def _step_on_rank(rank: int, init_file: str, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        method = TwoNetMethod(ctx=TrainContext(device=torch.device("cpu"), rank=rank, world_size=2))
+        batch = {"data": {"image": torch.full((2, 3), float(rank + 1))}}  # every rank sees other data
+        run_phase(method, "G", batch, 0)
+        run_phase(method, "Dreg", batch, 0)
+        torch.save({"g": method.g.state_dict(), "d": method.d.state_dict()}, f"{out}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ranks_step_on_the_mean_gradient(tmp_path: Path) -> None:
+    """G is DDP-wrapped (DDP averages), D is not (the loop averages): both end as one process on the mean gradient
+    of the two ranks' batches would."""
+    torch.multiprocessing.spawn(_step_on_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
+
+    expected = TwoNetMethod()
+    for phase in ("G", "Dreg"):
+        grads = []
+        for value in (1.0, 2.0):
+            expected.opt_g.zero_grad(), expected.opt_d.zero_grad()
+            losses = expected.compute_losses(phase, {"data": {"image": torch.full((2, 3), value)}}, 0)
+            sum((losses.losses if isinstance(losses, PhaseLosses) else losses).values()).backward()
+            net = expected.g if phase == "G" else expected.d
+            grads.append([p.grad.clone() for p in net.parameters()])
+        with torch.no_grad():
+            for param, *rank_grads in zip(net.parameters(), *grads, strict=True):
+                param -= 0.1 * sum(rank_grads) / 2
+    for name, net in (("g", expected.g), ("d", expected.d)):
+        for key, value in net.state_dict().items():
+            torch.testing.assert_close(ranks[0][name][key], value)
+            torch.testing.assert_close(ranks[1][name][key], value)
