@@ -1,7 +1,8 @@
-"""Registry of training methods: ``@register_method("name", "description")`` on a ``TrainingMethod`` subclass.
+"""Registry of methods: ``@register_method("name", "description")`` on a ``TrainingMethod`` subclass.
 
 Adding a method means one module in ``simreal/training/methods/`` (imported by that package's ``__init__``), one
-config ``configs/train/<name>.yaml`` and the decorator; the loop, pipeline and CLI pick it up from here.
+config ``configs/train/<name>.yaml`` and the decorator; the loop, pipeline and CLI pick it up from here, and
+``simreal.inference`` rebuilds any run's inference model through it (``docs/adding-a-method.md``).
 """
 
 from __future__ import annotations
