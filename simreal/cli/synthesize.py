@@ -17,7 +17,7 @@ from simreal.cli.errors import user_errors
 
 @user_errors
 def synthesize(
-    checkpoint: Path = typer.Argument(..., help="dpgan / oasis / spade training run directory or its checkpoint.pt"),
+    checkpoint: Path = typer.Argument(..., help="label-to-image run (dpgan, oasis, spade, ...) or its checkpoint.pt"),
     labels: Path = typer.Option(..., "--labels", help="frame store whose label maps are painted"),
     out: Path = typer.Option(..., "--out", help="output frame store (rerun with the same settings to resume)"),
     variants: int = typer.Option(1, "--variants", "-k", help="images per label map, each with different noise"),

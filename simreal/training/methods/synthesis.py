@@ -199,8 +199,11 @@ class LabelToImageMethod(TrainingMethod):
             reestimate_batch_norm(self.ema.module, batches)
 
     def sample_noise(self, batch: int, generator: torch.Generator) -> torch.Tensor | None:
-        """Noise for ``batch`` images drawn on the CPU from ``generator`` (None for noise-free generators)."""
+        """Noise for ``batch`` images drawn on the CPU from ``generator`` (None for noise-free generators,
+        ``spec.z_dim == 0``)."""
         spec = self.generator.spec  # type: ignore[union-attr]
+        if not spec.z_dim:
+            return None
         return torch.randn(batch, spec.z_dim, generator=generator).to(self.ctx.device)
 
     @torch.no_grad()
