@@ -201,7 +201,8 @@ class TrainingMethod:
         raise NotImplementedError
 
     def phases(self) -> Sequence[Phase]:
-        """The phases in the order they run within a step (called once, after construction)."""
+        """The phases in the order they run within a step; may be called more than once, so make optimizers and
+        ``LRSchedule`` s in ``__init__``."""
         raise NotImplementedError
 
     def compute_losses(self, phase: str, batch: Batch, step: int) -> Mapping[str, torch.Tensor] | PhaseLosses:
