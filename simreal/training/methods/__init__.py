@@ -4,5 +4,6 @@ from simreal.training.methods import (
     oasis,  # noqa: F401  (registers "oasis" and "dpgan")
     sae,  # noqa: F401  (registers "lcsae" and "sae")
     segmenter,  # noqa: F401  (registers "segmenter")
+    semanticgan,  # noqa: F401  (registers "semanticgan")
     spade,  # noqa: F401  (registers "spade")
 )

@@ -1,0 +1,150 @@
+"""Training method ``semanticgan``: SemanticGAN (paper 003), a pix2pixHD label-to-image GAN with CRBs and the SIPL.
+
+What it translates: label maps into images, as pix2pixHD and the paper do ("semantic label map to photo-realistic
+image translation"; G(s), D(s, x), perceptual loss between G(s) and the photo x of s). It trains on a real store's
+(label, image) pairs, like ``spade``, and ``translate`` / ``synthesize`` paint a sim store's label maps with it
+(the sim RGB frame is not read). The SIPL needs a segmenter trained on the real domain, given as
+``outer_segmenter=RUN_DIR_OR_CHECKPOINT`` as for ``lcsae`` (the paper uses ERFNet; our DeepLabV3+ serves).
+
+G step: λ1 · LSGAN(G) summed over the three scales + λ2 · SIPL (cross-entropy of the frozen segmenter on G(s)
+against s) + λ3 · feature matching (L1 over every D layer but the logits, 1/num_d per scale and pix2pixHD's
+4/(n_layers+1) per layer) + λ4 · VGG19 perceptual loss (pix2pixHD's weights 1/32 .. 1). D step on the same batch:
+0.5 · (LSGAN(real) + LSGAN(fake)) with the fake regenerated without gradients. Adam β (0.5, 0.999), lr 2e-4 for
+both, constant for the first ``optim.decay_start`` share of the steps, then linear decay to 0 (pix2pixHD's niter /
+niter_decay, by step instead of by epoch). No EMA, no image pool (pix2pixHD's pool_size 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import Dataset
+
+from simreal.errors import SimrealError
+from simreal.losses.semanticgan import lsgan_d_loss, lsgan_g_loss, semantic_information_preserved_loss
+from simreal.losses.synthesis import multiscale_feature_matching
+from simreal.models.semanticgan import (
+    MultiscalePatchGAN,
+    MultiscalePatchGANSpec,
+    SemanticGANGenerator,
+    SemanticGANGeneratorSpec,
+)
+from simreal.training.errors import TrainingError
+from simreal.training.method import TrainContext
+from simreal.training.methods.synthesis import LabelToImageMethod
+from simreal.training.registry import register_method
+
+Outputs = list[list[torch.Tensor]]
+
+
+class SIPLSegmenterError(TrainingError):
+    """The SIPL has no usable segmenter."""
+
+
+def linear_decay_factor(step: int, steps: int, decay_start: float) -> float:
+    """1 up to ``decay_start * steps``, then linearly down to 0 at ``steps`` (pix2pixHD's niter / niter_decay)."""
+    start = int(decay_start * steps)
+    if step < start or steps <= start:
+        return 1.0
+    return max(0.0, (steps - step) / (steps - start))
+
+
+@register_method("semanticgan", "SemanticGAN label-to-image GAN (pix2pixHD with Correlated Residual Blocks + SIPL)")
+class SemanticGANMethod(LabelToImageMethod):
+    kind = "semanticgan"
+    uses_ema = False
+    path_keys = ("outer_segmenter",)
+
+    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+        super().__init__(cfg, ctx, datasets)
+        self.segmenter = self._load_segmenter() if float(cfg.loss.sipl) > 0 else None
+
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        model = self.cfg.model
+        generator = SemanticGANGenerator(
+            SemanticGANGeneratorSpec(
+                self.num_classes,
+                base_channels=int(model.g_channels),
+                num_downsampling=int(model.num_downsampling),
+                num_blocks=int(model.num_blocks),
+                block=str(model.block),
+                groups=int(model.groups),
+            )
+        )
+        discriminator = MultiscalePatchGAN(
+            MultiscalePatchGANSpec(
+                self.num_classes, int(model.d_channels), num_d=int(model.num_d), n_layers=int(model.d_layers)
+            )
+        )
+        return generator, discriminator
+
+    def _load_segmenter(self) -> nn.Module:
+        from simreal.models.segmenter import load_segmenter
+
+        path = self.cfg.get("outer_segmenter")
+        if not path:
+            raise SIPLSegmenterError(
+                f"loss.sipl={float(self.cfg.loss.sipl):g} needs a frozen segmenter trained on the real domain: pass "
+                "outer_segmenter=RUN_DIR_OR_CHECKPOINT (e.g. from `simreal train segmenter preset=outer`), or set "
+                "loss.sipl=0 (SemanticGAN without its SIPL)"
+            )
+        try:
+            segmenter = load_segmenter(str(path))
+        except SimrealError as err:
+            raise SIPLSegmenterError(f"outer_segmenter={path}: {err}") from err
+        if segmenter.spec.num_classes != self.num_classes:
+            raise SIPLSegmenterError(
+                f"outer_segmenter={path} predicts {segmenter.spec.num_classes} classes but the store uses "
+                f"{self.num_classes} ({self.class_set.name}); train the segmenter on the same class set"
+            )
+        return self.ctx.place(segmenter).eval().requires_grad_(False)
+
+    def sample_noise(self, batch: int, generator: torch.Generator) -> None:
+        return None  # a deterministic generator
+
+    def run_phase(self, name: str, batch: Mapping[str, Mapping[str, torch.Tensor]], step: int) -> dict[str, float]:
+        optim = self.cfg.optim
+        factor = linear_decay_factor(step, int(self.cfg.steps), float(optim.decay_start))
+        for optimizer, lr in ((self.opt_g, float(optim.lr_g)), (self.opt_d, float(optim.lr_d))):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * factor
+        return super().run_phase(name, batch, step)
+
+    def _discriminate(
+        self, discriminator: nn.Module, segmap: torch.Tensor, fake: torch.Tensor, images: torch.Tensor
+    ) -> tuple[Outputs, Outputs]:
+        """D on concat(fake, real): InstanceNorm keeps the halves apart, so this is two separate D passes in one."""
+        with self.ctx.autocast():
+            outputs = discriminator(torch.cat([segmap, segmap]), torch.cat([fake, images.to(fake.dtype)]))
+        fake_out = [[t[: len(t) // 2] for t in scale] for scale in outputs]
+        real_out = [[t[len(t) // 2 :] for t in scale] for scale in outputs]
+        return fake_out, real_out
+
+    def generator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+        loss = self.cfg.loss
+        with self.ctx.autocast():
+            fake = self.train_generator(segmap)
+        pred_fake, pred_real = self._discriminate(self.discriminator, segmap, fake, images)
+        layer_weight = 4.0 / (int(self.cfg.model.d_layers) + 1)  # pix2pixHD's feat_weights
+        losses = {
+            "gan": float(loss.gan) * lsgan_g_loss([scale[-1] for scale in pred_fake]),
+            "feat": float(loss.feat) * layer_weight * multiscale_feature_matching(pred_fake, pred_real),
+        }
+        losses.update(self.perceptual_loss(fake, images))
+        if self.segmenter is not None:
+            with self.ctx.autocast():
+                sipl = semantic_information_preserved_loss(
+                    self.segmenter, fake, labels, int(self.class_set.ignore_index)
+                )
+            losses["sipl"] = float(loss.sipl) * sipl
+        return self.optimize(self.opt_g, losses)
+
+    def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+        with torch.no_grad(), self.ctx.autocast():
+            fake = self.train_generator(segmap)
+        pred_fake, pred_real = self._discriminate(self.train_discriminator, segmap, fake, images)
+        losses = {"lsgan": lsgan_d_loss([s[-1] for s in pred_real], [s[-1] for s in pred_fake])}
+        return self.optimize(self.opt_d, losses)
