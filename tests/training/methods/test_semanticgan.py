@@ -1,0 +1,101 @@
+"""The ``semanticgan`` method on tiny configs: the SIPL's frozen segmenter, the lr schedule, learning, inference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stores import make_procedural_store
+
+from simreal.data.store import FrameStore
+from simreal.training.config import compose_training_config
+from simreal.training.loop import train
+from simreal.training.method import TrainContext
+from simreal.training.methods.semanticgan import SIPLSegmenterError, linear_decay_factor
+from simreal.training.registry import get_method
+
+
+@pytest.fixture(scope="module")
+def real_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_procedural_store(tmp_path_factory.mktemp("real") / "store", "textured", frames=16)
+
+
+@pytest.fixture(scope="module")
+def segmenter(real_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny segmenter trained on the real store (measured CE 1.9 -> 0.3 in 200 steps, tests/test_learning.py)."""
+    out = tmp_path_factory.mktemp("segmenter") / "run"
+    train(
+        compose_training_config(
+            "segmenter",
+            ["preset=tiny", f"data={real_store}", "steps=200", "crop=[64,64]", "batch_size=4", "log_every=50",
+             "sample_every=0", "checkpoint_every=1000", f"out={out}"],
+        )  # fmt: skip
+    )
+    return out
+
+
+def build_method(store: Path, *overrides: str):  # noqa: ANN201
+    cfg = compose_training_config("semanticgan", [f"real={store}", "preset=tiny", *overrides])
+    spec = get_method("semanticgan")
+    return spec.cls(cfg, TrainContext(device=torch.device("cpu")), {"real": spec.cls.make_dataset(cfg, "real", str(store))})
+
+
+def real_batch(method) -> dict:  # noqa: ANN001
+    dataset = method.datasets["real"]
+    samples = [dataset[i] for i in range(2)]
+    return {"real": {key: torch.stack([torch.as_tensor(s[key]) for s in samples]) for key in ("image", "label")}}
+
+
+def test_sipl_needs_a_segmenter_unless_switched_off(real_store: Path) -> None:
+    with pytest.raises(SIPLSegmenterError, match="outer_segmenter=RUN_DIR_OR_CHECKPOINT.*loss.sipl=0"):
+        build_method(real_store)
+    method = build_method(real_store, "loss.sipl=0")
+    assert method.segmenter is None
+    assert "sipl" not in method.run_phase("G", real_batch(method), 0)
+
+
+def test_a_segmenter_of_another_class_set_is_refused(segmenter: Path, tmp_path: Path) -> None:
+    store = FrameStore.create(tmp_path / "c19", height=64, width=64, class_set="cityscapes19")
+    store.append(np.zeros((2, 64, 64, 3), np.uint8), np.zeros((2, 64, 64), np.uint8), [{}, {}])
+    with pytest.raises(SIPLSegmenterError, match="predicts 16 classes but the store uses 19"):
+        build_method(tmp_path / "c19", f"outer_segmenter={segmenter}")
+
+
+def test_generator_step_trains_through_the_frozen_segmenter(real_store: Path, segmenter: Path) -> None:
+    torch.manual_seed(0)
+    method = build_method(real_store, f"outer_segmenter={segmenter}", "loss.gan=0", "loss.feat=0")
+    frozen = [p.detach().clone() for p in method.segmenter.parameters()]
+    generator_before = [p.detach().clone() for p in method.generator.parameters()]
+    losses = method.run_phase("G", real_batch(method), 0)
+    assert set(losses) == {"gan", "feat", "sipl", "total"} and losses["sipl"] > 0
+    # only the SIPL is non-zero here, and it moved the generator
+    assert any(not torch.equal(b, p) for b, p in zip(generator_before, method.generator.parameters(), strict=True))
+    assert all(p.grad is None for p in method.segmenter.parameters())
+    assert all(torch.equal(b, p) for b, p in zip(frozen, method.segmenter.parameters(), strict=True))
+    assert not method.segmenter.training
+
+
+def test_learning_rate_is_constant_for_half_the_steps_then_falls_linearly_to_zero(real_store: Path) -> None:
+    assert [linear_decay_factor(s, 20, 0.5) for s in (0, 9, 10, 15, 19, 20)] == [1, 1, 1, 0.5, 0.1, 0]
+    method = build_method(real_store, "loss.sipl=0", "steps=20")
+    batch = real_batch(method)
+    for step, expected in ((0, 2e-4), (15, 1e-4)):
+        method.run_phase("G", batch, step)
+        method.run_phase("D", batch, step)
+        assert [g["lr"] for g in method.opt_g.param_groups] == pytest.approx([expected])
+        assert [g["lr"] for g in method.opt_d.param_groups] == pytest.approx([expected])
+
+
+def test_sipl_falls_as_the_generator_learns(real_store: Path, segmenter: Path, tmp_path: Path) -> None:
+    cfg = compose_training_config(
+        "semanticgan",
+        ["preset=tiny", f"real={real_store}", f"outer_segmenter={segmenter}", "steps=150", "log_every=10",
+         "sample_every=0", "checkpoint_every=1000", "seed=0", f"out={tmp_path}/run"],
+    )  # fmt: skip
+    records = [json.loads(line) for line in (train(cfg).run_dir / "metrics.jsonl").read_text().splitlines()]
+    sipl = [r["train/G/sipl"] for r in records]
+    assert len(sipl) == 15
+    assert np.mean(sipl[-3:]) < 0.6 * sipl[0], sipl  # measured: see the note in the branch report
