@@ -16,7 +16,9 @@ niter_decay, by step instead of by epoch). No EMA, no image pool (pix2pixHD's po
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -24,6 +26,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from simreal.errors import SimrealError
+from simreal.labels import LabelTable
 from simreal.losses.semanticgan import lsgan_d_loss, lsgan_g_loss, semantic_information_preserved_loss
 from simreal.losses.synthesis import multiscale_feature_matching
 from simreal.models.semanticgan import (
@@ -32,8 +35,9 @@ from simreal.models.semanticgan import (
     SemanticGANGenerator,
     SemanticGANGeneratorSpec,
 )
+from simreal.synthesize import Synthesizer
 from simreal.training.errors import TrainingError
-from simreal.training.method import TrainContext
+from simreal.training.method import LRSchedule, Phase, TrainContext, linear_decay
 from simreal.training.methods.synthesis import LabelToImageMethod
 from simreal.training.registry import register_method
 
@@ -42,14 +46,6 @@ Outputs = list[list[torch.Tensor]]
 
 class SIPLSegmenterError(TrainingError):
     """The SIPL has no usable segmenter."""
-
-
-def linear_decay_factor(step: int, steps: int, decay_start: float) -> float:
-    """1 up to ``decay_start * steps``, then linearly down to 0 at ``steps`` (pix2pixHD's niter / niter_decay)."""
-    start = int(decay_start * steps)
-    if step < start or steps <= start:
-        return 1.0
-    return max(0.0, (steps - step) / (steps - start))
 
 
 @register_method("semanticgan", "SemanticGAN label-to-image GAN (pix2pixHD with Correlated Residual Blocks + SIPL)")
@@ -61,6 +57,9 @@ class SemanticGANMethod(LabelToImageMethod):
     def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
         self.segmenter = self._load_segmenter() if float(cfg.loss.sipl) > 0 else None
+        steps = int(cfg.steps)
+        decay = linear_decay(steps, int(float(cfg.optim.decay_start) * steps))
+        self.schedules = {"G": LRSchedule(self.opt_g, decay), "D": LRSchedule(self.opt_d, decay)}
 
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         model = self.cfg.model
@@ -81,8 +80,17 @@ class SemanticGANMethod(LabelToImageMethod):
         )
         return generator, discriminator
 
+    @classmethod
+    def generator_from_spec(cls, spec: dict[str, Any]) -> nn.Module:
+        return SemanticGANGenerator(SemanticGANGeneratorSpec(**spec))
+
+    @classmethod
+    def synthesizer(cls, method: str, generator: nn.Module, class_set: LabelTable, device: torch.device) -> Synthesizer:
+        spec = generator.spec
+        return Synthesizer(method, generator, class_set, device, z_dim=0, size_multiple=spec.downsampling)
+
     def _load_segmenter(self) -> nn.Module:
-        from simreal.models.segmenter import load_segmenter
+        from simreal.inference import load_segmenter
 
         path = self.cfg.get("outer_segmenter")
         if not path:
@@ -105,13 +113,8 @@ class SemanticGANMethod(LabelToImageMethod):
     def sample_noise(self, batch: int, generator: torch.Generator) -> None:
         return None  # a deterministic generator
 
-    def run_phase(self, name: str, batch: Mapping[str, Mapping[str, torch.Tensor]], step: int) -> dict[str, float]:
-        optim = self.cfg.optim
-        factor = linear_decay_factor(step, int(self.cfg.steps), float(optim.decay_start))
-        for optimizer, lr in ((self.opt_g, float(optim.lr_g)), (self.opt_d, float(optim.lr_d))):
-            for group in optimizer.param_groups:
-                group["lr"] = lr * factor
-        return super().run_phase(name, batch, step)
+    def phases(self) -> Sequence[Phase]:
+        return [replace(phase, schedule=self.schedules[phase.name]) for phase in super().phases()]
 
     def _discriminate(
         self, discriminator: nn.Module, segmap: torch.Tensor, fake: torch.Tensor, images: torch.Tensor
@@ -123,7 +126,9 @@ class SemanticGANMethod(LabelToImageMethod):
         real_out = [[t[len(t) // 2 :] for t in scale] for scale in outputs]
         return fake_out, real_out
 
-    def generator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+    def generator_losses(
+        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         loss = self.cfg.loss
         with self.ctx.autocast():
             fake = self.train_generator(segmap)
@@ -140,11 +145,12 @@ class SemanticGANMethod(LabelToImageMethod):
                     self.segmenter, fake, labels, int(self.class_set.ignore_index)
                 )
             losses["sipl"] = float(loss.sipl) * sipl
-        return self.optimize(self.opt_g, losses)
+        return losses
 
-    def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+    def discriminator_losses(
+        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         with torch.no_grad(), self.ctx.autocast():
             fake = self.train_generator(segmap)
         pred_fake, pred_real = self._discriminate(self.train_discriminator, segmap, fake, images)
-        losses = {"lsgan": lsgan_d_loss([s[-1] for s in pred_real], [s[-1] for s in pred_fake])}
-        return self.optimize(self.opt_d, losses)
+        return {"lsgan": lsgan_d_loss([s[-1] for s in pred_real], [s[-1] for s in pred_fake])}
