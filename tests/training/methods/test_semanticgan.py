@@ -113,3 +113,14 @@ def test_checkpoint_rebuilds_a_noise_free_label_painter(real_store: Path, tmp_pa
     images = painter.paint(labels)
     assert images.shape == (2, 3, 64, 128) and float(images.abs().max()) <= 1
     torch.testing.assert_close(painter.paint(labels), images)  # deterministic: no noise
+
+
+def test_a_resumed_run_repeats_an_uninterrupted_one(real_store: Path, segmenter: Path, tmp_path: Path) -> None:
+    common = ["preset=tiny", f"real={real_store}", f"outer_segmenter={segmenter}", "steps=4", "checkpoint_every=2"]
+    straight = train(compose_training_config("semanticgan", [*common, f"out={tmp_path}/a"])).run_dir
+    train(compose_training_config("semanticgan", [*common, "steps=2", f"out={tmp_path}/b"]))
+    resumed = train(compose_training_config("semanticgan", [*common, f"out={tmp_path}/b", "resume=true"])).run_dir
+    a, b = (torch.load(run / "checkpoint.pt", weights_only=True)["method"] for run in (straight, resumed))
+    for net in ("generator", "discriminator"):
+        for key, value in a[net].items():
+            torch.testing.assert_close(b[net][key], value, rtol=0, atol=0, msg=f"{net}.{key}")
