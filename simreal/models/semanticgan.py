@@ -1,7 +1,9 @@
 """SemanticGAN (Liu, Zou, Yang, ICASSP 2020): a pix2pixHD generator whose residual trunk is Correlated Residual Blocks.
 
 SemanticGAN paints label maps, as pix2pixHD does (the paper's "semantic label map to photo-realistic image
-translation"): ``G(one-hot label map) -> image``. Its discriminators see (label map, image) pairs.
+translation"): ``G(one-hot label map) -> image``. Its discriminators see (label map, image) pairs. The paper also
+feeds pix2pixHD's instance-edge map; simreal's stores hold no instance ids, so the input is the one-hot label map
+alone (``extra_input_channels`` only serves the parameter-count checks against pix2pixHD's Cityscapes input).
 
 Generator (paper §3.1, Johnson's naming): c7s1-64, d128, d256, d512, d1024, C1024 x ``num_blocks``, u512, u256, u128,
 u64, c7s1-3, i.e. pix2pixHD's global generator (reflection padding, InstanceNorm without affine parameters, ReLU,
