@@ -5,5 +5,6 @@ from simreal.training.methods import (
     sae,  # noqa: F401  (registers "lcsae" and "sae")
     segmenter,  # noqa: F401  (registers "segmenter")
     semanticgan,  # noqa: F401  (registers "semanticgan")
+    semguided,  # noqa: F401  (registers "semguided")
     spade,  # noqa: F401  (registers "spade")
 )
