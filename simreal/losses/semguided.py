@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simreal.models.spade_blocks import one_hot_labels
+from simreal.models.spade_blocks import IGNORE_LABEL
 
 
 def patch_class_shares(labels: torch.Tensor, num_classes: int, size: tuple[int, int]) -> torch.Tensor:
@@ -29,8 +29,10 @@ def patch_class_shares(labels: torch.Tensor, num_classes: int, size: tuple[int, 
     ``labels`` (B, H, W) hold class ids ``0..N-1`` and 255 = don't-care; shares are area averages onto the score
     grid ``size`` (adaptive average pooling, so grids that do not divide the frame work too).
     """
-    classes = one_hot_labels(labels, num_classes)[:, 1:]  # channel 0 is don't-care
-    return F.adaptive_avg_pool2d(classes, size)
+    labelled = labels != IGNORE_LABEL
+    ids = torch.where(labelled, labels.long(), torch.full_like(labels, num_classes, dtype=torch.long))
+    classes = F.one_hot(ids, num_classes + 1)[..., :num_classes]  # the extra id collects don't-care
+    return F.adaptive_avg_pool2d(classes.permute(0, 3, 1, 2).float(), size)
 
 
 def class_balanced_patch_loss(scores: torch.Tensor, shares: torch.Tensor, *, target_is_real: bool) -> torch.Tensor:

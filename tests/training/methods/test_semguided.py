@@ -1,0 +1,91 @@
+"""The semguided training method: jitter-and-crop, the task segmenter, learning, painting with its checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stores import make_procedural_store
+
+from simreal.training.config import compose_training_config
+from simreal.training.loop import train
+from simreal.training.methods.semguided import TaskSegmenterError, jitter_and_crop
+
+
+@pytest.fixture(scope="module")
+def real_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_procedural_store(tmp_path_factory.mktemp("real") / "store.zarr", "textured", frames=8)
+
+
+@pytest.fixture(scope="module")
+def segmenter(real_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("segmenter") / "run"
+    overrides = ["preset=tiny", "steps=60", "crop=[64,64]", "batch_size=4", "seed=0", f"data={real_store}"]
+    train(compose_training_config("segmenter", [*overrides, "sample_every=0", f"out={out}"]))
+    return out
+
+
+def semguided_config(real_store: Path, out: Path, *extra: str):
+    return compose_training_config(
+        "semguided", ["preset=tiny", f"real={real_store}", "device=cpu", f"out={out}", "seed=0", *extra]
+    )
+
+
+def test_jitter_keeps_the_size_and_labels_aligned_with_their_pixels() -> None:
+    labels = torch.randint(0, 4, (2, 8, 12)).repeat_interleave(8, 1).repeat_interleave(8, 2)  # 64x96, 8px blocks
+    images = labels[:, None].float().expand(2, 3, 64, 96) / 4
+    jittered, jittered_labels = jitter_and_crop(images, labels, 286 / 256, torch.Generator().manual_seed(0))
+    assert jittered.shape == images.shape and jittered_labels.shape == labels.shape
+    assert not torch.equal(jittered_labels, labels)  # moved
+    # away from block edges (where bilinear blends neighbours) every pixel shows its label's value
+    exact = (jittered * 4 - jittered_labels[:, None]).abs() < 1e-4
+    assert exact.float().mean() > 0.7
+    same, same_labels = jitter_and_crop(images, labels, 1.0, torch.Generator())
+    assert same is images and same_labels is labels
+
+
+def test_without_a_task_segmenter_the_run_stops_and_says_what_to_pass(real_store: Path, tmp_path: Path) -> None:
+    with pytest.raises(TaskSegmenterError, match="outer_segmenter=RUN_DIR_OR_CHECKPOINT"):
+        train(semguided_config(real_store, tmp_path / "run"))
+
+
+def test_a_segmenter_of_other_classes_is_refused(real_store: Path, tmp_path: Path) -> None:
+    from simreal.models.segmenter import build_segmenter
+
+    net = build_segmenter("tiny", num_classes=5)
+    other = tmp_path / "seg5.pt"
+    torch.save({"method": {"model_spec": net.spec.to_dict(), "model": net.state_dict()}}, other)
+    with pytest.raises(TaskSegmenterError, match="predicts 5 classes"):
+        train(semguided_config(real_store, tmp_path / "run", f"outer_segmenter={other}"))
+
+
+def test_the_frozen_segmenter_recognises_more_of_what_the_generator_paints(
+    real_store: Path, segmenter: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    train(semguided_config(real_store, run, f"outer_segmenter={segmenter}", "steps=60", "eval_every=1",
+                           "eval_frames=8", "log_every=10", "model.g_channels=8", "batch_size=4"))  # fmt: skip
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    semantic = [r["train/G/semantic"] for r in records if "train/G/semantic" in r]
+    accuracy = [r["eval/task_accuracy"] for r in records if "eval/task_accuracy" in r]
+    assert np.mean(semantic[-2:]) < 0.7 * semantic[0], semantic
+    assert np.mean(accuracy[-5:]) > accuracy[0] + 0.2, accuracy[::10]
+
+
+def test_synthesize_paints_with_its_checkpoint(real_store: Path, segmenter: Path, tmp_path: Path) -> None:
+    from simreal.data.store import FrameStore
+    from simreal.synthesize import load_synthesizer, open_synthesis_job
+
+    run = tmp_path / "run"
+    train(semguided_config(real_store, run, f"outer_segmenter={segmenter}", "steps=2"))
+    synthesizer = load_synthesizer(run)
+    assert not synthesizer.stochastic
+    job = open_synthesis_job(synthesizer, real_store, tmp_path / "painted.zarr")
+    assert job.run(batch_size=4) == 8
+    painted = FrameStore.open(tmp_path / "painted.zarr")
+    source = FrameStore.open(real_store)
+    assert len(painted) == 8 and np.array_equal(painted.label(3), source.label(3))
+    assert painted.rgb(3).shape == (64, 128, 3) and painted.rgb(3).std() > 0
