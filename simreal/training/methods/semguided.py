@@ -19,6 +19,7 @@ noise: one variant per label map, as pix2pix at test time without dropout).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from simreal.errors import SimrealError, TrainingError
+from simreal.labels import LabelTable
 from simreal.losses.semguided import (
     semantic_discriminator_loss,
     semantic_generator_loss,
@@ -40,7 +42,8 @@ from simreal.models.semguided import (
     UNetGeneratorSpec,
 )
 from simreal.models.spade_blocks import IGNORE_LABEL, one_hot_labels
-from simreal.training.method import TrainContext
+from simreal.synthesize import Synthesizer
+from simreal.training.method import Batch, TrainContext
 from simreal.training.methods.synthesis import LabelToImageMethod
 from simreal.training.registry import register_method
 
@@ -121,17 +124,27 @@ class SemanticGuidedMethod(LabelToImageMethod):
     def sample_noise(self, batch: int, generator: torch.Generator) -> None:
         return None
 
-    # ---------------------------------------------------------------- steps
-    def run_phase(self, name: str, batch: Mapping[str, Mapping[str, torch.Tensor]], step: int) -> dict[str, float]:
+    @classmethod
+    def generator_from_spec(cls, spec: dict[str, Any]) -> nn.Module:
+        return UNetGenerator(UNetGeneratorSpec(**spec))
+
+    @classmethod
+    def synthesizer(cls, method: str, generator: nn.Module, class_set: LabelTable, device: torch.device) -> Synthesizer:
+        return Synthesizer(method, generator, class_set, device, z_dim=0, size_multiple=generator.spec.downsampling)
+
+    # ---------------------------------------------------------------- losses
+    def compute_losses(self, phase: str, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         jitter = float(self.cfg.jitter)
         if jitter != 1.0:
             real = batch["real"]
             generator = torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + JITTER_SEED + step)
             images, labels = jitter_and_crop(real["image"], real["label"], jitter, generator)
             batch = {**batch, "real": {**real, "image": images, "label": labels}}
-        return super().run_phase(name, batch, step)
+        return super().compute_losses(phase, batch, step)
 
-    def generator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+    def generator_losses(
+        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         with self.ctx.autocast():
             fake = self.train_generator(segmap)
             scores = self.discriminator(segmap, fake)
@@ -140,16 +153,17 @@ class SemanticGuidedMethod(LabelToImageMethod):
             with self.ctx.autocast():
                 losses["semantic"] = self.semantic_weight * semantic_perceptual_loss(self.task_network, images, fake)
         losses.update(self.perceptual_loss(fake, images))
-        return self.optimize(self.opt_g, losses)
+        return losses
 
-    def discriminator_step(self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor) -> dict[str, float]:
+    def discriminator_losses(
+        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         with torch.no_grad(), self.ctx.autocast():
             fake = self.train_generator(segmap)
         with self.ctx.autocast():
             fake_scores = self.train_discriminator(segmap, fake)
             real_scores = self.train_discriminator(segmap, images)
-        losses = {"gan": semantic_discriminator_loss(real_scores, fake_scores, labels, self.num_classes)}
-        return self.optimize(self.opt_d, losses)
+        return {"gan": semantic_discriminator_loss(real_scores, fake_scores, labels, self.num_classes)}
 
     # ---------------------------------------------------------------- evaluation
     def _evaluation_labels(self) -> list[torch.Tensor]:

@@ -75,9 +75,10 @@ def test_the_frozen_segmenter_recognises_more_of_what_the_generator_paints(
     assert np.mean(accuracy[-5:]) > accuracy[0] + 0.2, accuracy[::10]
 
 
-def test_synthesize_paints_with_its_checkpoint(real_store: Path, segmenter: Path, tmp_path: Path) -> None:
+def test_synthesize_and_translate_paint_with_its_checkpoint(real_store: Path, segmenter: Path, tmp_path: Path) -> None:
     from simreal.data.store import FrameStore
     from simreal.synthesize import load_synthesizer, open_synthesis_job
+    from simreal.translate import load_translator
 
     run = tmp_path / "run"
     train(semguided_config(real_store, run, f"outer_segmenter={segmenter}", "steps=2"))
@@ -89,3 +90,7 @@ def test_synthesize_paints_with_its_checkpoint(real_store: Path, segmenter: Path
     source = FrameStore.open(real_store)
     assert len(painted) == 8 and np.array_equal(painted.label(3), source.label(3))
     assert painted.rgb(3).shape == (64, 128, 3) and painted.rgb(3).std() > 0
+    translator = load_translator(run, torch.device("cpu"))
+    images, provenance = translator.translate(source.array("rgb")[:2], source.array("label")[:2], [(0, 0), (1, 0)], 0)
+    assert np.array_equal(images[1], painted.rgb(1))  # one painting per label map, no noise
+    assert provenance == [{"noise_seed": None}] * 2
