@@ -10,6 +10,9 @@ to their size at a random place; the dataset has already flipped half of them):
   key as LC-SAE's outer loss, which also needs a frozen real-domain segmenter);
 - D step on the same batch: (L(D(s, y), real) + L(D(s, ŷ), fake)) / 2 with ŷ regenerated without gradients.
 
+The adversarial pair is ``LabelToImageMethod.semantic_guided_losses``, the path that the other label-to-image
+methods take with ``model.discriminator=semantic``; this method adds L_s through ``perceptual_loss``.
+
 ``evaluate`` reports how well the frozen segmenter recognises the classes painted into fixed label maps
 (``task_accuracy``, pixel accuracy of T_s(G(s)) against s; ``task_miou``). The checkpoint carries the U-Net
 generator as a ``semguided`` synthesizer, so ``simreal synthesize`` and ``simreal translate`` paint with it (no
@@ -30,11 +33,7 @@ from torch.utils.data import Dataset
 
 from simreal.errors import SimrealError, TrainingError
 from simreal.labels import LabelTable
-from simreal.losses.semguided import (
-    semantic_discriminator_loss,
-    semantic_generator_loss,
-    semantic_perceptual_loss,
-)
+from simreal.losses.semguided import semantic_perceptual_loss
 from simreal.models.semguided import (
     SemanticPatchDiscriminator,
     SemanticPatchDiscriminatorSpec,
@@ -142,28 +141,13 @@ class SemanticGuidedMethod(LabelToImageMethod):
             batch = {**batch, "real": {**real, "image": images, "label": labels}}
         return super().compute_losses(phase, batch, step)
 
-    def generator_losses(
-        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        with self.ctx.autocast():
-            fake = self.train_generator(segmap)
-            scores = self.discriminator(segmap, fake)
-        losses = {"adv": semantic_generator_loss(scores, labels, self.num_classes)}
+    def perceptual_loss(self, fake: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The semantic perceptual loss λ·L_s (and VGG when asked for) next to the class-balanced adversarial one."""
+        losses = super().perceptual_loss(fake, images)
         if self.task_network is not None and self.semantic_weight > 0:
             with self.ctx.autocast():
                 losses["semantic"] = self.semantic_weight * semantic_perceptual_loss(self.task_network, images, fake)
-        losses.update(self.perceptual_loss(fake, images))
         return losses
-
-    def discriminator_losses(
-        self, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        with torch.no_grad(), self.ctx.autocast():
-            fake = self.train_generator(segmap)
-        with self.ctx.autocast():
-            fake_scores = self.train_discriminator(segmap, fake)
-            real_scores = self.train_discriminator(segmap, images)
-        return {"gan": semantic_discriminator_loss(real_scores, fake_scores, labels, self.num_classes)}
 
     # ---------------------------------------------------------------- evaluation
     def _evaluation_labels(self) -> list[torch.Tensor]:

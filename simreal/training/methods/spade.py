@@ -103,6 +103,12 @@ class SPADEMethod(LabelToImageMethod):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         return z, float(self.cfg.loss.kld) * kld_loss(mu, logvar)
 
+    def generate(self, images: torch.Tensor, segmap: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        z, kld = self._style(images)
+        with self.ctx.autocast():
+            fake = self.train_generator(segmap, z)
+        return fake, ({"kld": kld} if kld is not None else {})
+
     def _discriminate(
         self, discriminator: nn.Module, segmap: torch.Tensor, fake: torch.Tensor, images: torch.Tensor
     ) -> tuple[Outputs, Outputs]:

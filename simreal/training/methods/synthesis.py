@@ -5,6 +5,11 @@ phase on the same batch (the references' loop), then the EMA update. The checkpo
 ``synthesizer`` entry (generator kind + spec); the weights to paint with are ``ema.module`` (the EMA generator,
 BatchNorm statistics re-estimated just before saving) when the method keeps one, else ``generator``.
 ``build_inference`` rebuilds them as a ``simreal.synthesize.Synthesizer``.
+
+``model.discriminator=semantic`` swaps a method's discriminator for the semantic-guided cGAN's per-class PatchGAN
+(``simreal.models.semguided``, paper 001: it helps any cGAN) and its adversarial losses for that one's
+class-balanced pair; the losses that read the method's own discriminator (N+1, LabelMix, feature matching, DP-GAN's
+patch and alignment terms) go with it, the others (VGG, KL) stay.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from simreal.data.images import tensor_to_uint8
-from simreal.errors import TrainingError
+from simreal.errors import ConfigError, TrainingError
 from simreal.inference import LABEL_TO_IMAGE
 from simreal.labels import LabelTable
+from simreal.losses.semguided import semantic_discriminator_loss, semantic_generator_loss
 from simreal.losses.synthesis import VGGPerceptualLoss, VGGWeightsUnavailable, load_vgg19_features
+from simreal.models.semguided import SemanticPatchDiscriminator, SemanticPatchDiscriminatorSpec
 from simreal.models.spade_blocks import one_hot_labels, reestimate_batch_norm
 from simreal.synthesize import Synthesizer
 from simreal.training.ema import ExponentialMovingAverage
@@ -64,7 +71,16 @@ class LabelToImageMethod(TrainingMethod):
         super().__init__(cfg, ctx, datasets)
         self.class_set = datasets["real"].class_set
         self.num_classes = max(self.class_set.ids) + 1
-        self.generator, self.discriminator = (self.ctx.place(net) for net in self.build_networks())
+        generator, discriminator = self.build_networks()
+        choice = cfg.model.get("discriminator", "own")
+        if choice not in ("own", "semantic"):
+            raise ConfigError(f"model.discriminator must be own or semantic, got {choice!r}")
+        if choice == "semantic":
+            discriminator = SemanticPatchDiscriminator(
+                SemanticPatchDiscriminatorSpec(self.num_classes, int(cfg.model.d_channels))
+            )
+        self.semantic_discriminator = isinstance(discriminator, SemanticPatchDiscriminator)
+        self.generator, self.discriminator = self.ctx.place(generator), self.ctx.place(discriminator)
         # made after placing, so the copy lives where the generator does; it keeps plain BatchNorm (its statistics
         # are re-estimated on the main rank alone)
         self.ema = ExponentialMovingAverage(self.generator, float(cfg.ema.decay)) if self.uses_ema else None
@@ -143,10 +159,36 @@ class LabelToImageMethod(TrainingMethod):
         segmap = self.ctx.images_to_device(one_hot_labels(labels, self.num_classes))
         self.train_generator.train()
         self.train_discriminator.train()
+        if self.semantic_discriminator:
+            return self.semantic_guided_losses(phase, images, labels, segmap)
         if phase == "G":
             return self.generator_losses(images, labels, segmap)
         if phase == "D":
             return self.discriminator_losses(images, labels, segmap)
+        raise ValueError(f"unknown phase {phase!r}")
+
+    def generate(self, images: torch.Tensor, segmap: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A fake batch from the training generator, with the losses that drawing it brings (e.g. a VAE's KL)."""
+        with self.ctx.autocast():
+            return self.train_generator(segmap), {}
+
+    def semantic_guided_losses(
+        self, phase: str, images: torch.Tensor, labels: torch.Tensor, segmap: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The class-balanced adversarial losses of the per-class PatchGAN (``model.discriminator=semantic``)."""
+        if phase == "G":
+            fake, losses = self.generate(images, segmap)
+            with self.ctx.autocast():
+                scores = self.discriminator(segmap, fake)
+            adv = semantic_generator_loss(scores, labels, self.num_classes)
+            return {"adv": adv, **losses, **self.perceptual_loss(fake, images)}
+        if phase == "D":
+            with torch.no_grad():
+                fake, _ = self.generate(images, segmap)
+            with self.ctx.autocast():
+                fake_scores = self.train_discriminator(segmap, fake)
+                real_scores = self.train_discriminator(segmap, images)
+            return {"gan": semantic_discriminator_loss(real_scores, fake_scores, labels, self.num_classes)}
         raise ValueError(f"unknown phase {phase!r}")
 
     @classmethod

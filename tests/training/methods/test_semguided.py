@@ -94,3 +94,33 @@ def test_synthesize_and_translate_paint_with_its_checkpoint(real_store: Path, se
     images, provenance = translator.translate(source.array("rgb")[:2], source.array("label")[:2], [(0, 0), (1, 0)], 0)
     assert np.array_equal(images[1], painted.rgb(1))  # one painting per label map, no noise
     assert provenance == [{"noise_seed": None}] * 2
+
+
+@pytest.mark.parametrize("method", ["dpgan", "oasis", "spade"])
+def test_the_per_class_discriminator_drops_into_the_other_label_to_image_methods(
+    method: str, real_store: Path, tmp_path: Path
+) -> None:
+    from simreal.data.store import FrameStore
+    from simreal.synthesize import load_synthesizer
+
+    run = tmp_path / "run"
+    overrides = ["preset=tiny", f"real={real_store}", "steps=2", "device=cpu", f"out={run}"]
+    overrides.append("model.discriminator=semantic")
+    result = train(compose_training_config(method, overrides))
+    assert {"G/adv", "D/gan"} <= set(result.losses), sorted(result.losses)
+    assert set(result.losses) == {"G/adv", "G/total", "D/gan", "D/total"}  # no labelmix, feat, patch, align
+    assert all(np.isfinite(v) for v in result.losses.values())
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)["method"]["discriminator"]
+    convs = [v for k, v in saved.items() if k.endswith("weight") and v.ndim == 4]
+    assert convs[0].shape[1] == 17 + 3 and convs[-1].shape[0] == 16  # one-hot shared16 + RGB in, a map per class
+    labels = FrameStore.open(real_store).label(0)[None, :64, :64]
+    images, _ = load_synthesizer(run).paint_frames(labels, [(0, 0)], seed=0)
+    assert images.shape == (1, 64, 64, 3)
+
+
+def test_an_unknown_discriminator_choice_is_refused(real_store: Path, tmp_path: Path) -> None:
+    from simreal.errors import ConfigError
+
+    overrides = ["preset=tiny", f"real={real_store}", "device=cpu", f"out={tmp_path}", "model.discriminator=global"]
+    with pytest.raises(ConfigError, match="own or semantic"):
+        train(compose_training_config("oasis", overrides))
