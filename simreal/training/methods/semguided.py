@@ -34,13 +34,14 @@ from torch.utils.data import Dataset
 from simreal.errors import SimrealError, TrainingError
 from simreal.labels import LabelTable
 from simreal.losses.semguided import semantic_perceptual_loss
+from simreal.metrics.segmentation import confusion_matrix, segmentation_scores
 from simreal.models.semguided import (
     SemanticPatchDiscriminator,
     SemanticPatchDiscriminatorSpec,
     UNetGenerator,
     UNetGeneratorSpec,
 )
-from simreal.models.spade_blocks import IGNORE_LABEL, one_hot_labels
+from simreal.models.spade_blocks import one_hot_labels
 from simreal.synthesize import Synthesizer
 from simreal.training.method import Batch, TrainContext
 from simreal.training.methods.synthesis import LabelToImageMethod
@@ -100,7 +101,7 @@ class SemanticGuidedMethod(LabelToImageMethod):
         return generator, discriminator
 
     def _load_task_network(self) -> nn.Module:
-        from simreal.models.segmenter import load_segmenter
+        from simreal.inference import load_segmenter
 
         path = self.cfg.get("outer_segmenter")
         if not path:
@@ -164,7 +165,7 @@ class SemanticGuidedMethod(LabelToImageMethod):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Pixel accuracy and mean IoU of the frozen segmenter on generated images against their label maps."""
+        """Pixel accuracy and mIoU of the frozen segmenter on generated images against their label maps."""
         if self.task_network is None:
             return {}
         confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
@@ -175,15 +176,8 @@ class SemanticGuidedMethod(LabelToImageMethod):
                 with self.ctx.autocast():
                     fake = self.generator(self.ctx.images_to_device(one_hot_labels(labels, self.num_classes)))
                     predicted = self.task_network(fake).argmax(1)
-                keep = labels != IGNORE_LABEL
-                pairs = labels[keep] * self.num_classes + predicted[keep]
-                confusion += torch.bincount(pairs.cpu(), minlength=self.num_classes**2).view_as(confusion)
+                confusion += confusion_matrix(predicted, labels, self.num_classes).cpu()
         finally:
             self.generator.train()
-        hits = confusion.diag().float()
-        union = confusion.sum(0) + confusion.sum(1) - confusion.diag()
-        present = confusion.sum(1) > 0
-        return {
-            "task_accuracy": float(hits.sum() / confusion.sum().clamp(min=1)),
-            "task_miou": float((hits[present] / union[present].float()).mean()) if bool(present.any()) else 0.0,
-        }
+        scores = segmentation_scores(confusion, self.datasets["real"].evaluable_classes)
+        return {"task_accuracy": float(scores["pixel_acc"]), "task_miou": float(scores["miou"])}

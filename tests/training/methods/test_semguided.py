@@ -57,7 +57,9 @@ def test_a_segmenter_of_other_classes_is_refused(real_store: Path, tmp_path: Pat
 
     net = build_segmenter("tiny", num_classes=5)
     other = tmp_path / "seg5.pt"
-    torch.save({"method": {"model_spec": net.spec.to_dict(), "model": net.state_dict()}}, other)
+    torch.save(
+        {"method_name": "segmenter", "method": {"model_spec": net.spec.to_dict(), "model": net.state_dict()}}, other
+    )
     with pytest.raises(TaskSegmenterError, match="predicts 5 classes"):
         train(semguided_config(real_store, tmp_path / "run", f"outer_segmenter={other}"))
 
