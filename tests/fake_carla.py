@@ -6,6 +6,12 @@ advances the frame id, every listening camera then gets one ``Image`` on a timer
 dropped or reordered), a stalled server raises the real client's time-out RuntimeError, an unknown address
 times out like an unreachable server. The server records its actors, settings and Traffic Managers so tests
 can check cleanup.
+
+Like the real 0.9.16 client, Traffic Managers live in a process-wide map keyed by port (``TrafficManager::_tm_map``;
+here one map per ``FakeCarla``, i.e. per client process): after a server crash, even a new ``Client`` gets the old
+TM back, bound to the dead connection, and every call on it (and every synchronous tick while it is registered)
+fails. Cameras honour ``sensor_tick``: one with a tick interval renders and streams only on the ticks where that much
+simulated time has passed since its last image, like UE's actor tick interval.
 """
 
 from __future__ import annotations
@@ -250,6 +256,8 @@ class Actor:
         self.callback: Callable[[Any], None] | None = None
         self.running = False  # walker controllers
         self.autopilot_port: int | None = None
+        self.sensor_tick = float(self.attributes.get("sensor_tick", "0") or 0)
+        self.time_since_image = 0.0
 
     def destroy(self) -> bool:
         self.server.rpc()
@@ -296,17 +304,30 @@ class Map:
 
 
 class TrafficManager:
+    """Bound to the server incarnation it was created for; after a crash every call fails."""
+
     def __init__(self, server: FakeServer, port: int) -> None:
         self.server, self.port = server, port
+        self.incarnation = server.incarnation
         self.synchronous = False
         self.seed: int | None = None
 
+    def _alive(self) -> None:
+        if self.server.incarnation != self.incarnation:
+            raise RuntimeError(f"trafficmanager at port {self.port}: connection to the simulator lost")
+
     def set_synchronous_mode(self, mode_switch: bool = True) -> None:
+        self._alive()
         self.server.rpc()
         self.synchronous = mode_switch
 
     def set_random_device_seed(self, value: int) -> None:
+        self._alive()
         self.seed = value
+
+    def synchronous_tick(self) -> None:
+        """What the client's world.tick() does for every synchronous TM of the process."""
+        self._alive()
 
 
 # -- commands ---------------------------------------------------------------------------------------------
@@ -378,6 +399,8 @@ class FakeServerConfig:
     stall_calls: int = 1
     restart_on_stall: bool = False  # the stall is a crash: actors gone, settings default, frame counter reset
     interrupt_at_tick: int | None = None  # the n-th tick raises KeyboardInterrupt (Ctrl-C while blocked)
+    hang_at_tick: int | None = None  # the n-th tick blocks until release() (a TM step that never returns)
+    down_after_crash_s: float = 0.0  # a crashed server answers nothing for this long (UE restart + map load)
     vehicle_base_types: bool = True  # False: blueprints without base_type, as before 0.9.14
     seed: int = 0
 
@@ -389,6 +412,10 @@ class FakeServer:
         self.lock = threading.RLock()
         self.rng = random.Random(self.config.seed)
         self.frame = self.config.first_frame
+        self.incarnation = 0  # bumped by a crash: Traffic Managers of an earlier incarnation are dead
+        self.down_until = 0.0
+        self.images_sent = 0
+        self.released = threading.Event()
         self.tick_calls = 0
         self.settings = WorldSettings()
         self.map_name = self.config.initial_map
@@ -412,8 +439,8 @@ class FakeServer:
     # ---- failure injection
     def rpc(self) -> None:
         with self.lock:
-            if self._stalled_calls > 0:
-                self._stalled_calls -= 1
+            if self._stalled_calls > 0 or time.monotonic() < self.down_until:
+                self._stalled_calls = max(0, self._stalled_calls - 1)
                 raise RuntimeError(
                     "time-out of 10000ms while waiting for the simulator, make sure the simulator is ready "
                     f"and connected to {self.host}:{self.port}"
@@ -426,6 +453,18 @@ class FakeServer:
         self.traffic_managers.clear()
         self.settings = WorldSettings()
         self.frame = 1
+        self.incarnation += 1
+        self._ids = itertools.count(1)  # a new server process hands out the same actor ids again
+        self.down_until = time.monotonic() + self.config.down_after_crash_s
+
+    def crash(self) -> None:
+        """The server process dies and comes back (after ``down_after_crash_s``) with a fresh world."""
+        with self.lock:
+            self._crash()
+
+    def release(self) -> None:
+        """Let a tick blocked by ``hang_at_tick`` return."""
+        self.released.set()
 
     # ---- world state
     def tick(self) -> int:
@@ -437,17 +476,25 @@ class FakeServer:
                 self._stalled_calls = self.config.stall_calls
                 if self.config.restart_on_stall:
                     self._crash()
+            hang = self.tick_calls == self.config.hang_at_tick
+        if hang:
+            self.released.wait()
         self.rpc()
         with self.lock:
             self.frame += 1
+            step = self.settings.fixed_delta_seconds or 0.05
             for actor in list(self.actors.values()):
                 if actor.listening and not self.settings.no_rendering_mode:  # no rendering: cameras get nothing
-                    self._send_image(actor, self.frame)
+                    actor.time_since_image += step
+                    if actor.time_since_image >= actor.sensor_tick - 1e-6:  # UE's tick interval
+                        actor.time_since_image = 0.0
+                        self._send_image(actor, self.frame)
             return self.frame
 
     def _send_image(self, camera: Actor, frame: int) -> None:
         kind = "rgb" if camera.type_id == "sensor.camera.rgb" else "semantic"
         config = self.config
+        self.images_sent += 1
         if (kind, frame) in config.dropped or self.rng.random() < config.drop_probability:
             return
         attrs = camera.attributes
@@ -521,8 +568,9 @@ class FakeServer:
 
 
 class World:
-    def __init__(self, server: FakeServer) -> None:
+    def __init__(self, server: FakeServer, tm_map: dict[int, TrafficManager]) -> None:
         self.server = server
+        self._tm_map = tm_map
 
     def get_settings(self) -> WorldSettings:
         self.server.rpc()
@@ -534,7 +582,14 @@ class World:
         return self.server.frame
 
     def tick(self, seconds: float = 10.0) -> int:
+        for tm in list(self._tm_map.values()):  # the client steps every synchronous TM of the process
+            if tm.synchronous:
+                tm.synchronous_tick()
         return self.server.tick()
+
+    def get_snapshot(self) -> types.SimpleNamespace:
+        self.server.rpc()
+        return types.SimpleNamespace(frame=self.server.frame)
 
     def get_map(self) -> Map:
         self.server.rpc()
@@ -583,6 +638,7 @@ class World:
 
 class FakeClient:
     registry: dict[tuple[str, int], FakeServer] = {}
+    tm_map: dict[int, TrafficManager] = {}  # process-wide, like TrafficManager::_tm_map
 
     def __init__(self, host: str = "127.0.0.1", port: int = 2000, worker_threads: int = 0) -> None:
         self.host, self.port = host, port
@@ -610,7 +666,7 @@ class FakeClient:
         return CLIENT_VERSION
 
     def get_world(self) -> World:
-        return World(self._server)
+        return World(self._server, self.tm_map)
 
     def get_available_maps(self) -> list[str]:
         return [f"/Game/Carla/Maps/{name}" for name in self._server.config.maps]
@@ -630,11 +686,15 @@ class FakeClient:
             server.weather = WeatherParameters.Default
             if reset_settings:
                 server.settings = WorldSettings()
-        return World(server)
+        return World(server, self.tm_map)
 
     def get_trafficmanager(self, client_connection: int = 8000) -> TrafficManager:
         server = self._server
-        return server.traffic_managers.setdefault(client_connection, TrafficManager(server, client_connection))
+        if client_connection in self.tm_map:  # whatever server it was made for, dead or alive
+            return self.tm_map[client_connection]
+        tm = TrafficManager(server, client_connection)
+        self.tm_map[client_connection] = server.traffic_managers[client_connection] = tm
+        return tm
 
     def apply_batch_sync(self, commands: list[Any], do_tick: bool = False) -> list[Response]:
         server = self._server
@@ -657,7 +717,8 @@ class FakeCarla:
 
     def __init__(self) -> None:
         self.servers: dict[tuple[str, int], FakeServer] = {}
-        client_class = type("Client", (FakeClient,), {"registry": self.servers})
+        self.tm_map: dict[int, TrafficManager] = {}
+        client_class = type("Client", (FakeClient,), {"registry": self.servers, "tm_map": self.tm_map})
         self.module = types.ModuleType("carla")
         for name, value in {
             "Client": client_class,

@@ -220,7 +220,6 @@ def test_carla_frames_use_the_servers_tag_scheme(monkeypatch: pytest.MonkeyPatch
         n_walkers=1,
         timeout_s=0.5,
         sensor_timeout_s=0.5,
-        reconnect_backoff_s=0.0,
     )
     collector = StreamCollector(
         SourceSpec("carla", params),

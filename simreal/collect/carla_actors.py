@@ -148,7 +148,8 @@ class Scene:
             blueprint.set_attribute("image_size_x", str(s.width))
             blueprint.set_attribute("image_size_y", str(s.height))
             blueprint.set_attribute("fov", str(s.fov))
-            blueprint.set_attribute("sensor_tick", "0.0")
+            # both cameras image only the ticks a capture can use (the server skips rendering and streaming the rest)
+            blueprint.set_attribute("sensor_tick", f"{s.camera_sensor_tick:.6g}")
             if blueprint_id == "sensor.camera.rgb" and not s.postprocess_effects:
                 for name, value in EDGE_BLURRING_EFFECTS.items():
                     if blueprint.has_attribute(name):

@@ -31,6 +31,11 @@ class FrameBuffer:
             self._images[image.frame] = image
             self._ready.notify_all()
 
+    def delivered(self, since: int) -> set[int]:
+        """Frame ids at or after ``since`` whose image is here (does not wait)."""
+        with self._ready:
+            return {f for f in self._images if f >= since}
+
     def take(self, frame: int, timeout_s: float) -> Any | None:
         """The image of exactly ``frame``, or None if it did not arrive within ``timeout_s``."""
         deadline = time.monotonic() + timeout_s

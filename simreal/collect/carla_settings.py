@@ -24,11 +24,13 @@ class CarlaSettings:
     timeout_s: float = 10.0
     load_timeout_s: float = 300.0  # loading a town (a large map above all) takes far longer than an ordinary call
     schedule: list[tuple[str, str, int]] = field(default_factory=lambda: [("Town10HD", "ClearNoon", 0)])
+    schedule_start: int = 0  # frames this stream already kept (earlier runs, a restarted worker): continue from there
     width: int = 800
     height: int = 600
     fov: float = 90.0
     fixed_delta_seconds: float = 0.05
     capture_every: int = 5
+    sensor_tick: bool = True  # cameras render and stream only every capture_every-th tick (their `sensor_tick`)
     n_vehicles: int = 30
     n_walkers: int = 20
     walker_cross_factor: float = 0.05
@@ -44,8 +46,6 @@ class CarlaSettings:
     seed: int = 0
     sensor_timeout_s: float = 5.0
     max_missed_captures: int = 3
-    max_reconnects: int = 5
-    reconnect_backoff_s: float = 2.0
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -67,7 +67,7 @@ class CarlaSettings:
         for name in ("width", "height", "capture_every"):
             if getattr(self, name) < 1:
                 yield f"{name}={getattr(self, name)} must be >= 1"
-        for name in ("n_vehicles", "n_walkers", "max_reconnects", "warmup_ticks", "max_respawns"):
+        for name in ("n_vehicles", "n_walkers", "warmup_ticks", "max_respawns", "schedule_start"):
             if getattr(self, name) < 0:
                 yield f"{name}={getattr(self, name)} must be >= 0"
         for name in ("max_missed_captures", "max_rejects_in_a_row"):
@@ -78,7 +78,40 @@ class CarlaSettings:
         for name in ("fixed_delta_seconds", "timeout_s", "load_timeout_s", "sensor_timeout_s"):
             if getattr(self, name) <= 0:
                 yield f"{name}={getattr(self, name)} must be > 0"
-        if self.reconnect_backoff_s < 0:
-            yield f"reconnect_backoff_s={self.reconnect_backoff_s} must be >= 0"
         if not 0.0 <= self.walker_cross_factor <= 1.0:
             yield f"walker_cross_factor={self.walker_cross_factor} must be in [0, 1]"
+
+    @property
+    def camera_sensor_tick(self) -> float:
+        """The cameras' ``sensor_tick`` (simulated seconds between images; 0 = every tick).
+
+        UE ticks an actor with a tick interval once that much game time has passed, so a camera at
+        ``capture_every * fixed_delta_seconds`` renders and streams on one tick in ``capture_every``.
+        """
+        return self.capture_every * self.fixed_delta_seconds if self.sensor_tick and self.capture_every > 1 else 0.0
+
+
+def check_run_ports(servers: list[tuple[str, int]], tm_ports: list[int]) -> None:
+    """Fail fast when the servers of one run, or their Traffic Manager ports, would collide.
+
+    A TM listens on its port on the node of the source that drives it, which may be the node of any server, so a TM
+    port must not be any server's RPC or streaming port (port, port + 1), nor another source's TM port.
+    """
+    problems = []
+    seen: dict[tuple[str, int], int] = {}
+    for index, server in enumerate(servers):
+        if server in seen:
+            problems.append(f"server {server[0]}:{server[1]} is listed twice (sources {seen[server]} and {index})")
+        seen.setdefault(server, index)
+    server_ports = {p: f"{h}:{port}" for h, port in servers for p in (port, port + 1)}
+    for index, tm_port in enumerate(tm_ports):
+        if not 1 <= tm_port <= 65535:
+            problems.append(f"Traffic Manager port {tm_port} of source {index} is not a TCP port")
+        if tm_port in server_ports:
+            problems.append(
+                f"Traffic Manager port {tm_port} of source {index} is a port of CARLA server {server_ports[tm_port]}"
+            )
+        if tm_ports.index(tm_port) != index:
+            problems.append(f"Traffic Manager port {tm_port} is used by sources {tm_ports.index(tm_port)} and {index}")
+    if problems:
+        raise CarlaSettingsError("CARLA ports collide: " + "; ".join(problems) + " (change tm_port_base or --servers)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -17,35 +18,42 @@ from simreal.collect.carla_actors import BestEffort, Scene
 from simreal.collect.carla_errors import (
     CarlaClientMissingError,
     CarlaConnectionLostError,
+    CarlaNothingKeptError,
     CarlaSensorTimeoutError,
+    CarlaServerError,
     CarlaSettingsError,
     CarlaSourceError,
     CarlaSpawnError,
     CarlaUnreachableError,
+    CollectionStoppedError,
     unreachable_message,
 )
 from simreal.collect.carla_sensors import FrameBuffer, decode_bgra
 from simreal.collect.carla_settings import CarlaSettings
 from simreal.collect.frame import SensorFrame
-from simreal.collect.schedule import town_key
+from simreal.collect.schedule import schedule_position, town_key
 from simreal.labels.carla_versions import carla_scheme_for_version
 
 __all__ = [
     "CarlaClientMissingError",
     "CarlaConnectionLostError",
+    "CarlaNothingKeptError",
     "CarlaSensorTimeoutError",
+    "CarlaServerError",
     "CarlaSettings",
     "CarlaSettingsError",
     "CarlaSource",
     "CarlaSourceError",
     "CarlaSpawnError",
     "CarlaUnreachableError",
+    "CollectionStoppedError",
     "import_carla",
 ]
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 60.0
+TICK_WATCHDOG_FACTOR = 2.0  # a tick not back within this many client timeouts is stuck (e.g. in the TM step)
+IMAGE_POLL_S = 0.005
 
 
 def import_carla() -> ModuleType:
@@ -61,6 +69,30 @@ def import_carla() -> ModuleType:
     return carla
 
 
+def call_with_watchdog(action: Callable[[], Any], timeout_s: float) -> tuple[bool, Any]:
+    """(True, result) of ``action()`` run on a daemon thread, or (False, None) if it did not return in time.
+
+    A call blocked inside the client (which no client timeout bounds) is left behind on its thread: the caller must
+    treat the connection as lost and the process as one to replace. Exceptions of ``action`` are raised here.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = action()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller, KeyboardInterrupt included
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name="carla-tick", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        return False, None
+    if "error" in outcome:
+        raise outcome["error"]
+    return True, outcome["result"]
+
+
 def weather_presets(carla: ModuleType) -> list[str]:
     """Names of the `carla.WeatherParameters` presets this client knows (ClearNoon, WetSunset, ...)."""
     presets = carla.WeatherParameters
@@ -72,11 +104,17 @@ class CarlaSource:
 
     ``with CarlaSource(settings) as source: for frame in source.frames(): ...`` connects, loads the town in
     synchronous mode with a fixed step, spawns ego (autopilot), traffic, walkers and two rigidly attached
-    cameras, then yields one matched RGB + semantic pair every ``capture_every`` ticks. Every yielded frame
-    counts as kept unless the consumer calls ``reject()`` before asking for the next one; kept frames drive
-    the (town, weather) schedule. Leaving the block by any route (end, exception, Ctrl-C) stops the cameras,
-    restores the server's original settings and destroys every spawned actor. ``stats`` counts spawns,
-    failures, discarded images and reconnects.
+    cameras, then yields one matched RGB + semantic pair every ``capture_every`` ticks (the cameras' ``sensor_tick``
+    makes the server render only those ticks). Every yielded frame counts as kept unless the consumer calls
+    ``reject()`` before asking for the next one; kept frames drive the (town, weather) schedule, entered
+    ``schedule_start`` kept frames in. Leaving the block by any route (end, exception, Ctrl-C) stops the cameras,
+    restores the server's original settings and destroys every spawned actor.
+
+    A server that stops answering, crashes or stalls a tick ends the stream with CarlaConnectionLostError: the
+    source never reconnects in its own process (the client's process-wide Traffic Manager map would hand it the
+    dead TM again); the caller continues in a fresh process (the collection pipeline restarts its worker).
+    ``request_stop()`` (any thread) ends ``frames()`` at the next tick. ``stats`` counts spawns, failures and
+    discarded images.
     """
 
     def __init__(self, settings: CarlaSettings, stream: int = 0) -> None:
@@ -93,7 +131,6 @@ class CarlaSource:
                 "frames",
                 "captures_missed",
                 "sensor_frames_discarded",
-                "reconnects",
                 "town_switches",
                 "weather_switches",
                 "cleanup_failures",
@@ -104,11 +141,11 @@ class CarlaSource:
             0,
         )
         self._rng = random.Random(f"{settings.seed}:{stream}")
-        self._step = 0  # index into settings.schedule
-        self._kept_in_step = 0
+        self._step, self._kept_in_step = schedule_position(settings.schedule, settings.schedule_start)
         self._rejected = False  # the consumer dropped the frame just yielded
         self._rejects_in_a_row = 0
         self._respawns_without_keep = 0
+        self._abandoned_in_a_row = 0
         self._maps: dict[str, str] = {}  # town -> the server's map name for it
         self._buffers = self._new_buffers()
         self._discarded_by_old_buffers = 0
@@ -118,9 +155,13 @@ class CarlaSource:
         self._traffic_manager: Any = None
         self._scene: Scene | None = None
         self._original_settings: Any = None
-        self._undestroyed_ids: list[int] = []
         self._names_checked = False
         self._warmup_left = 0  # ticks to let pass uncaptured (auto-exposure after a spawn or weather change)
+        self._due: int | None = None  # the oldest frame id a capture may use; None: from the next tick on
+        self._expected: int | None = None  # the frame the capture period predicts next; None: not known
+        self._last_frame = -1  # the server frame this source last saw (ticked or read after setup)
+        self._server_failed = False
+        self._stop = threading.Event()
         self.server_version = ""
         self.client_version = ""
         self.tag_scheme = ""
@@ -137,13 +178,16 @@ class CarlaSource:
         """The consumer dropped the frame just yielded: it does not count towards the schedule."""
         self._rejected = True
 
+    def request_stop(self) -> None:
+        """Make ``frames()`` raise CollectionStoppedError before its next tick (safe from any thread)."""
+        self._stop.set()
+
     # -- lifecycle ----------------------------------------------------------------------------------------
     def __enter__(self) -> CarlaSource:
         self._carla = import_carla()
-        self._original_settings = None  # read afresh from this server; kept across reconnects
         try:
             self._connect()
-            self._setup_world()
+            self._server_call(self._setup_world)
         except BaseException:
             self._cleanup()
             raise
@@ -156,29 +200,33 @@ class CarlaSource:
         """Endless stream of matched frames; ticks the world itself (this must be the only ticking client)."""
         if self._world is None:
             raise CarlaSourceError("CarlaSource.frames() needs the connection made by `with CarlaSource(...)`")
-        ticks_since_capture, missed_in_a_row = 0, 0
+        missed_in_a_row = 0
         while True:
+            if self._stop.is_set():
+                raise CollectionStoppedError(f"CARLA stream {self.stream} stopped on request")
             frame = self._tick()
             if self._warmup_left > 0:
                 self._warmup_left -= 1
                 self.stats["warmup_ticks"] += 1
                 continue
-            ticks_since_capture += 1
-            if ticks_since_capture < self.settings.capture_every:
+            if self._due is None:
+                self._due = frame  # the first frame after a (re)spawn or warm-up
+            pair = self._next_pair(frame)
+            if pair is None:
                 continue
-            rgb, semantic, missing = self._take_pair(frame)
+            rgb, semantic, missing = pair
             if missing:
                 missed_in_a_row += 1
                 self.stats["captures_missed"] += 1
                 if missed_in_a_row >= self.settings.max_missed_captures:
                     raise CarlaSensorTimeoutError(
-                        f"the {missing} camera delivered no image for frame {frame} within "
-                        f"{self.settings.sensor_timeout_s:g}s, {missed_in_a_row} captures in a row "
+                        f"the {missing} camera delivered no image for frame {missing_frame(rgb, semantic, frame)} "
+                        f"within {self.settings.sensor_timeout_s:g}s, {missed_in_a_row} captures in a row "
                         f"(server at {self.settings.host}:{self.settings.port} overloaded? raise "
                         "sensor_timeout_s or lower the image size)"
                     )
-                continue  # this capture is lost; try again on the next tick
-            missed_in_a_row, ticks_since_capture = 0, 0
+                continue
+            missed_in_a_row = 0
             self.stats["frames"] += 1
             self._rejected = False
             yield self._make_frame(rgb, semantic)
@@ -187,7 +235,7 @@ class CarlaSource:
                 if self._rejects_in_a_row >= self.settings.max_rejects_in_a_row:
                     self._unstick()
             else:
-                self._rejects_in_a_row = self._respawns_without_keep = 0
+                self._rejects_in_a_row = self._respawns_without_keep = self._abandoned_in_a_row = 0
                 self._kept_in_step += 1
                 self._advance_schedule()
 
@@ -235,8 +283,7 @@ class CarlaSource:
         self._traffic_manager.set_synchronous_mode(True)
         self._traffic_manager.set_random_device_seed(s.seed)
         world.set_weather(getattr(self._carla.WeatherParameters, self.weather))
-        self._destroy_undestroyed()
-        # fresh buffers per scene: late images of old cameras (or of a restarted server) cannot mix in
+        # fresh buffers per scene: late images of old cameras cannot mix in
         self._renew_buffers()
         self._scene = Scene(self._carla, client, world, s, self._rng)
         try:
@@ -244,7 +291,8 @@ class CarlaSource:
         finally:
             for key, value in self._scene.counts.items():
                 self.stats[key] += value
-        self._warmup_left = s.warmup_ticks
+        self._last_frame = world.get_snapshot().frame  # populate ticked once for the walker controllers
+        self._restart_capture()
 
     def _settings_to_restore(self, found: Any) -> Any:
         """The settings found at connect, unless they are a synchronous mode leaked by a killed run.
@@ -293,14 +341,57 @@ class CarlaSource:
 
     # -- ticking, matching, schedules ---------------------------------------------------------------------
     def _tick(self) -> int:
+        """One synchronous tick under a watchdog: world.tick() can block without limit inside the TM step."""
+        limit = self.settings.timeout_s * TICK_WATCHDOG_FACTOR
+        try:
+            returned, frame = call_with_watchdog(lambda: self._world.tick(self.settings.timeout_s), limit)
+        except RuntimeError as error:  # the real client's "time-out ... while waiting for the simulator"
+            raise self._lost(str(error)) from error
+        if not returned:
+            raise self._lost(f"world.tick() did not return within {limit:g}s (stalled in the server or the TM step)")
+        self._last_frame = frame
+        self.stats["ticks"] += 1
+        return frame
+
+    def _restart_capture(self) -> None:
+        """New cameras or new light: skip the warm-up ticks, then capture from the first frame after them."""
+        self._warmup_left = self.settings.warmup_ticks
+        self._due = self._expected = None
+
+    def _next_pair(self, frame: int) -> tuple[Any, Any, str] | None:
+        """Both images of the next capture (or the camera that missed it); None while its tick is still ahead.
+
+        Without ``sensor_tick`` every tick is imaged and a capture is due every ``capture_every`` frames. With it, the
+        server picks the imaged ticks (UE's tick interval, phase set at spawn, possibly off by one now and then), so
+        the source takes whichever frame in the window is imaged: the first window after new cameras spans a whole
+        period, later ones end one tick after the frame the period predicts.
+        """
+        s = self.settings
+        server_picks = s.camera_sensor_tick > 0
+        if self._expected is not None:
+            last_tick = self._expected + server_picks
+        else:
+            last_tick = self._due + (s.capture_every - 1 if server_picks else 0)
+        if frame < last_tick:
+            return None
+        imaged = self._imaged(self._due, wait_s=s.sensor_timeout_s)
+        if not imaged:
+            self._due, self._expected = frame + 1, None
+            return None, None, "rgb and semantic"
+        capture = min(imaged)
+        rgb, semantic, missing = self._take_pair(capture)
+        self._due = capture + (1 if missing or server_picks else s.capture_every)
+        self._expected = None if missing else capture + s.capture_every
+        return rgb, semantic, missing
+
+    def _imaged(self, since: int, wait_s: float = 0.0) -> set[int]:
+        """Frames at or after ``since`` that either camera delivered, polling up to ``wait_s`` until there is one."""
+        deadline = time.monotonic() + wait_s
         while True:
-            try:
-                frame = self._world.tick(self.settings.timeout_s)
-            except RuntimeError as error:  # the real client's "time-out ... while waiting for the simulator"
-                self._reconnect(error)
-                continue
-            self.stats["ticks"] += 1
-            return frame
+            imaged = self._buffers["rgb"].delivered(since) | self._buffers["semantic"].delivered(since)
+            if imaged or time.monotonic() >= deadline:
+                return imaged
+            time.sleep(IMAGE_POLL_S)
 
     def _take_pair(self, frame: int) -> tuple[Any, Any, str]:
         """Images of exactly ``frame`` from both cameras, or the name of the camera that missed it."""
@@ -344,107 +435,119 @@ class CarlaSource:
     def _unstick(self) -> None:
         """Too many frames dropped in a row: move the ego elsewhere, or after that failed, leave this condition."""
         self._rejects_in_a_row = 0
-        if self._respawns_without_keep < self.settings.max_respawns:
+        s = self.settings
+        if self._respawns_without_keep < s.max_respawns:
             self._respawns_without_keep += 1
             self.stats["ego_respawns"] += 1
-            self._with_reconnect(self._respawn_ego)
+            self._server_call(self._respawn_ego)
             return
         self._respawns_without_keep = 0
+        self._abandoned_in_a_row += 1
         self.stats["conditions_abandoned"] += 1
+        if self._abandoned_in_a_row >= len(s.schedule):
+            raise CarlaNothingKeptError(
+                f"CARLA stream {self.stream}: no frame kept in any of its {len(s.schedule)} (town, weather) "
+                f"conditions, each given {s.max_respawns} ego respawns after {s.max_rejects_in_a_row} drops in a "
+                "row; the filters reject everything this server renders (see the filter report, loosen filter.*)"
+            )
         log.warning(
             "CARLA stream %d: no frame kept in %s / %s after %d ego respawns; moving on",
             self.stream,
             self.town,
             self.weather,
-            self.settings.max_respawns,
+            s.max_respawns,
         )
-        self._go_to_step((self._step + 1) % len(self.settings.schedule), new_scene=True)
+        self._go_to_step((self._step + 1) % len(s.schedule), new_scene=True)
 
     def _respawn_ego(self) -> None:
         self._renew_buffers()  # late images of the old cameras cannot mix in
         self._scene.respawn_ego(self._buffers["rgb"].put, self._buffers["semantic"].put)
-        self._warmup_left = self.settings.warmup_ticks
+        self._restart_capture()
 
     def _go_to_step(self, step: int, new_scene: bool = False) -> None:
         """Drive on in the next (town, weather): a new map (and scene) only when the town changes or asked for."""
         old_town, old_weather = self.town, self.weather
         self._step, self._kept_in_step = step, 0
         if new_scene or town_key(self.town) != town_key(old_town):
-            self._with_reconnect(self._switch_town)
+            self._server_call(self._switch_town)
             self.stats["town_switches"] += town_key(self.town) != town_key(old_town)
         elif self.weather != old_weather:
-            self._with_reconnect(lambda: self._world.set_weather(getattr(self._carla.WeatherParameters, self.weather)))
-            self._warmup_left = self.settings.warmup_ticks  # the exposure adapts to the new light
+            self._server_call(lambda: self._world.set_weather(getattr(self._carla.WeatherParameters, self.weather)))
+            self._restart_capture()  # the exposure adapts to the new light
         if self.weather != old_weather:
             self.stats["weather_switches"] += 1
 
     def _switch_town(self) -> None:
-        self._remove_scene(BestEffort())
+        steps = BestEffort()
+        self._remove_scene(steps)
+        if steps.server_down:
+            raise RuntimeError("; ".join(steps.failures))
         self._setup_world()
 
     # -- failure handling and cleanup ---------------------------------------------------------------------
-    def _with_reconnect(self, action: Callable[[], Any]) -> None:
+    def _server_call(self, action: Callable[[], Any]) -> None:
         try:
             action()
-        except (RuntimeError, CarlaUnreachableError) as error:  # the client's time-outs are RuntimeErrors
-            self._reconnect(error)
+        except RuntimeError as error:  # the client's time-outs and lost connections are RuntimeErrors
+            raise self._lost(str(error)) from error
 
-    def _reconnect(self, error: Exception) -> None:
-        """Drop what is left of the old session, then reconnect and rebuild the world with backoff."""
+    def _lost(self, reason: str) -> CarlaConnectionLostError:
+        self._server_failed = True
         s = self.settings
-        log.warning("CARLA server at %s:%s stopped answering (%s); reconnecting", s.host, s.port, error)
-        self._remove_scene(BestEffort())
-        last_error: BaseException = error
-        for attempt in range(s.max_reconnects):
-            time.sleep(min(MAX_BACKOFF_S, s.reconnect_backoff_s * 2**attempt))
-            try:
-                self._connect()
-                self._setup_world()
-            except (RuntimeError, CarlaUnreachableError) as retry_error:
-                last_error = retry_error
-                log.warning("reconnect attempt %d/%d failed: %s", attempt + 1, s.max_reconnects, retry_error)
-                self._remove_scene(BestEffort())
-                continue
-            self.stats["reconnects"] += 1
-            return
-        raise CarlaConnectionLostError(
-            f"lost the CARLA server at {s.host}:{s.port} ({error}) and {s.max_reconnects} reconnect attempts "
-            f"failed; last error: {last_error}. Restart the server and the collection "
-            "(or use `--backend procedural`)."
-        ) from last_error
+        return CarlaConnectionLostError(
+            f"lost the CARLA server at {s.host}:{s.port} (stream {self.stream}): {reason}. Its state cannot be "
+            "trusted in this process; the collection restarts this stream's worker in a fresh one"
+        )
+
+    def _same_server_run(self, steps: BestEffort) -> bool:
+        """Whether the server still holds this source's world after a failure: in synchronous mode at our frame.
+
+        A restarted server counts its frames afresh and starts asynchronous; actor ids it hands out are reused, so
+        the ids this source spawned must not be destroyed there, nor settings applied.
+        """
+
+        def check() -> bool:
+            frame, last = self._world.get_snapshot().frame, self._last_frame
+            return bool(self._world.get_settings().synchronous_mode) and frame in (last, last + 1)
+
+        return bool(steps.call("check the server still runs this source's world", check))
 
     def _remove_scene(self, steps: BestEffort) -> None:
         if self._scene is None:
             return
         self._scene.stop_sensors(steps)
-        self._undestroyed_ids += self._scene.destroy(steps)
+        leftover = self._scene.destroy(steps)
         self._scene = None
+        if leftover:
+            log.warning("could not destroy CARLA actors %s (server not answering)", leftover)
         self.stats["cleanup_failures"] += len(steps.failures)
         steps.failures.clear()
-
-    def _destroy_undestroyed(self) -> None:
-        """Actors a dead connection could not destroy are removed as soon as the server answers again."""
-        if self._undestroyed_ids:
-            for actor in self._world.get_actors(self._undestroyed_ids):
-                if actor.type_id == "controller.ai.walker":
-                    actor.stop()
-            command = self._carla.command
-            self._client.apply_batch_sync([command.DestroyActor(i) for i in self._undestroyed_ids], False)
-            self._undestroyed_ids = []
 
     def _cleanup(self) -> None:
         steps = BestEffort()
         if self._scene is not None:
             self._scene.stop_sensors(steps)
         world, tm, original = self._world, self._traffic_manager, self._original_settings
-        if tm is not None:
-            steps.call("Traffic Manager back to asynchronous", lambda: tm.set_synchronous_mode(False))
-        if world is not None and original is not None:
-            steps.call("restore the original world settings", lambda: world.apply_settings(original))
-        self._remove_scene(steps)
-        if self._undestroyed_ids and self._client is not None and not steps.server_down:
-            steps.call("destroy actors left from a lost connection", self._destroy_undestroyed)
+        if tm is not None:  # a TM of a dead connection fails here; the world may still answer
+            steps.call("Traffic Manager back to asynchronous", lambda: tm.set_synchronous_mode(False), False)
+        if world is not None and self._server_failed and not self._same_server_run(steps):
+            s = self.settings
+            log.warning(
+                "CARLA server at %s:%s restarted or is not answering: its settings and actors are left alone "
+                "(actor ids are reused after a restart)",
+                s.host,
+                s.port,
+            )
+            self._scene = None
+        else:
+            if world is not None and original is not None:
+                steps.call("restore the original world settings", lambda: world.apply_settings(original))
+            self._remove_scene(steps)
         self.stats["cleanup_failures"] += len(steps.failures)
-        if self._undestroyed_ids:
-            log.warning("could not destroy CARLA actors %s (server not answering)", self._undestroyed_ids)
         self._world = self._traffic_manager = self._client = None
+
+
+def missing_frame(rgb: Any, semantic: Any, frame: int) -> int:
+    """The frame a half-delivered capture was for (whichever image came), else the tick's frame."""
+    image = rgb if rgb is not None else semantic
+    return int(image.frame) if image is not None else frame

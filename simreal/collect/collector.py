@@ -5,6 +5,8 @@ Both backends run through this same code; the collection pipeline wraps one `Str
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,8 +17,10 @@ from simreal.collect.decode import decode_sensor_frame
 from simreal.collect.filters import KEPT, SOURCE_EVENTS, FilterConfig, FrameFilter
 from simreal.collect.frame import FrameSource
 from simreal.data.convert import FrameSpec, prepare_frame
-from simreal.errors import ConfigError
+from simreal.errors import CollectionError, ConfigError
 from simreal.labels import LabelMapping, get_class_set, get_mapping
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,7 +53,12 @@ class Batch:
 
 
 class StreamCollector:
-    """Pulls frames from one source until it has as many kept frames as asked for."""
+    """Pulls frames from one source until it has as many kept frames as asked for.
+
+    ``close()`` may be called from another thread while ``collect()`` runs (a threaded Ray actor): it asks the
+    source to stop at its next tick, waits for ``collect()`` to return, then releases the source. When the source
+    fails, ``collect()`` releases it at once, before the error reaches the caller.
+    """
 
     def __init__(
         self,
@@ -70,26 +79,57 @@ class StreamCollector:
         self._mappings: dict[str, LabelMapping] = {}
         self._source: FrameSource | None = None
         self._frames = None
+        self._source_stats: dict[str, int] = {}
+        self._busy = threading.Lock()  # held by collect() and by the release of the source
+        self._stopping = threading.Event()
 
     def start(self, last_kept_rgb: np.ndarray | None = None) -> None:
         """Open the source (connects to CARLA, builds the procedural world); errors surface here."""
         self._source = open_source(self.source_spec)
+        self._source_stats = getattr(self._source, "stats", {})  # only the CARLA source keeps stats
         self._source.__enter__()
         self._frames = self._source.frames()
         if last_kept_rgb is not None:
             self.filter.remember(last_kept_rgb)
 
-    def close(self) -> None:
-        """Release the source: CARLA actors destroyed and server settings restored."""
+    def close(self, wait_s: float = 60.0) -> None:
+        """Release the source (CARLA actors destroyed, server settings restored), stopping a collect() in flight."""
+        self._stopping.set()
+        request_stop = getattr(self._source, "request_stop", None)
+        if request_stop is not None:
+            request_stop()
+        if not self._busy.acquire(timeout=wait_s):
+            log.warning("collect() did not stop within %gs; the source is left to the process's end", wait_s)
+            return
+        try:
+            self._release()
+        finally:
+            self._busy.release()
+
+    def _release(self) -> None:
         if self._source is not None:
-            source, self._source = self._source, None
+            source, self._source, self._frames = self._source, None, None
             source.__exit__(None, None, None)
 
     def collect(self, count: int) -> Batch:
-        if self._frames is None:
-            raise RuntimeError("StreamCollector.start() must be called before collect()")
+        with self._busy:
+            if self._frames is None:
+                raise RuntimeError("StreamCollector.start() must be called before collect() (and not after close())")
+            try:
+                return self._collect(count)
+            except BaseException:
+                self._release()  # a failed source is released now, not when the caller gets round to close()
+                raise
+
+    def collect_counted(self, count: int) -> tuple[Batch, Counter]:
+        """``collect(count)`` and the counts right after it (one call: no other call can run in between)."""
+        return self.collect(count), self.counts()
+
+    def _collect(self, count: int) -> Batch:
         rgbs, labels, sources, provenance = [], [], [], []
         while len(rgbs) < count:
+            if self._stopping.is_set():
+                raise CollectionError(f"{self.source_spec.backend} stream {self.source_spec.stream} stopped on request")
             frame = next(self._frames)
             self.captured += 1
             rgb, tags = decode_sensor_frame(frame)
@@ -126,6 +166,6 @@ class StreamCollector:
     def counts(self) -> Counter:
         """Filter verdicts by reason, plus what a CARLA source did about runs of dropped frames."""
         counts = Counter(self.filter.counts)
-        stats = getattr(self._source, "stats", {})  # only the CARLA source keeps stats
+        stats = self._source_stats
         counts.update({event: stats[event] for event in SOURCE_EVENTS if stats.get(event)})
         return counts

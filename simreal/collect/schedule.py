@@ -45,3 +45,16 @@ def plan_schedules(
             steps = [(*ordered[0], 0)]
         plans.append(steps)
     return plans
+
+
+def schedule_position(schedule: list[Step], kept: int) -> tuple[int, int]:
+    """(step, frames kept in it) after ``kept`` frames of the cyclic ``schedule``: where a continued stream resumes."""
+    quotas = [int(n) for *_, n in schedule]
+    if kept <= 0 or 0 in quotas:  # a step without a quota is held forever: nothing to advance
+        return 0, 0
+    kept %= sum(quotas)
+    for step, quota in enumerate(quotas):
+        if kept < quota:
+            return step, kept
+        kept -= quota
+    return 0, 0
