@@ -4,12 +4,14 @@
       capture -> decode -> filter -> remap -> resize  ──batch──▶   FrameStore.write_frames  ──▶  ordered commit
 
 The store is created on the first run and continued on later ones: rerunning the same command collects only the
-frames still missing, procedural streams resume exactly where their last committed frame left off, and a run
-killed at any moment leaves a store that verifies.
+frames still missing, procedural streams resume exactly where their last committed frame left off, CARLA streams
+where their schedule of towns and weathers left off, and a run killed at any moment leaves a store that verifies.
+A CARLA worker whose server is lost is restarted in a fresh process (pipelines.collect_workers).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -19,16 +21,23 @@ from typing import Any
 import ray
 from omegaconf import DictConfig, OmegaConf
 
+from pipelines.collect_workers import RestartPolicy, SourceWorker, placement_options
 from pipelines.commit import OrderedCommitter
 from pipelines.ray_runtime import ray_session, task_error_cause
 from simreal.collect.backend import choose_backend
-from simreal.collect.collector import Batch, SourceSpec, StreamCollector
+from simreal.collect.carla_settings import check_run_ports
+from simreal.collect.collector import Batch, SourceSpec
 from simreal.collect.filters import REASONS, SOURCE_EVENTS, FilterConfig, captured_count, merge_counts
 from simreal.collect.schedule import plan_schedules
 from simreal.data.convert import FrameSpec
 from simreal.data.store import FrameStore, StoreError, shard_ranges
-from simreal.errors import ConfigError
+from simreal.errors import CollectionError, ConfigError
 from simreal.progress import console, progress_bar
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 60.0
+RESTART_KEYS = ("restart_budget_s", "restart_backoff_s")  # carla.* keys for the pipeline, not the source
 
 
 @dataclass
@@ -41,6 +50,8 @@ class CollectJob:
     class_set: str = "shared16"
     shard_size: int = 32
     cpus_per_source: float = 1.0
+    restart: RestartPolicy = field(default_factory=RestartPolicy)  # CARLA workers whose server was lost
+    backend_auto: bool = False  # the backend was chosen by probing: it must match what the store holds
     config: dict[str, Any] = field(default_factory=dict)  # the resolved user config, stored for provenance
 
 
@@ -52,6 +63,7 @@ class CollectResult:
     captured: int
     filter_report: dict[str, int]
     seconds: float
+    lost: list[str] = field(default_factory=list)  # sources given up (their servers did not come back)
 
 
 def _parse_server(text: str) -> tuple[str, int]:
@@ -104,17 +116,21 @@ def _carla_specs(cfg: DictConfig, servers: list[tuple[str, int]]) -> list[Source
     schedules = plan_schedules(
         list(cfg.towns), list(cfg.weathers), int(cfg.frames), len(servers), int(cfg.frames_per_condition)
     )
+    tm_ports = [int(cfg.tm_port_base) + 10 * i for i in range(len(servers))]
+    check_run_ports(servers, tm_ports)
+    carla = {k: v for k, v in OmegaConf.to_container(cfg.carla).items() if k not in RESTART_KEYS}  # type: ignore[union-attr]
     specs = []
     for i, ((host, port), schedule) in enumerate(zip(servers, schedules, strict=True)):
         params = {
             "host": host,
             "port": port,
-            "tm_port": int(cfg.tm_port_base) + 10 * i,
+            "tm_port": tm_ports[i],
             "schedule": schedule,
             "width": int(cfg.camera.width),
             "height": int(cfg.camera.height),
             "fov": float(cfg.camera.fov),
             "capture_every": int(cfg.camera.capture_every),
+            "sensor_tick": bool(cfg.camera.sensor_tick),
             "camera_x": float(cfg.camera.x),
             "camera_z": float(cfg.camera.z),
             "camera_pitch": float(cfg.camera.pitch),
@@ -122,7 +138,7 @@ def _carla_specs(cfg: DictConfig, servers: list[tuple[str, int]]) -> list[Source
             "n_vehicles": int(cfg.traffic.vehicles),
             "n_walkers": int(cfg.traffic.walkers),
             "seed": int(cfg.seed),
-            **OmegaConf.to_container(cfg.carla),  # type: ignore[arg-type]
+            **carla,
         }
         specs.append(SourceSpec("carla", params, stream=i))
     return specs
@@ -153,6 +169,8 @@ def collect_job(cfg: DictConfig) -> CollectJob:
         class_set=str(store.class_set),
         shard_size=int(store.shard_size),
         cpus_per_source=float(cfg.cpus_per_source),
+        restart=RestartPolicy(float(cfg.carla.restart_budget_s), float(cfg.carla.restart_backoff_s)),
+        backend_auto=str(cfg.backend) == "auto",
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
     )
 
@@ -185,102 +203,203 @@ def _open_store(job: CollectJob) -> FrameStore:
     )
 
 
-def _resume_points(store: FrameStore, job: CollectJob) -> dict[int, tuple[int, int]]:
-    """stream -> (index of its last committed frame, its sim frame id), for streams of the same backend."""
-    last: dict[int, tuple[int, int]] = {}
+@dataclass
+class StreamProgress:
+    """What a stream left in the store: where a continuation (or a restarted worker) picks it up."""
+
+    kept: int  # its frames in the store
+    last_index: int  # store index of its last frame
+    last_frame: int  # its sim frame id
+
+
+def _stream_progress(store: FrameStore, job: CollectJob) -> dict[int, StreamProgress]:
+    """stream -> its progress in the store, for the streams of this job's backend."""
+    progress: dict[int, StreamProgress] = {}
     backend = job.sources[0].backend
     for index, prov in enumerate(store.provenance_table()):
         if prov.get("backend") == backend and "stream" in prov and "frame" in prov:
-            last[int(prov["stream"])] = (index, int(prov["frame"]))
-    return last
+            stream = int(prov["stream"])
+            kept = progress[stream].kept + 1 if stream in progress else 1
+            progress[stream] = StreamProgress(kept, index, int(prov["frame"]))
+    return progress
+
+
+def _check_backend_continuity(store: FrameStore, job: CollectJob) -> None:
+    """``backend: auto`` must not switch a store it continues to the other backend (a server came or went)."""
+    if not job.backend_auto or len(store) == 0:
+        return
+    backends = {str(p.get("backend")) for p in store.provenance_table()}
+    chosen = job.sources[0].backend
+    if chosen not in backends:
+        raise StoreError(
+            f"{job.out} holds frames of backend {', '.join(sorted(backends))}, but `auto` chose {chosen} this time; "
+            f"pass `--backend {sorted(backends)[0]}` to continue it as it was made, or use another --out"
+        )
+
+
+def _workers(job: CollectJob, store: FrameStore, progress: dict[int, StreamProgress]) -> list[SourceWorker]:
+    workers = []
+    for spec in job.sources:
+        params = dict(spec.params)
+        done = progress.get(spec.stream)
+        last_rgb = store.rgb(done.last_index) if done else None  # seeds the near-duplicate rule
+        if done and spec.backend == "procedural":
+            params["frame_offset"] = done.last_frame + int(params.get("capture_every", 1))
+        options: dict[str, Any] = {"num_cpus": job.cpus_per_source, "max_concurrency": 2}  # close() never queues
+        if spec.backend == "carla":
+            options.update(placement_options(str(params["host"])))
+        workers.append(
+            SourceWorker(
+                SourceSpec(spec.backend, params, spec.stream),
+                (job.frame_spec, job.filter, job.class_set),
+                options,
+                job.restart,
+                kept=done.kept if done else 0,
+                last_rgb=last_rgb,
+            )
+        )
+    return workers
 
 
 def run_collect(job: CollectJob, address: str | None = None, num_cpus: int | None = None) -> CollectResult:
+    """Collect until the store holds ``job.frames`` frames; lost CARLA servers are restarted, then given up.
+
+    Raises CollectionError when the store ends short because servers were lost for good (what was collected stays).
+    """
     began = time.perf_counter()
     store = _open_store(job)
+    _check_backend_continuity(store, job)
     committed_before = len(store)
     previous = Counter(store.attrs.get("filter_report", {}))
     if committed_before >= job.frames:
         return CollectResult(Path(job.out), committed_before, 0, 0, dict(previous), 0.0)
-    resume = _resume_points(store, job)
+    progress = _stream_progress(store, job)
     store.reserve(job.frames)
     committer = OrderedCommitter(store)
-    pending_ranges = shard_ranges(committed_before, job.frames, store.shard_size)
-    counts: dict[int, Counter] = {}
-    captured: dict[int, int] = {}
+    pending = shard_ranges(committed_before, job.frames, store.shard_size)
+    workers: list[SourceWorker] = []
+
+    def report() -> dict[str, int]:
+        return merge_counts(previous, *(w.counts for w in workers))
 
     with ray_session(address, num_cpus):
-        actor_cls = ray.remote(num_cpus=job.cpus_per_source)(StreamCollector)
         writer = ray.remote(num_cpus=0)(_write_batch)
-        actors = []
         try:
-            for spec in job.sources:
-                params = dict(spec.params)
-                last_rgb = None
-                if spec.stream in resume and spec.backend == "procedural":
-                    index, frame_id = resume[spec.stream]
-                    params["frame_offset"] = frame_id + int(params.get("capture_every", 1))
-                    last_rgb = store.rgb(index)
-                actor = actor_cls.remote(
-                    SourceSpec(spec.backend, params, spec.stream), job.frame_spec, job.filter, job.class_set
-                )
-                actors.append((actor, actor.start.remote(last_rgb)))
-            for _, started in actors:
-                _get(started)
+            workers = _workers(job, store, progress)
+            for worker in workers:
+                worker.launch()
+            for worker in workers:  # a source that cannot start at all is an error of the run, not a loss
+                _get(worker.start_ref)
+                worker.started()
             with progress_bar("collect", total=job.frames, completed=committed_before) as bar:
-                gathering: dict[ray.ObjectRef, tuple[int, Any, int, int, ray.ObjectRef]] = {}
-                writing: dict[ray.ObjectRef, tuple[int, int]] = {}
-
-                def dispatch(slot: int) -> None:
-                    if pending_ranges:
-                        start, stop = pending_ranges.pop(0)
-                        actor = actors[slot][0]
-                        batch_ref = actor.collect.remote(stop - start)
-                        gathering[actor.counts.remote()] = (slot, actor, start, stop, batch_ref)
-
-                for slot in range(len(actors)):
-                    dispatch(slot)
-                while gathering or writing:
-                    ready, _ = ray.wait([*gathering, *writing], num_returns=1)
-                    ref = ready[0]
-                    if ref in writing:
-                        start, stop = _get(ref)
-                        writing.pop(ref)
-                        committer.written(start, stop)
-                        bar.advance(stop - start)
-                        continue
-                    slot, actor, start, stop, batch_ref = gathering.pop(ref)
-                    # counts() runs after collect() on the same actor, so it reflects this batch
-                    counts[slot] = _get(ref)
-                    captured[slot] = captured_count(counts[slot])
-                    writing[writer.remote(str(store.path), start, batch_ref)] = (start, stop)
-                    dispatch(slot)
-                    report = merge_counts(previous, *counts.values())
-                    dropped = ", ".join(f"{k} {report[k]}" for k in REASONS if report.get(k))
-                    events = ", ".join(f"{k} {report[k]}" for k in SOURCE_EVENTS if report.get(k))
-                    bar.info(
-                        f"captured {sum(captured.values())}"
-                        + (f" · dropped: {dropped}" if dropped else "")
-                        + (f" · {events}" if events else "")
-                    )
+                _drive(workers, pending, store, committer, writer, bar, report)
         finally:
-            closing = [actor.close.remote() for actor, _ in actors]
-            try:
-                ray.get(closing, timeout=60)
-            except Exception:  # noqa: BLE001 - cleanup must not hide the original error
-                pass
+            _close(workers)
             store.update_attrs(
-                filter_report=merge_counts(previous, *counts.values()),
-                collect={"config": job.config, "frame_spec": asdict(job.frame_spec), "filter": asdict(job.filter)},
+                filter_report=report(),
+                collect={
+                    "config": job.config,
+                    "frame_spec": asdict(job.frame_spec),
+                    "filter": asdict(job.filter),
+                    "lost_sources": [w.lost_reason for w in workers if w.lost_reason],
+                    "restarts": {w.name: w.restarts for w in workers if w.restarts},
+                },
             )
+    lost = [w.lost_reason for w in workers if w.lost_reason]
+    if len(store) < job.frames:
+        raise CollectionError(
+            f"{job.out} holds {len(store)} of the {job.frames} frames asked for: every source was lost ("
+            + "; ".join(lost)
+            + "). The frames collected are kept: rerun the same command to continue once the servers are back."
+        )
     return CollectResult(
         Path(job.out),
         len(store),
         len(store) - committed_before,
-        sum(captured.values()),
-        merge_counts(previous, *counts.values()),
+        sum(captured_count(w.counts) for w in workers),
+        report(),
         time.perf_counter() - began,
+        lost,
     )
+
+
+def _drive(
+    workers: list[SourceWorker],
+    pending: list[tuple[int, int]],
+    store: FrameStore,
+    committer: OrderedCommitter,
+    writer: Any,
+    bar: Any,
+    report: Any,
+) -> None:
+    """Hand out shard ranges to ready workers, write what comes back, restart lost CARLA workers, until done."""
+    writing: dict[ray.ObjectRef, tuple[int, int]] = {}
+    while True:
+        now = time.monotonic()
+        for worker in workers:
+            if worker.state == "waiting" and now >= worker.retry_at:
+                worker.launch()
+            if worker.state == "ready" and pending:
+                worker.dispatch(*pending.pop(0))
+        busy = [w for w in workers if w.state == "busy"]
+        if not busy and not writing and (not pending or all(w.state == "lost" for w in workers)):
+            return
+        watched = {w.counts_ref: w for w in busy} | {w.start_ref: w for w in workers if w.state == "starting"}
+        waits = [w.retry_at - now for w in workers if w.state == "waiting"]
+        timeout = max(0.0, min(waits)) if waits else None
+        if not watched and not writing:
+            time.sleep(timeout or 0.0)
+            continue
+        ready, _ = ray.wait([*watched, *writing], num_returns=1, timeout=timeout)
+        if not ready:
+            continue
+        ref = ready[0]
+        if ref in writing:
+            writing.pop(ref)
+            start, stop = _get(ref)
+            committer.written(start, stop)
+            bar.advance(stop - start)
+            continue
+        worker = watched[ref]
+        try:
+            outcome = ray.get(ref)
+        except Exception as err:
+            if worker.state == "busy":
+                pending.insert(0, worker.range)  # another worker (or this one, restarted) collects it
+            if not worker.restartable(err):
+                raise task_error_cause(err, "collecting") from None
+            console.print(f"[yellow]collect:[/] {worker.lose(err, time.monotonic())}", soft_wrap=True)
+            continue
+        if worker.state == "starting":
+            worker.started()
+            continue
+        start, stop = worker.collected(outcome)
+        writing[writer.remote(str(store.path), start, worker.batch_ref)] = (start, stop)
+        _show_counts(bar, report())
+
+
+def _show_counts(bar: Any, report: dict[str, int]) -> None:
+    dropped = ", ".join(f"{k} {report[k]}" for k in REASONS if report.get(k))
+    events = ", ".join(f"{k} {report[k]}" for k in SOURCE_EVENTS if report.get(k))
+    bar.info(
+        f"captured {captured_count(report)}"
+        + (f" · dropped: {dropped}" if dropped else "")
+        + (f" · {events}" if events else "")
+    )
+
+
+def _close(workers: list[SourceWorker]) -> None:
+    """Every live source releases its server (stopping a collect() in flight); the stuck ones are killed."""
+    closing = {ref: w for w in workers if (ref := w.close()) is not None}
+    done, stuck = ray.wait(list(closing), num_returns=len(closing), timeout=CLOSE_TIMEOUT_S) if closing else ([], [])
+    for ref in done:
+        try:
+            ray.get(ref)
+        except Exception:  # noqa: BLE001 - cleanup must not hide the original error
+            log.warning("%s: close() failed", closing[ref].name, exc_info=True)
+    for ref in stuck:
+        log.warning("%s: close() did not return within %ss; killing its worker", closing[ref].name, CLOSE_TIMEOUT_S)
+        closing[ref].kill()
 
 
 def _get(ref: ray.ObjectRef) -> Any:

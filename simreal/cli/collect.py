@@ -42,6 +42,8 @@ def collect(
     if int(cfg.frames) <= 0:
         raise fail("--frames must be positive")
     result = run_collect(collect_job(cfg), address=cfg.address)
+    for lost in result.lost:
+        console.print(f"[yellow]warning:[/] {lost}; the other sources collected its share", soft_wrap=True)
     console.print(
         f"{result.out}: {result.frames} frames ({result.added} new, {result.captured} captured, "
         f"{result.seconds:.1f}s); filter report: {result.filter_report}"
