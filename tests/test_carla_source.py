@@ -17,6 +17,7 @@ from simreal.collect.carla_sensors import FrameBuffer
 from simreal.collect.carla_source import (
     CarlaClientMissingError,
     CarlaConnectionLostError,
+    CarlaNothingKeptError,
     CarlaSensorTimeoutError,
     CarlaServerError,
     CarlaSettings,
@@ -25,9 +26,13 @@ from simreal.collect.carla_source import (
     CarlaSourceError,
     CarlaSpawnError,
     CarlaUnreachableError,
+    CollectionStoppedError,
 )
-from simreal.collect.schedule import plan_schedules, town_key
-from simreal.errors import SimrealError
+from simreal.collect.collector import SourceSpec, StreamCollector
+from simreal.collect.filters import FilterConfig
+from simreal.collect.schedule import plan_schedules, schedule_position, town_key
+from simreal.data.convert import FrameSpec
+from simreal.errors import CollectionError, SimrealError
 from tests.fake_carla import (
     RGB_EFFECTS,
     VEHICLES,
@@ -521,3 +526,54 @@ def test_frame_buffer_matches_out_of_order_arrivals_from_other_threads() -> None
     assert buffer.take(10, timeout_s=0.05) is None
     for thread in threads:
         thread.join()
+
+
+def test_stop_requested_from_another_thread_ends_the_stream_between_ticks(fake: FakeCarla) -> None:
+    server = add_server(fake)
+    with pytest.raises(CollectionStoppedError, match="stopped on request"):
+        with CarlaSource(settings()) as source:
+            for index, _ in enumerate(source.frames()):
+                if index == 1:
+                    threading.Thread(target=source.request_stop).start()
+                    time.sleep(0.1)
+    assert_clean(server)
+
+
+def test_close_does_not_wait_for_a_collect_that_never_ends(fake: FakeCarla) -> None:
+    server = add_server(fake)
+    collector = StreamCollector(
+        SourceSpec("carla", dict(vars(settings(max_rejects_in_a_row=10**6)))),
+        FrameSpec(size=(8, 6)),
+        FilterConfig(enabled=("low_traffic",), min_traffic_share=1.0),  # nothing is ever kept
+    )
+    collector.start()
+    errors = []
+    collecting = threading.Thread(target=lambda: errors.append(pytest.raises(CollectionError, collector.collect, 3)))
+    collecting.start()
+    while server.tick_calls < 5:
+        time.sleep(0.01)
+    collector.close()  # from another thread, while collect() runs (a threaded Ray actor)
+    collecting.join(5.0)
+    assert not collecting.is_alive() and len(errors) == 1
+    assert_clean(server)
+
+
+def test_a_world_where_nothing_is_ever_kept_ends_with_a_clear_error(fake: FakeCarla) -> None:
+    server = add_server(fake)
+    schedule = [("Town01", "ClearNoon", 0), ("Town02", "WetSunset", 0)]
+    with pytest.raises(CarlaNothingKeptError, match="any of its 2 .town, weather. conditions.*loosen filter"):
+        with CarlaSource(settings(schedule=schedule, max_rejects_in_a_row=2, max_respawns=1)) as source:
+            for _ in source.frames():
+                source.reject()
+    assert source.stats["conditions_abandoned"] == 2
+    assert_clean(server)
+
+
+def test_a_continued_stream_enters_its_schedule_where_it_left_off(fake: FakeCarla) -> None:
+    add_server(fake)
+    schedule = [("Town01", "ClearNoon", 2), ("Town02", "WetSunset", 3)]
+    with CarlaSource(settings(schedule=schedule, schedule_start=2 * 5 + 3)) as source:  # 2 cycles, 3 kept
+        conditions = [(f.meta["town"], f.meta["weather"]) for f in take(source, 4)]
+    assert conditions == [("Town02", "WetSunset")] * 2 + [("Town01", "ClearNoon")] * 2
+    assert schedule_position(schedule, 0) == (0, 0) and schedule_position(schedule, 4) == (1, 2)
+    assert schedule_position([("Town01", "ClearNoon", 0)], 99) == (0, 0)  # a held condition stays

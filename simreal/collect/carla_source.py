@@ -495,8 +495,8 @@ class CarlaSource:
         self._server_failed = True
         s = self.settings
         return CarlaConnectionLostError(
-            f"lost the CARLA server at {s.host}:{s.port} (stream {self.stream}): {reason}. Its state cannot be "
-            "trusted in this process; the collection restarts this stream's worker in a fresh one"
+            f"lost the CARLA server at {s.host}:{s.port}: {reason}. Its state cannot be trusted in this process; "
+            "the collection restarts this stream's worker in a fresh one"
         )
 
     def _same_server_run(self, steps: BestEffort) -> bool:
