@@ -85,10 +85,13 @@ class StreamCollector:
 
     def start(self, last_kept_rgb: np.ndarray | None = None) -> None:
         """Open the source (connects to CARLA, builds the procedural world); errors surface here."""
-        self._source = open_source(self.source_spec)
-        self._source_stats = getattr(self._source, "stats", {})  # only the CARLA source keeps stats
-        self._source.__enter__()
-        self._frames = self._source.frames()
+        with self._busy:
+            if self._stopping.is_set():  # closed before it started: open nothing
+                return
+            source = open_source(self.source_spec)
+            self._source_stats = getattr(source, "stats", {})  # only the CARLA source keeps stats
+            source.__enter__()
+            self._source, self._frames = source, source.frames()
         if last_kept_rgb is not None:
             self.filter.remember(last_kept_rgb)
 
