@@ -17,12 +17,13 @@ import pytest
 import ray
 from fake_carla import FakeCarla
 
-from pipelines.collect import source_specs
+from pipelines.collect import run_collect, source_specs
 from pipelines.collect_workers import node_for_host, placement_options
 from simreal.collect.carla_settings import CarlaSettingsError, check_run_ports
+from simreal.collect.collector import SourceSpec
 from simreal.collect.schedule import plan_schedules, schedule_position
 from simreal.config import compose_config
-from simreal.data.store import FrameStore
+from simreal.data.store import FrameStore, StoreError
 from simreal.data.verify import verify_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,10 +34,12 @@ HANGS = {"hang_at_tick": 14}  # a tick that never returns (the watchdog's case)
 DOWN = None  # nothing answers
 
 
-def collect_with_fake_servers(tmp_path: Path, servers: dict[str, list]) -> tuple[subprocess.CompletedProcess, Path]:
-    state = tmp_path / "state"
+def collect_with_fake_servers(
+    tmp_path: Path, servers: dict[str, list], run: str = "first"
+) -> tuple[subprocess.CompletedProcess, Path]:
+    state = tmp_path / run
     state.mkdir()
-    plan = tmp_path / "plan.json"
+    plan = tmp_path / f"{run}.json"
     plan.write_text(json.dumps({"state": str(state), "servers": servers}))
     out = tmp_path / "c.zarr"
     args = [
@@ -104,6 +107,13 @@ def test_every_server_lost_for_good_ends_short_with_an_error_saying_why(tmp_path
     assert f"of the {FRAMES} frames asked for: every source was lost" in error
     assert "localhost:2000 (stream 0) did not come back" in error and "rerun the same command" in error
     assert verify_store(out).ok and 0 < len(FrameStore.open(out)) < FRAMES
+    # the server is back: the same command continues the store, and the stream its schedule
+    rerun, _ = collect_with_fake_servers(tmp_path, {"localhost:2000": [HEALTHY]}, run="second")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    store = FrameStore.open(out)
+    assert len(store) == FRAMES and verify_store(out).ok
+    (schedule,) = plan_schedules(["Town01", "Town02"], ["ClearNoon"], FRAMES, 1, frames_per_condition=3)
+    assert towns_of_stream(store, 0) == expected_towns(schedule, FRAMES)
 
 
 # ------------------------------------------------------------------ placement and ports
@@ -155,3 +165,15 @@ def test_collect_config_with_colliding_ports_is_refused_before_anything_starts(m
     cfg = compose_config("collect", ["backend=carla", "servers=[localhost:2000,localhost:8010]"])
     with pytest.raises(CarlaSettingsError, match="change tm_port_base"):
         source_specs(cfg)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_auto_does_not_continue_a_store_with_the_other_backend(tmp_path: Path) -> None:
+    from test_collect import procedural_job
+
+    run_collect(procedural_job(tmp_path / "p.zarr", frames=4, workers=1))
+    carla = SourceSpec("carla", {"host": "localhost", "port": 2000}, stream=0)
+    job = procedural_job(tmp_path / "p.zarr", frames=8, sources=[carla], backend_auto=True)
+    with pytest.raises(StoreError, match=r"holds frames of backend procedural, but `auto` chose carla"):
+        run_collect(job)
+    assert len(FrameStore.open(tmp_path / "p.zarr")) == 4
