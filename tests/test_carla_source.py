@@ -577,3 +577,11 @@ def test_a_continued_stream_enters_its_schedule_where_it_left_off(fake: FakeCarl
     assert conditions == [("Town02", "WetSunset")] * 2 + [("Town01", "ClearNoon")] * 2
     assert schedule_position(schedule, 0) == (0, 0) and schedule_position(schedule, 4) == (1, 2)
     assert schedule_position([("Town01", "ClearNoon", 0)], 99) == (0, 0)  # a held condition stays
+
+
+def test_a_server_that_stalls_during_setup_is_still_cleaned_up(fake: FakeCarla) -> None:
+    server = add_server(fake, stall_at_tick=1)  # the walker-controller tick of the scene setup times out
+    with pytest.raises(CarlaConnectionLostError, match="time-out"):
+        with CarlaSource(settings()):
+            pass
+    assert_clean(server)

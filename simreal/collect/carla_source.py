@@ -279,6 +279,7 @@ class CarlaSource:
         sync.fixed_delta_seconds = s.fixed_delta_seconds
         sync.no_rendering_mode = False  # with it on, the cameras deliver nothing
         world.apply_settings(sync)
+        self._last_frame = world.get_snapshot().frame  # from here on only this source moves the frame on
         self._traffic_manager = client.get_trafficmanager(s.tm_port)
         self._traffic_manager.set_synchronous_mode(True)
         self._traffic_manager.set_random_device_seed(s.seed)
