@@ -83,7 +83,8 @@ class Scene:
         self.cameras: list[Any] = []
         self.vehicle_ids: list[int] = []
         self.walker_ids: list[int] = []
-        self.controllers: list[Any] = []
+        self.controllers: list[Any] = []  # the started ones (they must be stopped before destruction)
+        self.controller_ids: list[int] = []
         self.counts = {
             "vehicles_spawned": 0,
             "vehicles_failed": 0,
@@ -215,6 +216,7 @@ class Scene:
         controller_blueprint = library.find("controller.ai.walker")
         batch = [carla.command.SpawnActor(controller_blueprint, carla.Transform(), wid) for wid in self.walker_ids]
         controller_ids = self._spawn_batch(batch, "walker_controllers", count_spawned=False)
+        self.controller_ids.extend(controller_ids)  # owned from now on, even if the tick below fails
         world.tick()  # the client needs one tick to know the controllers' transforms before starting them
         world.set_pedestrians_cross_factor(self._settings.walker_cross_factor)
         for controller in world.get_actors(controller_ids):
@@ -250,9 +252,8 @@ class Scene:
     # -- removal ----------------------------------------------------------------------------------------
     def actor_ids(self) -> list[int]:
         """Every actor id this scene owns, sensors first (they are attached to the ego)."""
-        controller_ids = [c.id for c in self.controllers]
         ego_ids = [self.ego.id] if self.ego is not None else []
-        return [c.id for c in self.cameras] + controller_ids + self.walker_ids + self.vehicle_ids + ego_ids
+        return [c.id for c in self.cameras] + self.controller_ids + self.walker_ids + self.vehicle_ids + ego_ids
 
     def stop_sensors(self, steps: BestEffort) -> None:
         """Stop the camera streams first so no callback runs into a destroyed actor."""
@@ -274,4 +275,5 @@ class Scene:
             if responses is not None:
                 leftover = [i for i, r in zip(ids, responses, strict=True) if r.has_error()]
         self.ego, self.cameras, self.vehicle_ids, self.walker_ids, self.controllers = None, [], [], [], []
+        self.controller_ids = []
         return leftover
