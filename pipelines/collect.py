@@ -28,7 +28,7 @@ from simreal.collect.backend import choose_backend
 from simreal.collect.carla_settings import check_run_ports
 from simreal.collect.collector import Batch, SourceSpec
 from simreal.collect.filters import REASONS, SOURCE_EVENTS, FilterConfig, captured_count, merge_counts
-from simreal.collect.schedule import plan_schedules
+from simreal.collect.schedule import conditions, plan_schedules
 from simreal.data.convert import FrameSpec
 from simreal.data.store import FrameStore, StoreError, shard_ranges
 from simreal.errors import CollectionError, ConfigError
@@ -77,7 +77,7 @@ def source_specs(cfg: DictConfig) -> list[SourceSpec]:
     """One source per procedural worker or per CARLA server, towns and weathers spread over them.
 
     Each CARLA server cycles through every (town, weather), the frame budget split evenly over them
-    (simreal.collect.schedule); procedural worker i drives towns[i % len(towns)] in weathers[i % len(weathers)].
+    (simreal.collect.schedule); procedural worker i drives the i-th (town, weather) pair, cyclically.
 
     ``backend: auto`` probes the configured servers and falls back to the procedural world (saying so) when none
     answers.
@@ -92,13 +92,19 @@ def source_specs(cfg: DictConfig) -> list[SourceSpec]:
 
 
 def _procedural_specs(cfg: DictConfig) -> list[SourceSpec]:
-    towns, weathers = list(cfg.towns), list(cfg.weathers)
+    pairs, workers = conditions(list(cfg.towns), list(cfg.weathers)), int(cfg.workers)
+    if workers < len(pairs):
+        console.print(
+            f"[yellow]collect:[/] {len(pairs)} (town, weather) pairs but workers={workers}: a procedural worker "
+            f"drives one pair, so only {workers} of them are collected (set workers={len(pairs)} for all)",
+            soft_wrap=True,
+        )
     return [
         SourceSpec(
             "procedural",
             {
-                "town": towns[i % len(towns)],
-                "weather": weathers[i % len(weathers)],
+                "town": pairs[i % len(pairs)][0],
+                "weather": pairs[i % len(pairs)][1],
                 "seed": int(cfg.seed),
                 "width": int(cfg.camera.width),
                 "height": int(cfg.camera.height),
@@ -108,7 +114,7 @@ def _procedural_specs(cfg: DictConfig) -> list[SourceSpec]:
             },
             stream=i,
         )
-        for i in range(int(cfg.workers))
+        for i in range(workers)
     ]
 
 

@@ -177,3 +177,14 @@ def test_auto_does_not_continue_a_store_with_the_other_backend(tmp_path: Path) -
     with pytest.raises(StoreError, match=r"holds frames of backend procedural, but `auto` chose carla"):
         run_collect(job)
     assert len(FrameStore.open(tmp_path / "p.zarr")) == 4
+
+
+def test_procedural_workers_cover_every_town_weather_pair_or_say_which_are_left_out(capsys) -> None:
+    lists = ["backend=procedural", "towns=[Town01,Town02]", "weathers=[ClearNoon,WetNoon]"]
+    specs = source_specs(compose_config("collect", [*lists, "workers=4"]))
+    assert {(s.params["town"], s.params["weather"]) for s in specs} == {
+        (t, w) for t in ("Town01", "Town02") for w in ("ClearNoon", "WetNoon")
+    }
+    assert capsys.readouterr().err == ""
+    assert len(source_specs(compose_config("collect", [*lists, "workers=2"]))) == 2
+    assert "4 (town, weather) pairs but workers=2" in capsys.readouterr().err
