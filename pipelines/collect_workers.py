@@ -122,10 +122,9 @@ class SourceWorker:
         self.state = "starting"
 
     def started(self) -> None:
-        if self._lost_since is not None:
-            self.restarts += 1
-            log.warning("%s is back after %d attempt(s)", self.name, self._attempts)
-        self._lost_since, self._attempts = None, 0
+        if self._lost_since is not None:  # the budget runs on until a batch comes back: a worker that starts and
+            self.restarts += 1  # fails again (a server crashing at the same spot, cameras silent) is no recovery
+            log.warning("%s started again after %d attempt(s)", self.name, self._attempts)
         self._worker_counts = Counter()
         self.state = "ready"
 
@@ -141,6 +140,7 @@ class SourceWorker:
         start, stop = self.range
         self.kept += stop - start
         self.range, self.state = None, "ready"
+        self._lost_since, self._attempts = None, 0
         return start, stop
 
     def restartable(self, error: BaseException) -> bool:
@@ -151,7 +151,7 @@ class SourceWorker:
     def lose(self, error: BaseException, now: float) -> str:
         """The server or worker is lost: kill the actor, then wait to restart (or give up); a line for the user."""
         cause = task_error_cause(error, "collecting")
-        self._kill()
+        self.kill()
         self.range = None
         self._lost_since = now if self._lost_since is None else self._lost_since
         self._attempts += 1
@@ -178,10 +178,6 @@ class SourceWorker:
         return self._actor.close.remote()
 
     def kill(self) -> None:
-        if self._actor is not None:
-            ray.kill(self._actor, no_restart=True)
-
-    def _kill(self) -> None:
         if self._actor is not None:
             ray.kill(self._actor, no_restart=True)
             self._dead, self._actor = self._actor, None
