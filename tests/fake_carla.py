@@ -400,6 +400,7 @@ class FakeServerConfig:
     restart_on_stall: bool = False  # the stall is a crash: actors gone, settings default, frame counter reset
     interrupt_at_tick: int | None = None  # the n-th tick raises KeyboardInterrupt (Ctrl-C while blocked)
     hang_at_tick: int | None = None  # the n-th tick blocks until release() (a TM step that never returns)
+    hang_blocks_all: bool = False  # while it hangs, every other call to the server blocks too (a wedged server)
     down_after_crash_s: float = 0.0  # a crashed server answers nothing for this long (UE restart + map load)
     vehicle_base_types: bool = True  # False: blueprints without base_type, as before 0.9.14
     seed: int = 0
@@ -477,7 +478,10 @@ class FakeServer:
                 if self.config.restart_on_stall:
                     self._crash()
             hang = self.tick_calls == self.config.hang_at_tick
-        if hang:
+        if hang and self.config.hang_blocks_all:
+            with self.lock:
+                self.released.wait()
+        elif hang:
             self.released.wait()
         self.rpc()
         with self.lock:

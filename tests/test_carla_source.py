@@ -247,15 +247,20 @@ def test_actor_ids_from_before_a_server_restart_are_never_destroyed(fake: FakeCa
     assert not server.settings.synchronous_mode and server.settings == WorldSettings()  # nothing applied either
 
 
-def test_a_tick_that_never_returns_is_caught_by_the_watchdog(fake: FakeCarla) -> None:
-    server = add_server(fake, hang_at_tick=5)  # blocked inside the TM step: the client's own timeout never fires
+@pytest.mark.parametrize("wedged", [False, True])
+def test_a_tick_that_never_returns_is_caught_by_the_watchdog(fake: FakeCarla, wedged: bool) -> None:
+    # blocked inside the TM step: the client's own timeout never fires; a wedged server blocks every other call too
+    server = add_server(fake, hang_at_tick=5, hang_blocks_all=wedged)
     started = time.monotonic()
     try:
         with pytest.raises(CarlaConnectionLostError, match=r"did not return within 1s"):
             with CarlaSource(settings(timeout_s=0.5)) as source:
                 take(source, 10)
-        assert time.monotonic() - started < 0.5 * 2 + 3.0
-        assert server.alive() == [] and server.settings == ORIGINAL  # the server still answers: cleaned up
+        assert time.monotonic() - started < 0.5 * (2 + 4) + 2.0  # the watchdog, then a bounded cleanup
+        if not wedged:
+            assert server.alive() == [] and server.settings == ORIGINAL  # the server still answers: cleaned up
+        else:
+            assert source.stats["cleanup_failures"] == 1 and len(server.actors) > 0  # left to the process's end
     finally:
         server.release()
 

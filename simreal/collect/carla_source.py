@@ -53,6 +53,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TICK_WATCHDOG_FACTOR = 2.0  # a tick not back within this many client timeouts is stuck (e.g. in the TM step)
+CLEANUP_LIMIT = 4.0  # client timeouts the cleanup after a failure may take (its calls stop at the first time-out)
 IMAGE_POLL_S = 0.005
 
 
@@ -83,7 +84,7 @@ def call_with_watchdog(action: Callable[[], Any], timeout_s: float) -> tuple[boo
         except BaseException as error:  # noqa: BLE001 - handed to the caller, KeyboardInterrupt included
             outcome["error"] = error
 
-    thread = threading.Thread(target=run, name="carla-tick", daemon=True)
+    thread = threading.Thread(target=run, name="carla-watchdog", daemon=True)
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
@@ -525,6 +526,25 @@ class CarlaSource:
         steps.failures.clear()
 
     def _cleanup(self) -> None:
+        """Restore the server and remove the scene; after a failure, within a bounded time.
+
+        A server that stalled a tick may block every later call as well (no client timeout bounds that): cleanup
+        then gives up after CLEANUP_LIMIT client timeouts, leaving the rest to the end of this process.
+        """
+        if not self._server_failed:
+            self._cleanup_steps()
+            return
+        limit = self.settings.timeout_s * CLEANUP_LIMIT
+        returned, _ = call_with_watchdog(self._cleanup_steps, limit)
+        if not returned:
+            s = self.settings
+            log.warning(
+                "CARLA cleanup at %s:%s did not finish within %gs; left to the process's end", s.host, s.port, limit
+            )
+            self.stats["cleanup_failures"] += 1
+            self._world = self._traffic_manager = self._client = None
+
+    def _cleanup_steps(self) -> None:
         steps = BestEffort()
         if self._scene is not None:
             self._scene.stop_sensors(steps)
