@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -336,7 +337,7 @@ def _drive(
     committer: OrderedCommitter,
     writer: Any,
     bar: Any,
-    report: Any,
+    report: Callable[[], dict[str, int]],
 ) -> None:
     """Hand out shard ranges to ready workers, write what comes back, restart lost CARLA workers, until done."""
     writing: dict[ray.ObjectRef, tuple[int, int]] = {}
