@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from pipelines.ray_runtime import ray_session, task_error_cause
+from pipelines.ray_runtime import Demand, ray_session, require_resources, task_error_cause
 from simreal.benchmark.aggregate import best_mix, summarize
 from simreal.benchmark.chart import draw_score_chart
 from simreal.benchmark.definition import (
@@ -78,9 +78,19 @@ def _run_with_ray(
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         cpus = max(1, min(int(cfg.ray.cpus_per_run), int(resources.get("CPU", 1))))
-        task = ray.remote(execute_run).options(
-            num_cpus=cpus, num_gpus=float(cfg.ray.gpus_per_run) if gpus else 0, max_retries=0
+        gpus_per_run = float(cfg.ray.gpus_per_run) if gpus else 0.0
+        require_resources(
+            Demand(
+                "bench runs",
+                len(pending),
+                cpus,
+                gpus_per_run,
+                together=False,
+                cpus_key="ray.cpus_per_run",
+                gpus_key="ray.gpus_per_run",
+            )
         )
+        task = ray.remote(execute_run).options(num_cpus=cpus, num_gpus=gpus_per_run, max_retries=0)
         threads = None if gpus else cpus
         refs = {task.remote(spec, threads): spec for spec in pending}
         with progress_bar("bench", total=total, completed=total - len(pending), unit="runs") as bar:

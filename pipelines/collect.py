@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipelines.collect_workers import RestartPolicy, SourceWorker, placement_options
 from pipelines.commit import OrderedCommitter
-from pipelines.ray_runtime import ray_session, task_error_cause
+from pipelines.ray_runtime import Demand, ray_session, require_resources, task_error_cause
 from simreal.collect.backend import choose_backend
 from simreal.collect.carla_settings import check_run_ports
 from simreal.collect.collector import Batch, SourceSpec
@@ -290,6 +290,7 @@ def run_collect(job: CollectJob, address: str | None = None, num_cpus: int | Non
         return merge_counts(previous, *(w.counts for w in workers))
 
     with ray_session(address, num_cpus):
+        require_resources(_source_demand(job))
         writer = ray.remote(num_cpus=0)(_write_batch)
         try:
             workers = _workers(job, store, progress)
@@ -407,6 +408,12 @@ def _close(workers: list[SourceWorker]) -> None:
     for ref in stuck:
         log.warning("%s: close() did not return within %ss; killing its worker", closing[ref].name, CLOSE_TIMEOUT_S)
         closing[ref].kill()
+
+
+def _source_demand(job: CollectJob) -> Demand:
+    """Every source actor must be up before frames flow."""
+    count = "workers" if job.sources[0].backend == "procedural" else "servers"
+    return Demand("source actors", len(job.sources), job.cpus_per_source, count_key=count, cpus_key="cpus_per_source")
 
 
 def _get(ref: ray.ObjectRef) -> Any:

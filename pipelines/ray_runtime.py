@@ -1,14 +1,19 @@
-"""Starting Ray: a local instance by default, a cluster when an address (or RAY_ADDRESS) is given."""
+"""Starting Ray: a local instance by default, a cluster when an address (or RAY_ADDRESS) is given; checking that
+the cluster can hold what a job asks for before the job starts."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import ray
 
-from simreal.errors import SimrealError, WorkerLostError
+from simreal.errors import ClusterError, SimrealError, WorkerLostError
+from simreal.progress import console
 
 
 @contextmanager
@@ -68,3 +73,99 @@ def task_error_cause(err: BaseException, doing: str = "working") -> BaseExceptio
             "kept: rerun the same command to continue"
         )
     return err
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one part of a job asks Ray for: ``count`` units of ``cpus`` CPUs and ``gpus`` GPUs, each on one node.
+
+    ``together``: every unit must be placed at once (Ray Train's workers, actors the job waits for all of); else
+    one unit at a time makes progress (queued tasks). The ``*_key`` fields name the settings that change each number;
+    ``gpus_off`` is the setting that stops asking for GPUs (``ray.use_gpu=false``).
+    """
+
+    what: str
+    count: int
+    cpus: float
+    gpus: float = 0.0
+    together: bool = True
+    count_key: str | None = None
+    cpus_key: str | None = None
+    gpus_key: str | None = None
+    gpus_off: str | None = None
+
+
+def alive_nodes() -> list[dict[str, float]]:
+    """The resources of every live node of the cluster this process joined."""
+    return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+
+
+def units_that_fit(demand: Demand, nodes: list[dict[str, float]]) -> int:
+    """How many units of ``demand`` the nodes hold at once when each unit must sit on one node."""
+    asked = {"CPU": demand.cpus, "GPU": demand.gpus}
+    fit = 0
+    for node in nodes:
+        per_resource = [math.floor(node.get(name, 0.0) / need + 1e-9) for name, need in asked.items() if need > 0]
+        fit += min(per_resource) if per_resource else demand.count
+    return fit
+
+
+def shortfall(demand: Demand, nodes: list[dict[str, float]]) -> str | None:
+    """What keeps ``demand`` from ever being placed on ``nodes`` and the settings that fix it; None when it fits."""
+    fit = units_that_fit(demand, nodes)
+    if fit >= (demand.count if demand.together else 1):
+        return None
+    most_cpus = max((node.get("CPU", 0.0) for node in nodes), default=0.0)
+    most_gpus = max((node.get("GPU", 0.0) for node in nodes), default=0.0)
+    unit = f"{_number(demand.cpus)} CPU" + (f" + {_number(demand.gpus)} GPU" if demand.gpus else "")
+    has = (
+        f"the cluster has {len(nodes)} node{'s' * (len(nodes) != 1)} with "
+        f"{_number(sum(n.get('CPU', 0.0) for n in nodes))} CPU and {_number(sum(n.get('GPU', 0.0) for n in nodes))} "
+        f"GPU in all, at most {_number(most_cpus)} CPU and {_number(most_gpus)} GPU on one node"
+    )
+    fixes = []
+    if demand.gpus > most_gpus:
+        if demand.gpus_off:
+            fixes.append(demand.gpus_off)
+        if demand.gpus_key and most_gpus > 0:
+            fixes.append(f"{demand.gpus_key}<={_number(most_gpus)}")
+    if demand.cpus > most_cpus and demand.cpus_key:
+        fixes.append(f"{demand.cpus_key}<={_number(most_cpus)}")
+    if fit >= 1 and demand.count_key:
+        fixes.append(f"{demand.count_key}<={fit}")
+    advice = f"; set {' or '.join(fixes)}" if fixes else "; add nodes to the cluster"
+    return f"{demand.count} {demand.what} x ({unit}) cannot all be placed: {has}{advice}"
+
+
+def require_resources(*demands: Demand) -> None:
+    """Stop with one line when the joined cluster can never hold ``demands`` (Ray would wait for it forever).
+
+    A cluster whose autoscaler can launch nodes of its own may grow into the request: then only warn.
+    """
+    nodes = alive_nodes()
+    problems = [problem for demand in demands if (problem := shortfall(demand, nodes)) is not None]
+    if not problems:
+        return
+    if autoscaler_can_add_nodes():
+        console.print(f"[yellow]ray:[/] {'; '.join(problems)}; waiting for the autoscaler to add nodes", soft_wrap=True)
+        return
+    raise ClusterError("; ".join(problems))
+
+
+def autoscaler_can_add_nodes() -> bool:
+    """Whether the cluster runs an autoscaler with node types to launch (``ray up``, KubeRay), as opposed to the
+    read-only monitor of a ``ray start`` cluster, which reports each running node as its own type ``node_<id>``."""
+    from ray.experimental import internal_kv
+
+    if internal_kv._internal_kv_get(b"__autoscaler_v2_enabled", namespace=None) == b"1":
+        return True
+    status = internal_kv._internal_kv_get(b"__autoscaling_status", namespace=None)
+    if not status:
+        return False
+    report = json.loads(status).get("autoscaler_report") or {}
+    node_types = (report.get("node_type_mapping") or {}).values()
+    return any(not str(name).startswith("node_") for name in node_types) or bool(report.get("pending_launches"))
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"

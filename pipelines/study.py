@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pipelines.bench import run_benchmark
-from pipelines.ray_runtime import ray_session, task_error_cause
+from pipelines.ray_runtime import Demand, ray_session, require_resources, task_error_cause
 from pipelines.score import ScoreJob, run_score
 from pipelines.stages import StageClock, collect_procedural, import_registered, train_run
 from pipelines.train import result_from_run_dir
@@ -153,6 +153,9 @@ def _train_translators(
         weights = inverse_frequency_weights(stores.real_train)
     cpus = int(cfg.cpus_per_translator)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    require_resources(
+        Demand("translator runs", len(translators), cpus, gpus, together=False, cpus_key="cpus_per_translator")
+    )
     task = ray.remote(_train_translator).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
     pending = {}
     for translator in translators:

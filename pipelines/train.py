@@ -49,7 +49,7 @@ def train_with_ray(cfg: DictConfig) -> TrainResult:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from pipelines.ray_runtime import ray_session
+    from pipelines.ray_runtime import Demand, ray_session, require_resources
 
     cfg = absolute_paths(cfg)
     run_dir = Path(cfg.out)
@@ -68,7 +68,17 @@ def train_with_ray(cfg: DictConfig) -> TrainResult:
         ),
     )
     sigint_handler = signal.getsignal(signal.SIGINT)
+    workers = Demand(
+        "Ray Train workers",
+        int(cfg.ray.num_workers),
+        float(cfg.ray.cpus_per_worker),
+        1.0 if cfg.ray.use_gpu else 0.0,
+        count_key="ray.num_workers",
+        cpus_key="ray.cpus_per_worker",
+        gpus_off="ray.use_gpu=false",
+    )
     with ray_session(cfg.ray.address or None):
+        require_resources(workers)
         try:
             trainer.fit()
         except Exception as err:  # Ray wraps worker errors; keep the worker's message, drop Ray's traceback noise

@@ -22,7 +22,7 @@ import ray
 import torch
 
 from pipelines.commit import OrderedCommitter
-from pipelines.ray_runtime import ray_session, task_error_cause
+from pipelines.ray_runtime import Demand, ray_session, require_resources, task_error_cause
 from simreal.data.store import FrameStore, StoreError, open_derived, shard_ranges
 from simreal.inference import file_digest
 from simreal.progress import progress_bar
@@ -174,6 +174,7 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
         cpus = float(ray.cluster_resources().get("CPU", 1))
         # One actor per GPU; without GPUs, CPU actors leave a core to reading and writing when there is one to spare.
         actors = job.actors or gpus or max(1, int(cpus) - 1)
+        require_resources(Demand("model actors", actors, 1.0, 1.0 if gpus else 0.0, count_key="--actors"))
         shards = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges], override_num_blocks=len(ranges))
         translated = (
             shards.map_batches(

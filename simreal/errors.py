@@ -65,5 +65,9 @@ class BenchError(SimrealError):
     """A downstream benchmark that cannot run as configured."""
 
 
+class ClusterError(SimrealError):
+    """The Ray cluster cannot run a job as asked: too few CPUs or GPUs, nodes that do not share an output path."""
+
+
 class WorkerLostError(SimrealError):
     """A worker process (a Ray task or actor) died before it finished its part of a job."""
