@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -31,7 +30,8 @@ from simreal.collect.collector import Batch, SourceSpec
 from simreal.collect.filters import REASONS, SOURCE_EVENTS, FilterConfig, captured_count, merge_counts
 from simreal.collect.schedule import conditions, plan_schedules
 from simreal.data.convert import FrameSpec
-from simreal.data.store import FrameStore, StoreError, shard_ranges
+from simreal.data.location import StoreLocation, store_location
+from simreal.data.store import STORE, FrameStore, StoreError, shard_ranges, store_state
 from simreal.errors import CollectionError, ConfigError
 from simreal.progress import console, progress_bar
 
@@ -43,7 +43,7 @@ RESTART_KEYS = ("restart_budget_s", "restart_backoff_s")  # carla.* keys for the
 
 @dataclass
 class CollectJob:
-    out: Path
+    out: StoreLocation
     frames: int
     sources: list[SourceSpec]
     frame_spec: FrameSpec = FrameSpec()
@@ -58,7 +58,7 @@ class CollectJob:
 
 @dataclass
 class CollectResult:
-    out: Path
+    out: StoreLocation
     frames: int
     added: int
     captured: int
@@ -155,7 +155,7 @@ def collect_job(cfg: DictConfig) -> CollectJob:
     """The job a composed ``configs/collect.yaml`` describes."""
     store = cfg.store
     return CollectJob(
-        out=Path(cfg.out),
+        out=store_location(cfg.out),
         frames=int(cfg.frames),
         sources=source_specs(cfg),
         frame_spec=FrameSpec(
@@ -189,7 +189,7 @@ def _write_batch(path: str, start: int, batch: Batch) -> tuple[int, int]:
 
 
 def _open_store(job: CollectJob) -> FrameStore:
-    if (Path(job.out) / "zarr.json").is_file():
+    if store_state(job.out) == STORE:
         store = FrameStore.open(job.out, mode="a")
         width, height = job.frame_spec.size
         if (store.width, store.height) != (width, height) or store.class_set.name != job.class_set:
@@ -279,7 +279,7 @@ def run_collect(job: CollectJob, address: str | None = None, num_cpus: int | Non
     committed_before = len(store)
     previous = Counter(store.attrs.get("filter_report", {}))
     if committed_before >= job.frames:
-        return CollectResult(Path(job.out), committed_before, 0, 0, dict(previous), 0.0)
+        return CollectResult(job.out, committed_before, 0, 0, dict(previous), 0.0)
     progress = _stream_progress(store, job)
     store.reserve(job.frames)
     committer = OrderedCommitter(store)
@@ -321,7 +321,7 @@ def run_collect(job: CollectJob, address: str | None = None, num_cpus: int | Non
             + "). The frames collected are kept: rerun the same command to continue once the servers are back."
         )
     return CollectResult(
-        Path(job.out),
+        job.out,
         len(store),
         len(store) - committed_before,
         sum(captured_count(w.counts) for w in workers),

@@ -1,12 +1,13 @@
 """`simreal datasets import`: read a dataset in parallel Ray tasks, one task and one writer per shard.
 
 Frames go into ``<out>.partial`` first; the finished store is moved to ``<out>`` only when every frame made it, so
-a failed import (bad file, unknown id, size mismatch) leaves nothing half-written behind.
+a failed import (bad file, unknown id, size mismatch) leaves nothing half-written behind. An object store has no
+rename: there the store is written in place, marked unfinished (readers refuse it, a rerun replaces it) until its
+last write.
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import ray
 from pipelines.commit import OrderedCommitter
 from pipelines.ray_runtime import ray_session, task_error_cause
 from simreal.data.convert import FrameSpec, prepare_frame
-from simreal.data.store import FrameStore, StoreError, shard_ranges
+from simreal.data.location import StoreLocation, remove, store_location
+from simreal.data.store import FOREIGN, STORE, FrameStore, StoreError, shard_ranges, store_state
 from simreal.importers import SamplePair, get_format
 from simreal.labels import RemapReport, get_mapping
 from simreal.progress import progress_bar
@@ -29,7 +31,7 @@ class ImportJob:
     root: Path
     split: str
     scheme: str
-    out: Path
+    out: str | Path
     class_set: str = "shared16"
     spec: FrameSpec = FrameSpec()
     options: tuple[tuple[str, Any], ...] = ()
@@ -40,7 +42,7 @@ class ImportJob:
 
 @dataclass
 class ImportResult:
-    out: Path
+    out: StoreLocation
     frames: int
     unknown_pixels: dict[int, int]
 
@@ -81,18 +83,19 @@ def _import_shard(job: ImportJob, partial: str, start: int, pairs: list[SamplePa
 
 
 def run_import(job: ImportJob, address: str | None = None, num_cpus: int | None = None) -> ImportResult:
-    out = Path(job.out)
-    if out.exists() and not job.overwrite:
+    out = store_location(job.out)
+    if store_state(out) in (STORE, FOREIGN) and not job.overwrite:
         raise StoreError(f"{out} already exists; choose another --out or pass --overwrite")
     mapping = get_mapping(job.scheme, job.class_set)  # fail on a bad scheme/class set before any work
     pairs = get_format(job.format, **dict(job.options)).pairs(Path(job.root), job.split)
-    partial = out.with_name(out.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
+    in_place = not isinstance(out, Path)
+    partial = out if in_place else out.with_name(out.name + ".partial")
     width, height = job.spec.size
     try:
         store = FrameStore.create(
             partial,
+            overwrite=True,
+            unfinished="import" if in_place else None,
             height=height,
             width=width,
             class_set=job.class_set,
@@ -129,9 +132,11 @@ def run_import(job: ImportJob, address: str | None = None, num_cpus: int | None 
                 bar.advance(stop - start)
         store.update_attrs(unknown_ids_ignored={str(k): v for k, v in sorted(unknown.unknown_pixels.items())})
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        remove(partial)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+    if in_place:
+        store.finish()
+    else:
+        remove(out)
+        partial.rename(out)
     return ImportResult(out, len(pairs), unknown.unknown_pixels)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from simreal.data.location import StoreLocation, store_location
 from simreal.data.store import FrameStore, StoreError, source_frame_of
 from simreal.device import pick_device
 from simreal.errors import ScoringError
@@ -55,8 +56,8 @@ class ScoreError(ScoringError):
 
 @dataclass(frozen=True)
 class ScoreJob:
-    stores: Sequence[Path]
-    reference: Path
+    stores: Sequence[str | Path]
+    reference: str | Path
     segmenter: Path
     out: Path | None = None
     batch_size: int = 16
@@ -89,10 +90,11 @@ class InceptionSetup:
     skipped: str | None
 
 
-def default_out_dir(first_store: Path) -> Path:
-    """``<first store>.scores`` next to it (a ``.zarr`` suffix is dropped)."""
-    name = first_store.name.removesuffix(".zarr")
-    return first_store.with_name(f"{name}.scores")
+def default_out_dir(first_store: StoreLocation) -> Path:
+    """``<first store>.scores`` next to it (a ``.zarr`` suffix is dropped); in the working directory for a store
+    on an object store (reports are local files)."""
+    name = f"{first_store.name.removesuffix('.zarr')}.scores"
+    return first_store.with_name(name) if isinstance(first_store, Path) else Path(name)
 
 
 def run_score(job: ScoreJob) -> dict[str, Any]:
@@ -105,7 +107,7 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
         raise ScoreError(f"--fid must be one of {', '.join(FID_MODES)}, got {job.fid!r}")
     _check_object_classes(job.objects.class_names)
     device = pick_device(job.device)
-    out = Path(job.out) if job.out is not None else default_out_dir(Path(job.stores[0]))
+    out = Path(job.out) if job.out is not None else default_out_dir(store_location(job.stores[0]))
     min_frames = 1 if job.fid == "off" else 2
     reference = _open_store(job.reference, "reference", min_frames)
     stores = [_open_store(path, "scored", min_frames) for path in job.stores]
@@ -119,7 +121,7 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
     network = inception.network
     reference_scan = _scan(reference, "reference", job, network, None, device) if network is not None else None
     results, warnings = [], []
-    for name, store in zip(_unique_names([Path(p) for p in job.stores]), stores, strict=True):
+    for name, store in zip(_unique_names([store_location(p) for p in job.stores]), stores, strict=True):
         protocol = eval_protocol(store, training)
         consistency = LabelConsistency(segmenter.spec.num_classes, protocol, store.class_set.ignore_index, device)
         scan = _scan(store, name, job, network, (segmenter, consistency), device)
@@ -210,7 +212,7 @@ def _realism_scores(
     }
 
 
-def _open_store(path: Path, role: str, min_frames: int) -> FrameStore:
+def _open_store(path: str | Path, role: str, min_frames: int) -> FrameStore:
     store = FrameStore.open(path)
     if len(store) < min_frames:
         need = "FID and KID need at least 2 (or use --fid off)" if min_frames == 2 else "scoring needs at least 1"
@@ -239,7 +241,7 @@ def _check_object_classes(names: Sequence[str]) -> None:
         raise ScoreError(f"unknown object class(es) {unknown}; class sets define: {', '.join(sorted(known))}")
 
 
-def _unique_names(paths: Sequence[Path]) -> list[str]:
+def _unique_names(paths: Sequence[StoreLocation]) -> list[str]:
     names: list[str] = []
     for path in paths:
         base = path.name.removesuffix(".zarr") or "store"

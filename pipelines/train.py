@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from simreal.config import ConfigError
+from simreal.data.location import absolute_location
 from simreal.training.checkpoint import CHECKPOINT_NAME
 from simreal.training.errors import TrainingError
 from simreal.training.loop import TrainResult, train
@@ -110,7 +111,7 @@ def absolute_paths(cfg: DictConfig) -> DictConfig:
     for key in ("out", "init", *method_cls.data_roles, *method_cls.path_keys):
         value = cfg.get(key)
         if value:
-            cfg[key] = str(Path(str(value)).expanduser().resolve())
+            cfg[key] = str(absolute_location(str(value)))
     return cfg
 
 

@@ -23,6 +23,7 @@ import torch
 
 from pipelines.commit import OrderedCommitter
 from pipelines.ray_runtime import Demand, ray_session, require_resources, task_error_cause
+from simreal.data.location import StoreLocation, absolute_location, store_location
 from simreal.data.store import FrameStore, StoreError, open_derived, shard_ranges
 from simreal.inference import file_digest
 from simreal.progress import progress_bar
@@ -32,8 +33,8 @@ from simreal.translate import StyleOptions, TranslationError, check_request, che
 @dataclass
 class TranslateJob:
     checkpoint: Path
-    input: Path
-    out: Path
+    input: str | Path
+    out: str | Path
     style: StyleOptions = StyleOptions()
     variants: int = 1
     seed: int = 0
@@ -45,7 +46,7 @@ class TranslateJob:
 
 @dataclass
 class TranslateResult:
-    out: Path
+    out: StoreLocation
     frames: int
     added: int
     seconds: float
@@ -143,11 +144,11 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
         raise TranslationError(f"--variants must be >= 1, got {job.variants}")
     checkpoint, method, state = checkpoint_method(job.checkpoint)
     check_request(method, job.style)  # fail here, not inside a model actor
-    style_store = Path(job.style.store).resolve() if job.style.store is not None else None
+    style_store = absolute_location(job.style.store) if job.style.store is not None else None
     job = replace(
         job,
         checkpoint=checkpoint.resolve(),
-        input=Path(job.input).resolve(),
+        input=absolute_location(job.input),
         style=replace(job.style, store=style_store),
     )
     class_set = state.get("class_set", {}).get("name")
@@ -163,7 +164,7 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
     committed_before = len(out)
     ranges = shard_ranges(committed_before, total, out.shard_size)
     if not ranges:
-        return TranslateResult(Path(job.out), committed_before, 0, 0.0)
+        return TranslateResult(store_location(job.out), committed_before, 0, 0.0)
     out.reserve(total)
     committer = OrderedCommitter(out)
     with ray_session(address, num_cpus):
@@ -205,4 +206,4 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
             except Exception as err:
                 raise task_error_cause(err, "translating") from None
     seconds = time.perf_counter() - began
-    return TranslateResult(Path(job.out), len(out), len(out) - committed_before, seconds, first_commit)
+    return TranslateResult(store_location(job.out), len(out), len(out) - committed_before, seconds, first_commit)

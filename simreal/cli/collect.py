@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.console import Console
 
@@ -18,7 +16,7 @@ def collect(
     overrides: list[str] = typer.Argument(None, help="Hydra overrides of configs/collect.yaml, e.g. camera.fov=100."),
     town: list[str] = typer.Option(None, "--town", help="Town(s) to drive in (repeat the flag for several)."),
     frames: int = typer.Option(None, "--frames", help="Frames to keep in the store after filtering."),
-    out: Path = typer.Option(None, "--out", help="Frame store to create or continue."),
+    out: str = typer.Option(None, "--out", help="Frame store to create or continue (a folder or URL)."),
     backend: str = typer.Option(None, "--backend", help="auto (CARLA if a server answers), procedural or carla."),
     servers: str = typer.Option(None, "--servers", help="CARLA servers: host:port,host:port,..."),
     seed: int = typer.Option(None, "--seed", help="World / traffic seed."),

@@ -56,7 +56,7 @@ def list_datasets(
 def import_dataset(
     name: str = typer.Argument(None, help="A dataset of datasets.yaml (omit with --format/--root/--scheme)."),
     split: str = typer.Option("train", "--split", help="Which split to import."),
-    out: Path = typer.Option(..., "--out", help="The frame store to create (a .zarr folder)."),
+    out: str = typer.Option(..., "--out", help="The frame store to create (a .zarr folder or URL)."),
     size: str = typer.Option(None, "--size", help="Target WIDTHxHEIGHT, default from the registry or 512x256."),
     fmt: str = typer.Option(None, "--format", help="Reader for a dataset not in the registry."),
     root: Path = typer.Option(None, "--root", help="Dataset root for --format."),
@@ -110,7 +110,7 @@ def import_dataset(
 
 @datasets_app.command("verify")
 @user_errors
-def verify(store: Path = typer.Argument(..., help="The frame store to check.")) -> None:
+def verify(store: str = typer.Argument(..., help="The frame store to check (a folder or URL).")) -> None:
     """Check a store's integrity (metadata, shapes, dtypes, label ids, provenance); non-zero exit on problems."""
     report = verify_store(store)
     if report.ok:
@@ -124,7 +124,7 @@ def verify(store: Path = typer.Argument(..., help="The frame store to check.")) 
 @datasets_app.command("show")
 @user_errors
 def show(
-    store: Path = typer.Argument(..., help="The frame store to show."),
+    store: str = typer.Argument(..., help="The frame store to show (a folder or URL)."),
     out: Path = typer.Option(..., "--out", help="PNG file to write."),
     n: int = typer.Option(8, "--n", help="How many frames (spread over the store)."),
 ) -> None:

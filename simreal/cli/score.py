@@ -29,10 +29,10 @@ class FidMode(str, Enum):
 
 @user_errors
 def score(
-    stores: list[Path] = typer.Argument(
+    stores: list[str] = typer.Argument(
         ..., metavar="STORE", help="Frame stores to score (translated or simulated frames)."
     ),
-    reference: Path = typer.Option(..., "--reference", "-r", help="Store of real images FID/KID compare against."),
+    reference: str = typer.Option(..., "--reference", "-r", help="Store of real images FID/KID compare against."),
     segmenter: Path = typer.Option(
         ..., "--segmenter", "-s", help="Held-out segmenter: a `simreal train segmenter` run directory or checkpoint."
     ),

@@ -18,9 +18,9 @@ console = Console()
 def translate(
     checkpoint: Path = typer.Argument(..., help="Training run directory (or its checkpoint.pt) of a translating "
                                                 "method (lcsae, sae, dpgan, oasis, spade, ...)."),
-    input: Path = typer.Option(..., "--input", help="Store to translate (sim frames; its labels are carried through)."),
-    out: Path = typer.Option(..., "--out", help="Translated store to create, or to continue when it exists."),
-    style: Path = typer.Option(None, "--style", help="Real store whose textures lcsae/sae-like methods borrow."),
+    input: str = typer.Option(..., "--input", help="Store to translate (sim frames; its labels are carried through)."),
+    out: str = typer.Option(..., "--out", help="Translated store to create, or to continue when it exists."),
+    style: str = typer.Option(None, "--style", help="Real store whose textures lcsae/sae-like methods borrow."),
     style_policy: str = typer.Option("random", "--style-policy", help="random | fixed | mean texture per frame."),
     style_index: int = typer.Option(0, "--style-index", help="The style frame for --style-policy fixed."),
     variants: int = typer.Option(1, "--variants", help="Translations per input frame (different style / noise)."),

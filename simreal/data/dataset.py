@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from simreal.data.location import store_location
 from simreal.data.store import FrameStore
 from simreal.errors import ConfigError, StoreError
 
@@ -47,7 +48,7 @@ class FrameDataset(Dataset):
     ) -> None:
         if normalize not in NORMALIZATIONS:
             raise ConfigError(f"unknown normalisation {normalize!r}; choose from {NORMALIZATIONS}")
-        self.store_path = Path(store_path)
+        self.store_path = store_location(store_path)
         store = FrameStore.open(self.store_path)
         if len(store) == 0:
             raise StoreError(f"{self.store_path} holds no committed frames")

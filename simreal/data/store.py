@@ -11,9 +11,14 @@ Layout (format version 1, documented for users in docs/store-format.md)::
       provenance/        string (N,)          one JSON object per frame, one chunk per shard
 
 Only the first ``committed_frames`` frames exist for readers. Writers put frame data first and advance the count
-afterwards, and zarr's local store replaces every file atomically, so a writer killed at any point leaves the
-committed frames intact; rows past the count are leftovers that the next append overwrites. A shard is never
-written by two processes: parallel writers are handed whole shards (see ``shard_ranges``).
+afterwards, and every file is replaced as a whole (zarr's local store writes a temporary file and renames it; an
+object store's PUT is atomic per object), so a writer killed at any point leaves the committed frames intact; rows
+past the count are leftovers that the next append overwrites. A shard is never written by two processes: parallel
+writers are handed whole shards (see ``shard_ranges``).
+
+A store lives in a local folder or under any fsspec URL (``s3://bucket/carla.zarr``; see ``simreal.data.location``).
+Where there is no rename, a store that must not be read before a job completes carries an ``unfinished`` attribute,
+which the job removes with its last write (:meth:`FrameStore.finish`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,16 @@ import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
+from simreal.data.location import (
+    StoreLocation,
+    StoreURL,
+    file_exists,
+    holds_anything,
+    read_file,
+    remove,
+    store_location,
+    zarr_target,
+)
 from simreal.errors import StoreError
 from simreal.labels import IGNORE, LabelTable, get_class_set
 
@@ -41,6 +56,11 @@ DEFAULT_SHARD_SIZE = 32
 _ZSTD = ZstdCodec(level=3)
 # Provenance keys by which a derived (translated, synthesized) frame names the frame it was made from.
 SOURCE_STORE_KEY, SOURCE_INDEX_KEY = "source_store", "source_index"
+# Attribute of a store that readers must not use yet: the job still writing it ("import"), or "creation" while the
+# arrays of a store on an object store are being made (there is no folder to build aside and rename).
+UNFINISHED_KEY, CREATION = "unfinished", "creation"
+# What a location holds (see store_state).
+ABSENT, STORE, LEFTOVER, FOREIGN = "absent", "store", "leftover", "foreign"
 
 
 @dataclass
@@ -54,11 +74,19 @@ class Frame:
 class FrameStore:
     """Reading and appending frames. Open with :meth:`create` or :meth:`open`."""
 
-    def __init__(self, path: Path, group: zarr.Group, writable: bool) -> None:
+    def __init__(self, path: StoreLocation, group: zarr.Group, writable: bool) -> None:
         self.path = path
         self._group = group
         self.writable = writable
         self._attrs: dict[str, Any] = dict(group.attrs[ATTRS_KEY])
+        unfinished = self._attrs.get(UNFINISHED_KEY)
+        if unfinished == CREATION:
+            raise StoreError(f"{path}: the creation of this store stopped half-way; rerun the command that makes it")
+        if unfinished and not writable:
+            raise StoreError(
+                f"{path}: the {unfinished} writing this store did not finish (stopped or failed); rerun it, it starts "
+                "over"
+            )
         self._arrays: dict[str, zarr.Array] = {}
         self._has_source_label = "source_label" in group
         version = self._attrs.get("format_version")
@@ -88,62 +116,49 @@ class FrameStore:
         source: str = "",
         attrs: dict[str, Any] | None = None,
         overwrite: bool = False,
+        unfinished: str | None = None,
     ) -> FrameStore:
-        path = Path(path)
-        if path.exists():
-            if not overwrite:
-                raise StoreError(f"{path} already exists; choose another --out or remove it first")
-            shutil.rmtree(path)
+        """A new empty store at ``path`` (a folder or an fsspec URL). ``unfinished`` (the job's name) keeps readers
+        out until :meth:`finish` is called."""
+        location = store_location(path)
+        state = store_state(location)
+        if state in (STORE, FOREIGN) and not overwrite:
+            raise StoreError(f"{location} already exists; choose another --out or remove it first")
         table = get_class_set(class_set) if isinstance(class_set, str) else class_set
-        # Built beside its final place and renamed into it: nobody ever sees a half-created store.
-        building = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:8]}")
-        try:
-            with _writing(path, "creating"):
-                group = zarr.open_group(building, mode="w", zarr_format=3)
-                frame_arrays = {"rgb": (height, width, 3), "label": (height, width)}
-                if with_source_label:
-                    frame_arrays["source_label"] = (height, width)
-                for name, frame_shape in frame_arrays.items():
-                    group.create_array(
-                        name,
-                        shape=(0, *frame_shape),
-                        dtype="uint8",
-                        chunks=(1, *frame_shape),
-                        shards=(shard_size, *frame_shape),
-                        compressors=_ZSTD,
-                        fill_value=IGNORE if name != "rgb" else 0,
-                        dimension_names=("frame", "h", "w", "c")[: 1 + len(frame_shape)],
-                    )
-                group.create_array("provenance", shape=(0,), dtype=str, chunks=(shard_size,), compressors=_ZSTD)
-                meta = {
-                    "format_version": FORMAT_VERSION,
-                    "committed_frames": 0,
-                    "height": int(height),
-                    "width": int(width),
-                    "shard_size": int(shard_size),
-                    "class_set": table.to_attrs(),
-                    "source": source,
-                    "evaluable_classes": table.ids,
-                    "eval_merge": {},
-                }
-                meta.update(attrs or {})
-                group.attrs[ATTRS_KEY] = meta
-                os.rename(building, path)
-        except BaseException:
-            shutil.rmtree(building, ignore_errors=True)
-            raise
-        return cls.open(path, mode="a")
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "committed_frames": 0,
+            "height": int(height),
+            "width": int(width),
+            "shard_size": int(shard_size),
+            "class_set": table.to_attrs(),
+            "source": source,
+            "evaluable_classes": table.ids,
+            "eval_merge": {},
+        }
+        meta.update(attrs or {})
+        if unfinished:
+            meta[UNFINISHED_KEY] = unfinished
+        layout = _Layout(height, width, shard_size, with_source_label)
+        with _writing(location, "creating"):
+            if state != ABSENT:
+                remove(location)
+            if isinstance(location, Path):
+                _create_local(location, layout, meta)
+            else:
+                _create_remote(location, layout, meta)
+        return cls.open(location, mode="a")
 
     @classmethod
     def open(cls, path: str | Path, mode: str = "r") -> FrameStore:
-        """Open an existing store; ``mode="a"`` to append."""
-        path = Path(path)
-        if not (path / "zarr.json").is_file():
+        """Open an existing store (a folder or an fsspec URL); ``mode="a"`` to append."""
+        path = store_location(path)
+        if not file_exists(path, "zarr.json"):
             raise StoreError(
                 f"{path} is not a simreal frame store (no zarr.json); create one with an import or collect"
             )
         try:
-            group = zarr.open_group(path, mode="r" if mode == "r" else "r+", use_consolidated=False)
+            group = zarr.open_group(zarr_target(path), mode="r" if mode == "r" else "r+", use_consolidated=False)
         except Exception as err:  # zarr raises several types for broken metadata
             raise StoreError(f"{path}: cannot open as zarr group: {err}") from err
         if ATTRS_KEY not in group.attrs:
@@ -278,6 +293,15 @@ class FrameStore:
                 self.array("source_label")[start:stop] = source_label
             self.array("provenance")[start:stop] = texts
 
+    def finish(self) -> None:
+        """Open a store created ``unfinished`` to readers: the last write of a job that must complete as a whole."""
+        self._require_writable()
+        fresh = dict(self._group.attrs[ATTRS_KEY])
+        fresh.pop(UNFINISHED_KEY, None)
+        with _writing(self.path, "finishing"):
+            self._group.attrs[ATTRS_KEY] = fresh
+        self._attrs = fresh
+
     def commit(self, count: int) -> None:
         """Publish frames [0, count) to readers. Only the one coordinating process calls this."""
         self._require_writable()
@@ -323,8 +347,73 @@ class FrameStore:
             raise StoreError(f"label ids {bad} are not in class set {self.class_set.name!r}")
 
 
+@dataclass(frozen=True)
+class _Layout:
+    height: int
+    width: int
+    shard_size: int
+    with_source_label: bool
+
+    def build(self, group: zarr.Group) -> None:
+        """The empty frame arrays of a store."""
+        frame_arrays = {"rgb": (self.height, self.width, 3), "label": (self.height, self.width)}
+        if self.with_source_label:
+            frame_arrays["source_label"] = (self.height, self.width)
+        for name, frame_shape in frame_arrays.items():
+            group.create_array(
+                name,
+                shape=(0, *frame_shape),
+                dtype="uint8",
+                chunks=(1, *frame_shape),
+                shards=(self.shard_size, *frame_shape),
+                compressors=_ZSTD,
+                fill_value=IGNORE if name != "rgb" else 0,
+                dimension_names=("frame", "h", "w", "c")[: 1 + len(frame_shape)],
+            )
+        group.create_array("provenance", shape=(0,), dtype=str, chunks=(self.shard_size,), compressors=_ZSTD)
+
+
+def _create_local(path: Path, layout: _Layout, meta: dict[str, Any]) -> None:
+    # Built beside its final place and renamed into it: nobody ever sees a half-created store.
+    building = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:8]}")
+    try:
+        group = zarr.open_group(building, mode="w", zarr_format=3)
+        layout.build(group)
+        group.attrs[ATTRS_KEY] = meta
+        os.rename(building, path)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+
+
+def _create_remote(url: StoreURL, layout: _Layout, meta: dict[str, Any]) -> None:
+    # No rename on an object store: the group's zarr.json is written first marked as a creation in progress, the
+    # arrays next, and the full attributes last, in one PUT of zarr.json. A creation stopped half-way leaves a
+    # leftover that readers refuse and the next create replaces (store_state).
+    group = zarr.open_group(str(url), mode="w", zarr_format=3, attributes={ATTRS_KEY: {UNFINISHED_KEY: CREATION}})
+    layout.build(group)
+    group.attrs[ATTRS_KEY] = meta
+
+
+def store_state(path: str | Path) -> str:
+    """What ``path`` holds: ABSENT (nothing), STORE (a simreal store), LEFTOVER (an unfinished store: a creation or
+    a job stopped half-way, replaced by the next job that makes a store there) or FOREIGN (anything else, never
+    replaced without overwrite)."""
+    location = store_location(path)
+    if not holds_anything(location):
+        return ABSENT
+    try:
+        group_meta = json.loads(read_file(location, "zarr.json"))
+    except (OSError, ValueError):
+        return FOREIGN
+    attrs = (group_meta.get("attributes") or {}).get(ATTRS_KEY) if isinstance(group_meta, dict) else None
+    if not isinstance(attrs, dict):
+        return FOREIGN
+    return LEFTOVER if attrs.get(UNFINISHED_KEY) else STORE
+
+
 @contextmanager
-def _writing(path: Path, doing: str) -> Iterator[None]:
+def _writing(path: StoreLocation, doing: str) -> Iterator[None]:
     """Report a failed disk write (full disk, lost permission, gone mount) as a store error; the frames committed
     before it stay readable because the committed count is only advanced after the data is written."""
     try:
@@ -353,8 +442,8 @@ def open_derived(
     ``settings`` (what decides the frames' pixels) are recorded under ``attrs[role]``; an existing store is only
     continued when its recorded settings are the same, else the error names every difference.
     """
-    path = Path(path)
-    if (path / "zarr.json").is_file():
+    path = store_location(path)
+    if store_state(path) == STORE:
         out = FrameStore.open(path, mode="a")
         recorded = out.attrs.get(role) or {}
         changed = [key for key, value in settings.items() if recorded.get(key) != value]
@@ -392,7 +481,7 @@ def shard_ranges(start: int, stop: int, shard_size: int) -> list[tuple[int, int]
     return ranges
 
 
-def source_frame_of(store_path: Path, provenance: dict[str, Any]) -> tuple[Path, int] | None:
+def source_frame_of(store_path: StoreLocation, provenance: dict[str, Any]) -> tuple[StoreLocation, int] | None:
     """(store, index) of the frame a derived frame was made from, or None for a frame made from nothing stored.
 
     A relative source path that does not exist from the working directory is read relative to the derived store's
@@ -401,7 +490,7 @@ def source_frame_of(store_path: Path, provenance: dict[str, Any]) -> tuple[Path,
     source, index = provenance.get(SOURCE_STORE_KEY), provenance.get(SOURCE_INDEX_KEY)
     if source is None or index is None:
         return None
-    path = Path(str(source)).expanduser()
-    if not path.is_absolute() and not path.exists():
-        path = Path(store_path).parent / path
+    path = store_location(str(source))
+    if isinstance(path, Path) and not path.is_absolute() and not path.exists():
+        path = store_path.parent / path
     return path, int(index)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from simreal.data.location import StoreLocation, store_location
 from simreal.data.store import FrameStore, StoreError
 
 
 @dataclass
 class VerifyReport:
-    path: Path
+    path: StoreLocation
     frames: int = 0
     problems: list[str] = field(default_factory=list)
     label_histogram: dict[int, int] = field(default_factory=dict)
@@ -25,7 +26,7 @@ class VerifyReport:
 
 def verify_store(path: str | Path) -> VerifyReport:
     """Check metadata, shapes, dtypes, label ids and provenance of every committed frame, shard by shard."""
-    report = VerifyReport(Path(path))
+    report = VerifyReport(store_location(path))
     try:
         store = FrameStore.open(path)
     except StoreError as err:
