@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from pipelines.ray_runtime import Demand, ray_session, require_resources, task_error_cause
+from pipelines.ray_runtime import Demand, ray_session, require_resources, require_shared_folder, task_error_cause
 from simreal.benchmark.aggregate import best_mix, summarize
 from simreal.benchmark.chart import draw_score_chart
 from simreal.benchmark.definition import (
@@ -90,6 +90,7 @@ def _run_with_ray(
                 gpus_key="ray.gpus_per_run",
             )
         )
+        require_shared_folder(Path(str(cfg.out)).expanduser(), "the bench folder")
         task = ray.remote(execute_run).options(num_cpus=cpus, num_gpus=gpus_per_run, max_retries=0)
         threads = None if gpus else cpus
         refs = {task.remote(spec, threads): spec for spec in pending}

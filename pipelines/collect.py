@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipelines.collect_workers import RestartPolicy, SourceWorker, placement_options
 from pipelines.commit import OrderedCommitter
-from pipelines.ray_runtime import Demand, ray_session, require_resources, task_error_cause
+from pipelines.ray_runtime import Demand, ray_session, require_resources, require_shared_folder, task_error_cause
 from simreal.collect.backend import choose_backend
 from simreal.collect.carla_settings import check_run_ports
 from simreal.collect.collector import Batch, SourceSpec
@@ -291,6 +291,7 @@ def run_collect(job: CollectJob, address: str | None = None, num_cpus: int | Non
 
     with ray_session(address, num_cpus):
         require_resources(_source_demand(job))
+        require_shared_folder(store.path, "the store")
         writer = ray.remote(num_cpus=0)(_write_batch)
         try:
             workers = _workers(job, store, progress)

@@ -16,7 +16,7 @@ import numpy as np
 import ray
 
 from pipelines.commit import OrderedCommitter
-from pipelines.ray_runtime import ray_session, task_error_cause
+from pipelines.ray_runtime import current_node, ray_session, require_shared_folder, task_error_cause
 from simreal.data.convert import FrameSpec, prepare_frame
 from simreal.data.location import StoreLocation, remove, store_location
 from simreal.data.store import FOREIGN, STORE, FrameStore, StoreError, shard_ranges, store_state
@@ -47,7 +47,7 @@ class ImportResult:
     unknown_pixels: dict[int, int]
 
 
-def _import_shard(job: ImportJob, partial: str, start: int, pairs: list[SamplePair]) -> tuple[int, int, dict]:
+def _import_shard(job: ImportJob, partial: str, start: int, pairs: list[SamplePair]) -> tuple[int, int, dict, str]:
     fmt = get_format(job.format, **dict(job.options))
     mapping = get_mapping(job.scheme, job.class_set)
     store = FrameStore.open(partial, mode="a")
@@ -79,7 +79,7 @@ def _import_shard(job: ImportJob, partial: str, start: int, pairs: list[SamplePa
         provenance,
         np.stack(sources) if job.spec.keep_source_label else None,
     )
-    return start, start + len(pairs), report.unknown_pixels
+    return start, start + len(pairs), report.unknown_pixels, current_node()
 
 
 def run_import(job: ImportJob, address: str | None = None, num_cpus: int | None = None) -> ImportResult:
@@ -112,6 +112,7 @@ def run_import(job: ImportJob, address: str | None = None, num_cpus: int | None 
         committer = OrderedCommitter(store)
         unknown = RemapReport()
         with ray_session(address, num_cpus), progress_bar(f"import {job.split}", total=len(pairs)) as bar:
+            require_shared_folder(partial, "the store")
             task = ray.remote(_import_shard)
             pending = [
                 task.remote(job, str(partial), start, pairs[start:stop])
@@ -120,7 +121,7 @@ def run_import(job: ImportJob, address: str | None = None, num_cpus: int | None 
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
                 try:
-                    start, stop, counts = ray.get(ready[0])
+                    start, stop, counts, node = ray.get(ready[0])
                 except Exception as err:
                     for ref in pending:
                         ray.cancel(ref, force=True)
@@ -128,9 +129,12 @@ def run_import(job: ImportJob, address: str | None = None, num_cpus: int | None 
                         ray.wait(pending, num_returns=len(pending), timeout=60)
                     raise task_error_cause(err, f"importing {job.split}") from None
                 unknown.add(RemapReport(dict(counts)))
-                committer.written(start, stop)
+                committer.written(start, stop, node)
                 bar.advance(stop - start)
-        store.update_attrs(unknown_ids_ignored={str(k): v for k, v in sorted(unknown.unknown_pixels.items())})
+        store.update_attrs(
+            unknown_ids_ignored={str(k): v for k, v in sorted(unknown.unknown_pixels.items())},
+            written_by=dict(committer.rows_by_writer),
+        )
     except BaseException:
         remove(partial)
         raise

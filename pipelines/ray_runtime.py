@@ -6,14 +6,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 
+from simreal.data.location import StoreLocation
 from simreal.errors import ClusterError, SimrealError, WorkerLostError
 from simreal.progress import console
+
+NODE_CHECK_TIMEOUT_S = 120.0
 
 
 @contextmanager
@@ -169,3 +174,67 @@ def autoscaler_can_add_nodes() -> bool:
 
 def _number(value: float) -> str:
     return f"{value:g}"
+
+
+def require_shared_folder(location: StoreLocation, what: str) -> None:
+    """Stop with one line when a local folder that Ray tasks will write is not the same folder on every node.
+
+    The driver writes a token file into ``location`` and a task pinned to each live node reads it back: a node
+    that does not find it has its own disk at that path, and what its tasks write would be lost to the others.
+    URLs (object stores) and single-node clusters need no check.
+    """
+    if not isinstance(location, Path):
+        return
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if len(nodes) <= 1:
+        return
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    folder = location.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    token_file = folder / f".simreal-node-check-{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
+    token_file.write_text(token, encoding="utf-8")
+    try:
+        read = ray.remote(num_cpus=0, max_retries=0)(_reads_token)
+        answers = {
+            _node_name(node): read.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ).remote(str(token_file), token)
+            for node in nodes
+        }
+        seen = dict(zip(answers, ray.get(list(answers.values()), timeout=NODE_CHECK_TIMEOUT_S), strict=True))
+    finally:
+        token_file.unlink(missing_ok=True)
+    blind = [name for name, sees in seen.items() if not sees]
+    if blind:
+        raise ClusterError(
+            f"{what} {folder} is a local path that Ray node{'s' * (len(blind) != 1)} {', '.join(blind)} "
+            f"do{'es' * (len(blind) == 1)} not share with this driver (of {len(nodes)} nodes, "
+            f"{len(nodes) - len(blind)} see it): put it on a shared filesystem mounted at the same path on every node, "
+            "or use an object-store URL such as s3://bucket/path"
+        )
+
+
+def current_node() -> str:
+    """The id of the Ray node this task or actor runs on (what a store's ``written_by`` record names)."""
+    return ray.get_runtime_context().get_node_id()
+
+
+def merge_writers(store_attrs: dict, rows_by_writer: dict[str, int]) -> dict[str, int]:
+    """A store's ``written_by`` record (Ray node id -> rows written) with this run's rows added."""
+    merged = dict(store_attrs.get("written_by") or {})
+    for node, rows in rows_by_writer.items():
+        merged[node] = int(merged.get(node, 0)) + int(rows)
+    return merged
+
+
+def _reads_token(token_file: str, token: str) -> bool:
+    try:
+        return Path(token_file).read_text(encoding="utf-8") == token
+    except OSError:
+        return False
+
+
+def _node_name(node: dict) -> str:
+    return f"{node.get('NodeManagerAddress', '?')} ({str(node['NodeID'])[:8]})"

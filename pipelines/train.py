@@ -50,7 +50,7 @@ def train_with_ray(cfg: DictConfig) -> TrainResult:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from pipelines.ray_runtime import Demand, ray_session, require_resources
+    from pipelines.ray_runtime import Demand, ray_session, require_resources, require_shared_folder
 
     cfg = absolute_paths(cfg)
     run_dir = Path(cfg.out)
@@ -80,6 +80,7 @@ def train_with_ray(cfg: DictConfig) -> TrainResult:
     )
     with ray_session(cfg.ray.address or None):
         require_resources(workers)
+        require_shared_folder(run_dir, "the run directory")
         try:
             trainer.fit()
         except Exception as err:  # Ray wraps worker errors; keep the worker's message, drop Ray's traceback noise

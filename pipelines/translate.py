@@ -22,7 +22,15 @@ import ray
 import torch
 
 from pipelines.commit import OrderedCommitter
-from pipelines.ray_runtime import Demand, ray_session, require_resources, task_error_cause
+from pipelines.ray_runtime import (
+    Demand,
+    current_node,
+    merge_writers,
+    ray_session,
+    require_resources,
+    require_shared_folder,
+    task_error_cause,
+)
 from simreal.data.location import StoreLocation, absolute_location, store_location
 from simreal.data.store import FrameStore, StoreError, open_derived, shard_ranges
 from simreal.inference import file_digest
@@ -119,7 +127,7 @@ def _write_shard(row: dict[str, Any], out_path: str) -> dict[str, Any]:
     store = FrameStore.open(out_path, mode="a")
     input_provenance = [json.loads(p) for p in row["provenance"][0]]
     store.write_frames(start, np.asarray(row["rgb"][0]), np.asarray(row["label"][0]), input_provenance)
-    return {"start": [start], "stop": [stop]}
+    return {"start": [start], "stop": [stop], "node": [current_node()]}
 
 
 def _settings(job: TranslateJob, method: str) -> dict[str, Any]:
@@ -176,6 +184,7 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
         # One actor per GPU; without GPUs, CPU actors leave a core to reading and writing when there is one to spare.
         actors = job.actors or gpus or max(1, int(cpus) - 1)
         require_resources(Demand("model actors", actors, 1.0, 1.0 if gpus else 0.0, count_key="--actors"))
+        require_shared_folder(out.path, "the output store")
         shards = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges], override_num_blocks=len(ranges))
         translated = (
             shards.map_batches(
@@ -199,11 +208,12 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
             try:
                 for row in translated.iter_rows():
                     start, stop = int(row["start"]), int(row["stop"])
-                    committed = committer.written(start, stop)
+                    committed = committer.written(start, stop, str(row["node"]))
                     if first_commit is None:
                         first_commit = (committed, time.perf_counter() - began)
                     bar.advance(stop - start)
             except Exception as err:
                 raise task_error_cause(err, "translating") from None
+        out.update_attrs(written_by=merge_writers(out.attrs, committer.rows_by_writer))
     seconds = time.perf_counter() - began
     return TranslateResult(store_location(job.out), len(out), len(out) - committed_before, seconds, first_commit)
