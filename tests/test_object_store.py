@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,7 @@ from simreal.data.location import StoreURL, absolute_location, store_location
 from simreal.data.store import ABSENT, FOREIGN, LEFTOVER, STORE, FrameStore, StoreError, store_state
 from simreal.data.verify import verify_store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]  # the S3 server fixture (s3_env) lives in conftest.py
 
 
 def frames(k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict]]:
@@ -127,58 +125,6 @@ def test_something_else_at_the_url_is_never_replaced_without_overwrite() -> None
 
 
 # ------------------------------------------------------------------------------------------------ on S3
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_env() -> Iterator[dict[str, str]]:
-    """A moto S3 server on 127.0.0.1 and the environment that points s3fs at it (credentials are dummies)."""
-    pytest.importorskip("s3fs", reason="s3:// stores need s3fs (pip install -e '.[s3]')")
-    pytest.importorskip("moto.server", reason="the S3 test server is moto[server] (a dev dependency)")
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail("the moto S3 server did not start")
-    env = {
-        "AWS_ACCESS_KEY_ID": "simreal-test",
-        "AWS_SECRET_ACCESS_KEY": "simreal-test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    s3fs.S3FileSystem().mkdir("simreal")
-    try:
-        yield {**os.environ, **env, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "OMP_NUM_THREADS": "1"}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        s3fs.S3FileSystem.clear_instance_cache()
-        server.terminate()
-        server.wait(timeout=30)
-
-
 def bucket_url(name: str) -> str:
     return f"s3://simreal/{uuid.uuid4().hex[:8]}/{name}"
 
