@@ -1,10 +1,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,53 +53,26 @@ def ray_local():
     ray.shutdown()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_env() -> Iterator[dict[str, str]]:
-    """A moto S3 server on 127.0.0.1 and the environment that points s3fs at it (credentials are dummies)."""
+    """A moto S3 server on 127.0.0.1 with the bucket "simreal"; the environment that points s3fs at it (set in this
+    process too, dummy credentials) plus what subprocesses need to import simreal and the test helpers."""
     pytest.importorskip("s3fs", reason="s3:// stores need s3fs (pip install -e '.[s3]')")
     pytest.importorskip("moto.server", reason="the S3 test server is moto[server] (a dev dependency)")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail("the moto S3 server did not start")
-    env = {
-        "AWS_ACCESS_KEY_ID": "simreal-test",
-        "AWS_SECRET_ACCESS_KEY": "simreal-test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
     import s3fs
 
-    s3fs.S3FileSystem.clear_instance_cache()
-    s3fs.S3FileSystem().mkdir("simreal")
-    try:
-        yield {**os.environ, **env, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "OMP_NUM_THREADS": "1"}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    from scripts.local_cluster import s3_server
+
+    with s3_server("simreal") as env:
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
         s3fs.S3FileSystem.clear_instance_cache()
-        server.terminate()
-        server.wait(timeout=30)
+        try:
+            yield {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "OMP_NUM_THREADS": "1"}
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            s3fs.S3FileSystem.clear_instance_cache()

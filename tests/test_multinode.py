@@ -8,21 +8,17 @@ complete with shards written by both nodes. Needs root, ``unshare`` and the ``ra
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 from layouts import write_cityscapes
 
+from scripts.local_cluster import local_cluster, why_no_second_node
 from simreal.data.store import FrameStore
 from simreal.data.verify import verify_store
 
@@ -37,81 +33,24 @@ class TwoNodes:
     env: dict[str, str]
 
 
-def _namespaces_work() -> str | None:
-    """Why a node cannot get a private mount namespace here, or None when it can."""
-    if os.geteuid() != 0:
-        return "needs root to mount a private tmpfs in a new mount namespace"
-    for tool in ("unshare", "ray"):
-        if shutil.which(tool) is None:
-            return f"needs the {tool!r} command"
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"unshare -m is not permitted here: {probe.stderr.strip()}"
-    return None
-
-
-def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    # Its own session, so that killing the group takes every Ray process the node started.
-    with log.open("w") as out:
-        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _alive_nodes(address: str, env: dict[str, str]) -> int:
-    script = (
-        f"import ray; ray.init(address={address!r}, logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
-    )
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else 0
-
-
 @pytest.fixture(scope="module")
 def two_nodes(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
-    reason = _namespaces_work()
+    reason = why_no_second_node()
     if reason:
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("cluster")
     data = root / "data"
     data.mkdir()
-    # A short private temp dir: Ray's socket paths must fit 107 bytes, and other Ray users on this machine must not
-    # find this cluster through /tmp/ray/ray_current_cluster.
-    temp_dir = Path(f"/tmp/sr-{uuid.uuid4().hex[:6]}")
-    port = free_port()
-    env = {**s3_env, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    common = ["--num-cpus=1", "--num-gpus=0", "--node-ip-address=127.0.0.1", "--block"]
-    head = _start(
-        ["ray", "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}", "--include-dashboard=false",
-         f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}", *common],
-        env, root / "head.log",
-    )  # fmt: skip
-    address = f"127.0.0.1:{port}"
-    node = " ".join(["ray", "start", f"--address={address}", f"--dashboard-agent-listen-port={free_port()}", *common])
-    second = _start(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", f"mount -t tmpfs tmpfs {data} && exec {node}"],
-        env, root / "second.log",
-    )  # fmt: skip
-    try:
-        deadline = time.time() + 240
-        while _alive_nodes(address, env) < 2:
-            if time.time() > deadline or head.poll() is not None or second.poll() is not None:
-                logs = (root / "head.log").read_text()[-1500:] + (root / "second.log").read_text()[-1500:]
-                pytest.fail(f"the two-node Ray cluster did not come up:\n{logs}")
-            time.sleep(2)
-        yield TwoNodes(address, data, env)
-    finally:
-        for process in (second, head):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with local_cluster(2, data, s3_env, root / "logs") as address:
+        yield TwoNodes(address, data, s3_env)
 
 
 def _import(cluster: TwoNodes, root: Path, out: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "simreal.cli.main", "datasets", "import", "--format", "cityscapes",
                "--root", str(root), "--scheme", "cityscapes", "--split", "train", "--size", "64x32",
                "--shard-size", "2", "--out", out, "--address", cluster.address]  # fmt: skip
-    return subprocess.run(command, cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=300)
+    env = {**cluster.env, "RAY_AUTH_MODE": "disabled"}
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_a_local_path_the_second_node_does_not_see_is_refused(two_nodes: TwoNodes, tmp_path: Path) -> None:
