@@ -60,6 +60,16 @@ def test_file_urls_are_local_stores(tmp_path: Path) -> None:
     assert (tmp_path / "a.zarr" / "zarr.json").is_file() and len(FrameStore.open(tmp_path / "a.zarr")) == 2
 
 
+def test_mix_files_keep_urls_and_read_relative_paths_from_their_folder(tmp_path: Path) -> None:
+    from simreal.benchmark.mix import MixPart, read_mix_file, write_mix_file
+
+    mix = write_mix_file(tmp_path / "mix.yaml", [MixPart("s3://bucket/a.zarr", 1.0), MixPart("b.zarr", 3.0)])
+    assert [(part.store, part.weight) for part in read_mix_file(mix)] == [
+        ("s3://bucket/a.zarr", 0.25),
+        (str(tmp_path / "b.zarr"), 0.75),
+    ]
+
+
 # ------------------------------------------------------------------------------------------------ in memory
 def test_a_store_under_a_url_is_written_read_and_verified() -> None:
     url = memory_url("a.zarr")

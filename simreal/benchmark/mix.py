@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 from torch.utils.data import Dataset
 
+from simreal.data.location import store_location
 from simreal.errors import BenchError
 
 MIX_SUFFIXES = (".yaml", ".yml")
@@ -74,12 +75,13 @@ def read_mix_file(path: str | Path) -> list[MixPart]:
         raise MixError(f"{path}: a mix file holds 'parts: [{{store: PATH, weight: W}}, ...]'")
     parts = []
     for entry in entries:
-        store = Path(str(entry["store"])).expanduser()
+        store = store_location(str(entry["store"]))
         try:
             weight = float(entry.get("weight", 1.0))
         except (TypeError, ValueError) as err:
             raise MixError(f"{path}: weight of {store} is not a number: {entry.get('weight')!r}") from err
-        parts.append(MixPart(str(store if store.is_absolute() else path.parent / store), weight))
+        relative = isinstance(store, Path) and not store.is_absolute()
+        parts.append(MixPart(str(path.parent / store if relative else store), weight))
     return normalized_parts(parts)
 
 
