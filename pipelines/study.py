@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pipelines.bench import run_benchmark
-from pipelines.ray_runtime import Demand, ray_session, require_resources, task_error_cause
+from pipelines.ray_runtime import Demand, ray_session, require_resources, require_shared_folder, task_error_cause
 from pipelines.score import ScoreJob, run_score
 from pipelines.stages import StageClock, collect_procedural, import_registered, train_run
 from pipelines.train import result_from_run_dir
@@ -156,6 +156,7 @@ def _train_translators(
     require_resources(
         Demand("translator runs", len(translators), cpus, gpus, together=False, cpus_key="cpus_per_translator")
     )
+    require_shared_folder(out / "translators", "the study folder")
     task = ray.remote(_train_translator).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
     pending = {}
     for translator in translators:

@@ -11,10 +11,17 @@ import numpy as np
 import pytest
 
 from pipelines.collect import CollectJob, run_collect
-from pipelines.ray_runtime import Demand, autoscaler_can_add_nodes, shortfall, units_that_fit
+from pipelines.ray_runtime import (
+    Demand,
+    autoscaler_can_add_nodes,
+    require_shared_folder,
+    shortfall,
+    units_that_fit,
+)
 from pipelines.train import run_training
 from simreal.collect.collector import SourceSpec
 from simreal.data.convert import FrameSpec
+from simreal.data.location import store_location
 from simreal.data.store import FrameStore
 from simreal.errors import ClusterError
 from simreal.training.config import compose_training_config
@@ -50,6 +57,13 @@ def test_shortfall_names_what_is_missing_and_the_keys_to_change() -> None:
 @pytest.mark.usefixtures("ray_local")
 def test_a_local_ray_cluster_has_no_autoscaler_to_wait_for() -> None:
     assert autoscaler_can_add_nodes() is False
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_one_node_and_object_stores_need_no_shared_folder_check(tmp_path: Path) -> None:
+    require_shared_folder(tmp_path / "out", "the store")  # one node: nothing to compare, nothing written
+    assert not (tmp_path / "out").exists()
+    require_shared_folder(store_location("s3://bucket/x.zarr"), "the store")  # never touches the bucket
 
 
 @pytest.mark.usefixtures("ray_local")

@@ -207,7 +207,7 @@ SMALL_COLLECT = [
 
 @pytest.mark.slow
 def test_a_collection_killed_while_writing_to_s3_resumes_and_verifies(s3_env: dict[str, str]) -> None:
-    url, target = bucket_url("killed.zarr"), 64
+    url, target = bucket_url("killed.zarr"), 32
     args = cli("collect", "--frames", str(target), "--out", url, *SMALL_COLLECT)
     proc = subprocess.Popen(args, cwd=REPO, env=s3_env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
