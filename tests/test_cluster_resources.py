@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -114,3 +115,29 @@ def test_the_cli_prints_one_error_line_for_an_infeasible_collection(tmp_path: Pa
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "512 source actors" in errors[0] and "workers<=" in errors[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _autoscaler_status(monkeypatch: pytest.MonkeyPatch, node_types: dict[str, str]) -> None:
+    from ray.experimental import internal_kv
+
+    status = json.dumps({"autoscaler_report": {"node_type_mapping": node_types, "pending_launches": {}}}).encode()
+    monkeypatch.setattr(
+        internal_kv, "_internal_kv_get", lambda key, namespace=None: status if key == b"__autoscaling_status" else None
+    )
+
+
+def test_an_autoscaler_with_node_types_of_its_own_turns_the_error_into_a_warning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pipelines.ray_runtime as runtime
+
+    monkeypatch.setattr(runtime, "alive_nodes", lambda: TWO_CPUS)
+    too_big = Demand("Ray Train workers", 1, 4.0, 1.0, gpus_off="ray.use_gpu=false")
+    _autoscaler_status(monkeypatch, {"a1b2": "node_a1b2"})  # what every `ray start` cluster reports: no autoscaling
+    assert autoscaler_can_add_nodes() is False
+    with pytest.raises(ClusterError):
+        runtime.require_resources(too_big)
+    _autoscaler_status(monkeypatch, {"a1b2": "ray.head.default"})  # `ray up` / KubeRay node types
+    assert autoscaler_can_add_nodes() is True
+    runtime.require_resources(too_big)
+    assert "waiting for the autoscaler" in capsys.readouterr().err  # the console writes to stderr
