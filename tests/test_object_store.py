@@ -207,18 +207,18 @@ SMALL_COLLECT = [
 
 @pytest.mark.slow
 def test_a_collection_killed_while_writing_to_s3_resumes_and_verifies(s3_env: dict[str, str]) -> None:
-    url, target = bucket_url("killed.zarr"), 32
+    url, target = bucket_url("killed.zarr"), 64
     args = cli("collect", "--frames", str(target), "--out", url, *SMALL_COLLECT)
     proc = subprocess.Popen(args, cwd=REPO, env=s3_env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 120
     try:
         while time.time() < deadline:
-            if store_state(url) == STORE and len(FrameStore.open(url)) >= 8:
+            if store_state(url) == STORE and len(FrameStore.open(url)) >= 4:
                 break
             time.sleep(0.1)
         else:
-            pytest.fail("the collection never committed two shards to the bucket")
+            pytest.fail("the collection never committed a shard to the bucket")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started, mid-write
         proc.wait()
