@@ -13,10 +13,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pipelines.ray_runtime import ray_session
-from pipelines.score import ScoreJob, run_score, scores_summary
 from pipelines.stages import StageClock, collect_procedural, import_registered, train_run
 from pipelines.translate import TranslateJob, run_translate
 from simreal.progress import console
+from simreal.scoring import ScoreJob, run_score, scores_summary
 from simreal.training.config import compose_training_config
 from simreal.translate import StyleOptions
 

@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipelines.bench import run_benchmark
 from pipelines.ray_runtime import Demand, ray_session, require_resources, require_shared_folder, task_error_cause
-from pipelines.score import ScoreJob, run_score
 from pipelines.stages import StageClock, collect_procedural, import_registered, train_run
 from pipelines.train import result_from_run_dir
 from pipelines.translate import TranslateJob, run_translate
@@ -32,6 +31,7 @@ from simreal.errors import SimrealError
 from simreal.inference import load_segmenter
 from simreal.progress import console, progress_bar
 from simreal.report import image_grid, save_png
+from simreal.scoring import ScoreJob, run_score
 from simreal.study import (
     Translator,
     check_targets,

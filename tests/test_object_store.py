@@ -147,7 +147,7 @@ CHAIN = textwrap.dedent(
     from layouts import write_cityscapes
     from pipelines.collect import CollectJob, run_collect
     from pipelines.import_dataset import ImportJob, run_import
-    from pipelines.score import ScoreJob, run_score
+    from simreal.scoring import ScoreJob, run_score
     from pipelines.translate import TranslateJob, run_translate
     from simreal.collect.collector import SourceSpec
     from simreal.data.convert import FrameSpec

@@ -68,7 +68,7 @@ def score(
     ),
 ) -> None:
     """FID/KID against real images, label consistency under a held-out segmenter, object-level KID/FID."""
-    from pipelines.score import ScoreJob, run_score, scores_summary  # torch and friends load only when run
+    from simreal.scoring import ScoreJob, run_score, scores_summary  # torch and friends load only when run
 
     job = ScoreJob(
         stores=stores,

@@ -1,4 +1,5 @@
-"""``simreal score``: FID/KID against real images, label consistency under a held-out segmenter, object-level KID/FID.
+"""The ``simreal score`` engine (core, no Ray): FID/KID against real images, label consistency under a held-out
+segmenter, object-level KID/FID.
 
 One process, batched inference on one device (CUDA when available): every store is read once in frame order and
 each batch goes through Inception (whole frames and object crops) and the segmenter. Outputs in ``out``:

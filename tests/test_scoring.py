@@ -16,14 +16,14 @@ from PIL import Image
 from test_score_fid import make_random_inception_weights, no_download
 from typer.testing import CliRunner
 
-import pipelines.score as score_pipeline
-from pipelines.score import ScoreError, ScoreJob, run_score
+import simreal.scoring as score_pipeline
 from simreal.cli.score import score
 from simreal.data.store import FrameStore
 from simreal.metrics.consistency import LabelConsistency, eval_protocol, segment_images
 from simreal.metrics.fid import WEIGHTS_ENV
 from simreal.models.segmenter import build_segmenter, load_segmenter
 from simreal.report import image_grid, iou_bar_chart
+from simreal.scoring import ScoreError, ScoreJob, run_score
 from simreal.sim.frames import render_labelled_frames
 
 FRAMES, HEIGHT, WIDTH = 3, 64, 128
