@@ -16,7 +16,7 @@ from PIL import Image
 from test_score_fid import make_random_inception_weights, no_download
 from typer.testing import CliRunner
 
-import simreal.scoring as score_pipeline
+import simreal.scoring as scoring
 from simreal.cli.score import score
 from simreal.data.store import FrameStore
 from simreal.metrics.consistency import LabelConsistency, eval_protocol, segment_images
@@ -149,7 +149,7 @@ def test_cli_fails_offline_without_weights(
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     monkeypatch.setattr(pfid_inception, "load_state_dict_from_url", no_download)
-    monkeypatch.setattr(score_pipeline, "load_segmenter", no_download)  # fails before any heavy work
+    monkeypatch.setattr(scoring, "load_segmenter", no_download)  # fails before any heavy work
     code, output = invoke(str(world["sim"]), "--reference", str(world["real"]), "--segmenter", str(world["segmenter"]))
     assert code == 1
     assert "FID Inception weights not found" in output and WEIGHTS_ENV in output
@@ -198,7 +198,7 @@ def test_fid_off_never_loads_inception_and_accepts_single_frames(
     world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("resolve_inception_weights", "load_inception", "inception_features"):
-        monkeypatch.setattr(score_pipeline, name, no_download)
+        monkeypatch.setattr(scoring, name, no_download)
     rgb, label = render_labelled_frames(1, width=WIDTH, height=HEIGHT, look="flat", seed=5)
     single = write_store(tmp_path / "single", rgb, label, [{}])
     job = ScoreJob(
