@@ -228,6 +228,33 @@ class TrainingMethod:
     def evaluate(self) -> dict[str, float]:
         return {}
 
+    def load_frozen_segmenter(self, error: type[Exception], without: str, num_classes: int) -> nn.Module:
+        """The segmenter of the run named by ``outer_segmenter``, on the device, in eval mode and frozen.
+
+        The semantic losses of LC-SAE, SemanticGAN and the semantic-guided cGAN all read one. ``error`` is the
+        method's error class; ``without`` ends the message when the key is missing (what needs it, and how to do
+        without it); the segmenter must predict ``num_classes`` classes.
+        """
+        from simreal.errors import SimrealError
+        from simreal.inference import load_segmenter
+
+        path = self.cfg.get("outer_segmenter")
+        if not path:
+            raise error(
+                "pass outer_segmenter=RUN_DIR_OR_CHECKPOINT, a segmenter trained on the real domain (e.g. from "
+                f"`simreal train segmenter preset=outer`); {without}"
+            )
+        try:
+            segmenter = load_segmenter(str(path))
+        except SimrealError as err:
+            raise error(f"outer_segmenter={path}: {err}") from err
+        if segmenter.spec.num_classes != num_classes:
+            raise error(
+                f"outer_segmenter={path} predicts {segmenter.spec.num_classes} classes but the store uses "
+                f"{num_classes}; train the segmenter on the same class set"
+            )
+        return self.ctx.place(segmenter).eval().requires_grad_(False)
+
     @classmethod
     def build_inference(cls, saved: Mapping, device: torch.device) -> InferenceModel:
         """The inference model of a checkpoint ``saved`` of this method, on ``device``, in eval mode."""

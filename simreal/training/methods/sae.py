@@ -31,7 +31,6 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from simreal.data.images import tensor_to_uint8
-from simreal.errors import SimrealError
 from simreal.inference import STRUCTURE_TEXTURE, TextureModel
 from simreal.labels import LabelTable
 from simreal.losses.sae import SAELoss, SAELossConfig, SimRealBatch, build_optimizers
@@ -75,7 +74,15 @@ class LCSAEMethod(TrainingMethod):
         self.loss_config = self._loss_config(cfg)
 
         self.nets: SAENetworks = self.ctx.place(build_networks(self.model_config))
-        segmenter = self._load_outer_segmenter(cfg) if self.loss_config.lambda_outer > 0 else None
+        segmenter = (
+            self.load_frozen_segmenter(
+                OuterSegmenterError,
+                f"loss.lambda_outer={self.loss_config.lambda_outer} (the outer loss) needs it; or loss.lambda_outer=0",
+                self.num_classes,
+            )
+            if self.loss_config.lambda_outer > 0
+            else None
+        )
         self.loss = SAELoss(self._compiled_view() if ctx.compile else self.nets, self.loss_config, segmenter)
         # Lazy R1 differentiates twice: torch.compile cannot, so it always runs on the eager networks.
         self.r1_loss = SAELoss(self.nets, self.loss_config) if ctx.compile else self.loss
@@ -107,27 +114,6 @@ class LCSAEMethod(TrainingMethod):
             raise TrainingError(f"bad loss settings: {err}") from err
         loss_cfg.validate()
         return loss_cfg
-
-    def _load_outer_segmenter(self, cfg: DictConfig) -> nn.Module:
-        from simreal.inference import load_segmenter
-
-        path = cfg.get("outer_segmenter")
-        if not path:
-            raise OuterSegmenterError(
-                f"loss.lambda_outer={self.loss_config.lambda_outer} needs a frozen segmenter trained on the real "
-                "domain: pass outer_segmenter=RUN_DIR_OR_CHECKPOINT (e.g. from `simreal train segmenter "
-                "preset=outer`), or set loss.lambda_outer=0"
-            )
-        try:
-            segmenter = load_segmenter(str(path))
-        except SimrealError as err:
-            raise OuterSegmenterError(f"outer_segmenter={path}: {err}") from err
-        if segmenter.spec.num_classes != self.num_classes:
-            raise OuterSegmenterError(
-                f"outer_segmenter={path} predicts {segmenter.spec.num_classes} classes but the stores use "
-                f"{self.num_classes} ({self.class_set.name}); train the segmenter on the same class set"
-            )
-        return self.ctx.place(segmenter)
 
     def _compiled_view(self) -> SAENetworks:
         """The same networks (shared parameters) with the heavy convolutional ones compiled."""

@@ -25,7 +25,6 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
-from simreal.errors import SimrealError
 from simreal.labels import LabelTable
 from simreal.losses.semanticgan import lsgan_d_loss, lsgan_g_loss, semantic_information_preserved_loss
 from simreal.losses.synthesis import multiscale_feature_matching
@@ -56,7 +55,15 @@ class SemanticGANMethod(LabelToImageMethod):
 
     def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
-        self.segmenter = self._load_segmenter() if float(cfg.loss.sipl) > 0 else None
+        self.segmenter = (
+            self.load_frozen_segmenter(
+                SIPLSegmenterError,
+                f"loss.sipl={float(cfg.loss.sipl):g} (the SIPL) needs it, or set loss.sipl=0 (SemanticGAN without it)",
+                self.num_classes,
+            )
+            if float(cfg.loss.sipl) > 0
+            else None
+        )
         steps = int(cfg.steps)
         decay = linear_decay(steps, int(float(cfg.optim.decay_start) * steps))
         self.schedules = {"G": LRSchedule(self.opt_g, decay), "D": LRSchedule(self.opt_d, decay)}
@@ -88,27 +95,6 @@ class SemanticGANMethod(LabelToImageMethod):
     def synthesizer(cls, method: str, generator: nn.Module, class_set: LabelTable, device: torch.device) -> Synthesizer:
         spec = generator.spec
         return Synthesizer(method, generator, class_set, device, z_dim=0, size_multiple=spec.downsampling)
-
-    def _load_segmenter(self) -> nn.Module:
-        from simreal.inference import load_segmenter
-
-        path = self.cfg.get("outer_segmenter")
-        if not path:
-            raise SIPLSegmenterError(
-                f"loss.sipl={float(self.cfg.loss.sipl):g} needs a frozen segmenter trained on the real domain: pass "
-                "outer_segmenter=RUN_DIR_OR_CHECKPOINT (e.g. from `simreal train segmenter preset=outer`), or set "
-                "loss.sipl=0 (SemanticGAN without its SIPL)"
-            )
-        try:
-            segmenter = load_segmenter(str(path))
-        except SimrealError as err:
-            raise SIPLSegmenterError(f"outer_segmenter={path}: {err}") from err
-        if segmenter.spec.num_classes != self.num_classes:
-            raise SIPLSegmenterError(
-                f"outer_segmenter={path} predicts {segmenter.spec.num_classes} classes but the store uses "
-                f"{self.num_classes} ({self.class_set.name}); train the segmenter on the same class set"
-            )
-        return self.ctx.place(segmenter).eval().requires_grad_(False)
 
     def sample_noise(self, batch: int, generator: torch.Generator) -> None:
         return None  # a deterministic generator

@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
-from simreal.errors import SimrealError, TrainingError
+from simreal.errors import TrainingError
 from simreal.labels import LabelTable
 from simreal.losses.semguided import semantic_perceptual_loss
 from simreal.metrics.segmentation import confusion_matrix, segmentation_scores
@@ -82,7 +82,16 @@ class SemanticGuidedMethod(LabelToImageMethod):
     def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
         self.semantic_weight = float(cfg.loss.semantic)
-        self.task_network = self._load_task_network() if self.semantic_weight > 0 or cfg.eval_every else None
+        self.task_network = (
+            self.load_frozen_segmenter(
+                TaskSegmenterError,
+                f"loss.semantic={self.semantic_weight:g} and the task_accuracy evaluation need the task network T_s, "
+                "or set loss.semantic=0 eval_every=0 (not the paper's method)",
+                self.num_classes,
+            )
+            if self.semantic_weight > 0 or cfg.eval_every
+            else None
+        )
         self._eval_labels: list[torch.Tensor] | None = None
 
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
@@ -99,27 +108,6 @@ class SemanticGuidedMethod(LabelToImageMethod):
             SemanticPatchDiscriminatorSpec(self.num_classes, int(model.d_channels), int(model.d_layers))
         )
         return generator, discriminator
-
-    def _load_task_network(self) -> nn.Module:
-        from simreal.inference import load_segmenter
-
-        path = self.cfg.get("outer_segmenter")
-        if not path:
-            raise TaskSegmenterError(
-                f"loss.semantic={self.semantic_weight:g} (and task_accuracy evaluation) need the task network T_s: "
-                "pass outer_segmenter=RUN_DIR_OR_CHECKPOINT, a segmenter trained on the real domain (`simreal "
-                "train segmenter preset=outer`); or set loss.semantic=0 eval_every=0 (not the paper's method)"
-            )
-        try:
-            segmenter = load_segmenter(str(path))
-        except SimrealError as err:
-            raise TaskSegmenterError(f"outer_segmenter={path}: {err}") from err
-        if segmenter.spec.num_classes != self.num_classes:
-            raise TaskSegmenterError(
-                f"outer_segmenter={path} predicts {segmenter.spec.num_classes} classes but the store uses "
-                f"{self.num_classes} ({self.class_set.name}); train the segmenter on the same class set"
-            )
-        return self.ctx.place(segmenter).eval().requires_grad_(False)
 
     def sample_noise(self, batch: int, generator: torch.Generator) -> None:
         return None
