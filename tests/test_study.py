@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipelines.study import run_study
-from simreal.config import compose_with_preset
+from simreal.config import compose_config
 from simreal.data.store import FrameStore
 from simreal.study import Translator, check_targets, inverse_frequency_weights
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 def tiny_study(out: Path, *extra: str):  # type: ignore[no-untyped-def]
     only = "translators.only=[sae,lcsae_out2_in2,lcsae_out2_in2_wce]"
     overrides = ["preset=tiny", "real.dataset=null", f"out={out}", only, *extra]
-    return run_study(compose_with_preset("study/default", overrides, what="study"))
+    return run_study(compose_config("study/default", overrides, what="study"))
 
 
 def test_tiny_study_runs_every_piece_and_reruns_skip_them(tmp_path: Path) -> None:

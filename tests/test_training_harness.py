@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
-from simreal.config import ConfigError, compose_config, preset_overrides
+from simreal.config import ConfigError, as_overrides, compose_config
 from simreal.training import checkpoint as ckpt
 from simreal.training.config import compose_training_config
 from simreal.training.ema import ExponentialMovingAverage
@@ -251,7 +251,7 @@ def test_presets_apply_before_user_overrides() -> None:
         compose_training_config("segmenter", ["preset=huge"])
     with pytest.raises(ConfigError, match="stepz"):
         compose_training_config("segmenter", ["stepz=3"])
-    assert preset_overrides({"model": {"name": "a b", "w": None}, "crop": [1, 2]}) == [
+    assert as_overrides({"model": {"name": "a b", "w": None}, "crop": [1, 2]}) == [
         'model.name="a b"',
         "model.w=null",
         "crop=[1, 2]",

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from simreal.benchmark.mix import MixPart, normalized_parts
 from simreal.benchmark.overlap import FrameIdentities, describe, find_overlaps
-from simreal.config import compose_config, compose_with_preset, preset_overrides
+from simreal.config import as_overrides, compose_config
 from simreal.data.store import FrameStore
 from simreal.errors import BenchError
 from simreal.progress import progress_bar
@@ -66,12 +66,12 @@ def compose_bench_config(name: str, overrides: Sequence[str] = ()) -> DictConfig
     """
     config_name = f"bench/{name}"
     base = compose_config(config_name, [])
-    for key in ("stores", "mixes", "segmenter", "presets"):
+    for key in ("stores", "mixes", "segmenter"):
         if key not in base:
             raise BenchConfigError(f"configs/{config_name}.yaml has no {key!r} section; see configs/bench/default.yaml")
     roles = set(base.stores)
     overrides = [_expand_store_shorthand(override, roles) for override in overrides]
-    return compose_with_preset(config_name, overrides, what=f"bench {name}")
+    return compose_config(config_name, overrides, what=f"bench {name}")
 
 
 def _expand_store_shorthand(override: str, roles: set[str]) -> str:
@@ -160,7 +160,7 @@ def training_config(cfg: DictConfig, seed: int, run_dir: Path, encoder_weights: 
     recipe = OmegaConf.to_container(cfg.segmenter.overrides, resolve=True)
     overrides = [
         f"preset={json.dumps(str(cfg.segmenter.preset))}",
-        *preset_overrides(recipe),
+        *as_overrides(recipe),
         f"model.encoder_weights={json.dumps(encoder_weights)}",
         f"seed={int(seed)}",
         f"out={json.dumps(str(run_dir))}",

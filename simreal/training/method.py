@@ -50,6 +50,7 @@ from torch.utils.data import Dataset
 
 from simreal.device import autocast
 from simreal.training.errors import InitWeightsError
+from simreal.training.schema import TrainingConfig
 
 if TYPE_CHECKING:
     from simreal.inference import InferenceModel
@@ -189,6 +190,8 @@ class TrainingMethod:
     sample_columns: ClassVar[int | None] = None
     #: "label_to_image", "structure_texture", "segmenter" (see ``simreal.inference``), or "" for none
     inference_kind: ClassVar[str] = ""
+    #: the dataclass typing ``configs/train/<name>.yaml`` (its data roles and ``path_keys`` included)
+    config_class: ClassVar[type[TrainingConfig]] = TrainingConfig
 
     def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         self.cfg = cfg

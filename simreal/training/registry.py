@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from simreal.config import register_schema
 from simreal.errors import ConfigError
 from simreal.training.method import TrainingMethod
 
@@ -44,7 +45,9 @@ def register_method(name: str, description: str) -> Callable[[type[TrainingMetho
         existing = METHODS.get(name)
         if existing is not None and existing.cls.__qualname__ != cls.__qualname__:
             raise ValueError(f"training method {name!r} is already registered by {existing.cls.__module__}")
-        METHODS[name] = MethodSpec(name=name, description=description, cls=cls)
+        spec = MethodSpec(name=name, description=description, cls=cls)
+        register_schema(spec.config_name, cls.config_class)
+        METHODS[name] = spec
         return cls
 
     return decorate
