@@ -15,28 +15,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from simreal.config import ConfigError
 from simreal.data.location import absolute_location
 from simreal.training.checkpoint import CHECKPOINT_NAME
+from simreal.training.config import typed_training_config
 from simreal.training.errors import TrainingError
 from simreal.training.loop import TrainResult, train
 from simreal.training.registry import get_method
+from simreal.training.schema import TrainingConfig
 
 LAUNCHERS = ("auto", "local", "ray")
 
 
-def run_training(cfg: DictConfig) -> TrainResult:
+def run_training(cfg: TrainingConfig) -> TrainResult:
     """Train ``cfg.method`` with the launcher that ``cfg.launcher`` selects."""
     if choose_launcher(cfg) == "ray":
         return train_with_ray(cfg)
     return train(cfg)
 
 
-def choose_launcher(cfg: DictConfig) -> str:
+def choose_launcher(cfg: TrainingConfig) -> str:
     """``auto`` picks Ray when a GPU or a Ray cluster address is available, the local loop otherwise."""
-    launcher = str(cfg.launcher)
+    launcher = cfg.launcher
     if launcher not in LAUNCHERS:
         raise ConfigError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
     if launcher != "auto":
@@ -46,7 +48,7 @@ def choose_launcher(cfg: DictConfig) -> str:
     return "local"
 
 
-def train_with_ray(cfg: DictConfig) -> TrainResult:
+def train_with_ray(cfg: TrainingConfig) -> TrainResult:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -58,21 +60,21 @@ def train_with_ray(cfg: DictConfig) -> TrainResult:
         _ray_worker,
         train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True)},
         scaling_config=ScalingConfig(
-            num_workers=int(cfg.ray.num_workers),
-            use_gpu=bool(cfg.ray.use_gpu),
-            resources_per_worker={"CPU": float(cfg.ray.cpus_per_worker)},
+            num_workers=cfg.ray.num_workers,
+            use_gpu=cfg.ray.use_gpu,
+            resources_per_worker={"CPU": cfg.ray.cpus_per_worker},
         ),
         run_config=RunConfig(
             name=run_dir.name,
             storage_path=str(Path(cfg.ray.storage_path or run_dir / "ray").expanduser().resolve()),
-            failure_config=FailureConfig(max_failures=int(cfg.ray.max_failures)),
+            failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
         ),
     )
     sigint_handler = signal.getsignal(signal.SIGINT)
     workers = Demand(
         "Ray Train workers",
-        int(cfg.ray.num_workers),
-        float(cfg.ray.cpus_per_worker),
+        cfg.ray.num_workers,
+        cfg.ray.cpus_per_worker,
         1.0 if cfg.ray.use_gpu else 0.0,
         count_key="ray.num_workers",
         cpus_key="ray.cpus_per_worker",
@@ -105,14 +107,13 @@ def result_from_run_dir(run_dir: Path) -> TrainResult:
     )
 
 
-def absolute_paths(cfg: DictConfig) -> DictConfig:
+def absolute_paths(cfg: TrainingConfig) -> TrainingConfig:
     """A copy of ``cfg`` whose run directory and dataset paths are absolute (workers run in other directories)."""
     cfg = cfg.copy()
-    method_cls = get_method(str(cfg.method)).cls
+    method_cls = get_method(cfg.method).cls
     for key in ("out", "init", *method_cls.data_roles, *method_cls.path_keys):
-        value = cfg.get(key)
-        if value:
-            cfg[key] = str(absolute_location(str(value)))
+        if cfg[key]:
+            cfg[key] = str(absolute_location(cfg[key]))
     return cfg
 
 
@@ -122,7 +123,7 @@ def _ray_worker(config: dict[str, Any]) -> None:
 
     context = ray.train.get_context()
     train(
-        OmegaConf.create(config["cfg"]),
+        typed_training_config(config["cfg"]),
         rank=context.get_world_rank(),
         world_size=context.get_world_size(),
         device=ray.train.torch.get_device(),

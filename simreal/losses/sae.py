@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +31,7 @@ class SAELossError(TrainingError):
     """Invalid loss configuration or batch."""
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: it is also the structured-config type of the training config's `loss:` section
 class SAELossConfig:
     lambda_l1: float = 1.0
     lambda_gan: float = 1.0
@@ -44,7 +43,7 @@ class SAELossConfig:
     r1_interval: int = 16
     lambda_inner: float = 0.0
     lambda_outer: float = 0.0
-    outer_loss: Literal["ce", "dice"] = "ce"
+    outer_loss: str = "ce"  # ce | dice (a str: Hydra structured configs have no Literal)
     outer_class_weights: tuple[float, ...] | None = None  # only for outer_loss="ce"
     ignore_index: int = 255
     lr: float = 0.002

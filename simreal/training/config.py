@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from simreal.config import compose_config
 from simreal.errors import ConfigError
@@ -17,4 +20,12 @@ def compose_training_config(method: str, overrides: list[str] | None = None) -> 
     cfg = compose_config(spec.config_name, overrides, what=spec.name)
     if cfg.method != spec.name:
         raise ConfigError(f"{spec.config_name}.yaml must set method: {spec.name}, found {cfg.method!r}")
+    return cfg
+
+
+def typed_training_config(values: Mapping[str, Any]) -> DictConfig:
+    """A resolved config sent as plain values (to a Ray worker) typed again by its method's schema."""
+    schema = OmegaConf.structured(get_method(values["method"]).cls.config_class)
+    cfg = OmegaConf.merge(schema, values)
+    OmegaConf.set_struct(cfg, True)
     return cfg

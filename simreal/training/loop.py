@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from simreal.device import pick_device
@@ -42,6 +42,7 @@ from simreal.training.grid import save_grid
 from simreal.training.method import Batch, Phase, PhaseLosses, TrainContext, TrainingMethod, iterate_phases
 from simreal.training.registry import get_method
 from simreal.training.run_log import RunLog
+from simreal.training.schema import TrainingConfig
 
 CHECKPOINT_FORMAT = 1
 
@@ -56,28 +57,30 @@ class TrainResult:
     interrupted: bool = False
 
 
-def train(cfg: DictConfig, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> TrainResult:
+def train(
+    cfg: TrainingConfig, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None
+) -> TrainResult:
     """Train ``cfg.method`` for ``cfg.steps`` steps into ``cfg.out``, resuming from its checkpoint if present."""
-    spec = get_method(str(cfg.method))
-    run_dir = Path(str(cfg.out)).expanduser().resolve()
+    spec = get_method(cfg.method)
+    run_dir = Path(cfg.out).expanduser().resolve()
     checkpoint_path = run_dir / ckpt.CHECKPOINT_NAME
     saved = _load_for_resume(cfg, checkpoint_path, spec.name)
     ctx = TrainContext(
-        device=device or pick_device(str(cfg.device)),
-        bf16=bool(cfg.bf16),
-        channels_last=bool(cfg.channels_last),
-        compile=bool(cfg.compile),
+        device=device or pick_device(cfg.device),
+        bf16=cfg.bf16,
+        channels_last=cfg.channels_last,
+        compile=cfg.compile,
         rank=rank,
         world_size=world_size,
     )
-    seed_everything(int(cfg.seed) + rank)
+    seed_everything(cfg.seed + rank)
     datasets = _build_datasets(cfg, spec.cls)
     method = spec.cls(cfg, ctx, datasets)
     phases = list(method.phases())
     loaders = _build_loaders(cfg, datasets, ctx)
     step = 0
-    if saved is None and cfg.get("init"):
-        method.load_weights(load_init_weights(str(cfg.init)), str(cfg.init))
+    if saved is None and cfg.init:
+        method.load_weights(load_init_weights(cfg.init), cfg.init)
     if saved is not None:
         try:
             method.load_state_dict(saved["method"])
@@ -92,13 +95,13 @@ def train(cfg: DictConfig, *, rank: int = 0, world_size: int = 1, device: torch.
         if world_size == 1:
             ckpt.restore_rng_state(saved["rng"])
         else:  # only rank 0's RNG is saved; give every rank a fresh, distinct stream
-            seed_everything(int(cfg.seed) + rank + 1_000_003 * step)
+            seed_everything(cfg.seed + rank + 1_000_003 * step)
 
     log = None
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
-        log = RunLog(run_dir, tensorboard=bool(cfg.tensorboard))
+        log = RunLog(run_dir, tensorboard=cfg.tensorboard)
     try:
         return _run(cfg, spec.name, method, phases, loaders, ctx, log, run_dir, checkpoint_path, step)
     finally:
@@ -107,7 +110,7 @@ def train(cfg: DictConfig, *, rank: int = 0, world_size: int = 1, device: torch.
 
 
 def _run(
-    cfg: DictConfig,
+    cfg: TrainingConfig,
     method_name: str,
     method: TrainingMethod,
     phases: Sequence[Phase],
@@ -118,13 +121,13 @@ def _run(
     checkpoint_path: Path,
     step: int,
 ) -> TrainResult:
-    total_steps = int(cfg.steps)
+    total_steps = cfg.steps
     result = TrainResult(run_dir=run_dir, step=step, checkpoint=checkpoint_path if checkpoint_path.exists() else None)
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}  # per loss: phases with an interval > 1 do not run on every step
     count, window_start = 0, time.perf_counter()
     saved_step = step if result.checkpoint is not None else None
-    show = ctx.is_main and bool(cfg.progress)
+    show = ctx.is_main and cfg.progress
     with progress_bar("train", total_steps, completed=step, unit="it", enabled=show) as bar, _stop_on_sigint() as stop:
         while step < total_steps and not stop.is_set():
             batch = {role: _to_device(next(loader), ctx) for role, loader in loaders.items()}
@@ -151,17 +154,17 @@ def _run(
             if not ctx.is_main:
                 continue
             assert log is not None
-            if step % int(cfg.log_every) == 0 or step == total_steps:
+            if step % cfg.log_every == 0 or step == total_steps:
                 elapsed = time.perf_counter() - window_start
                 scalars = {f"train/{key}": value / counts[key] for key, value in sums.items()}
                 scalars["it_s"] = count / elapsed if elapsed > 0 else float("nan")
                 log.scalars(step, scalars)
                 sums, counts, count, window_start = {}, {}, 0, time.perf_counter()
-            if int(cfg.sample_every) > 0 and step % int(cfg.sample_every) == 0:
+            if cfg.sample_every > 0 and step % cfg.sample_every == 0:
                 _write_samples(method, batch, run_dir, log, step)
-            if int(cfg.eval_every) > 0 and step % int(cfg.eval_every) == 0:
+            if cfg.eval_every > 0 and step % cfg.eval_every == 0:
                 result.scores = _evaluate(method, log, step)
-            if step % int(cfg.checkpoint_every) == 0:
+            if step % cfg.checkpoint_every == 0:
                 save_checkpoint(checkpoint_path, method_name, method, loaders, step)
                 saved_step = step
 
@@ -169,7 +172,7 @@ def _run(
     result.interrupted = stop.is_set()
     if ctx.is_main and saved_step != step:
         save_checkpoint(checkpoint_path, method_name, method, loaders, step)
-    if ctx.is_main and int(cfg.eval_every) > 0 and step % int(cfg.eval_every) != 0 and step == total_steps:
+    if ctx.is_main and cfg.eval_every > 0 and step % cfg.eval_every != 0 and step == total_steps:
         assert log is not None
         result.scores = _evaluate(method, log, step)
     result.checkpoint = checkpoint_path if checkpoint_path.exists() else None
@@ -294,7 +297,7 @@ def load_init_weights(path: str) -> dict:
     return saved
 
 
-def _load_for_resume(cfg: DictConfig, checkpoint_path: Path, method_name: str) -> dict | None:
+def _load_for_resume(cfg: TrainingConfig, checkpoint_path: Path, method_name: str) -> dict | None:
     resume = cfg.resume
     if resume not in (True, False, "auto"):
         raise RunDirectoryError(f"resume must be true, false or auto, got {resume!r}")
@@ -322,18 +325,20 @@ def _load_for_resume(cfg: DictConfig, checkpoint_path: Path, method_name: str) -
     return saved
 
 
-def _build_datasets(cfg: DictConfig, method_cls: type[TrainingMethod]) -> dict[str, Dataset]:
+def _build_datasets(cfg: TrainingConfig, method_cls: type[TrainingMethod]) -> dict[str, Dataset]:
     datasets = {}
     for role in method_cls.data_roles:
-        store_path = cfg.get(role)
+        store_path = cfg[role]
         if not store_path:
             raise TrainingError(f"method {cfg.method!r} needs a dataset for role {role!r}: pass {role}=STORE_PATH")
-        datasets[role] = method_cls.make_dataset(cfg, role, str(store_path))
+        datasets[role] = method_cls.make_dataset(cfg, role, store_path)
     return datasets
 
 
-def _build_loaders(cfg: DictConfig, datasets: Mapping[str, Dataset], ctx: TrainContext) -> dict[str, InfiniteLoader]:
-    batch_size = int(cfg.batch_size)
+def _build_loaders(
+    cfg: TrainingConfig, datasets: Mapping[str, Dataset], ctx: TrainContext
+) -> dict[str, InfiniteLoader]:
+    batch_size = cfg.batch_size
     if batch_size % ctx.world_size:
         raise TrainingError(f"batch_size={batch_size} must be divisible by the {ctx.world_size} workers")
     loaders = {}
@@ -341,8 +346,8 @@ def _build_loaders(cfg: DictConfig, datasets: Mapping[str, Dataset], ctx: TrainC
         loaders[role] = InfiniteLoader(
             dataset,
             batch_size // ctx.world_size,
-            seed=int(cfg.seed),
-            num_workers=int(cfg.num_workers),
+            seed=cfg.seed,
+            num_workers=cfg.num_workers,
             rank=ctx.rank,
             world_size=ctx.world_size,
             pin_memory=ctx.device.type == "cuda",

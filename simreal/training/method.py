@@ -30,9 +30,14 @@ Inference
   loop saved: ``{"method_name", "method": state_dict(), ...}``) without datasets or downloads. ``translate``,
   ``synthesize``, ``score``, ``bench`` and ``checkpoints import`` reach it through ``simreal.inference``.
 
-Methods are constructed as ``cls(cfg, ctx, datasets)`` with the composed config, a ``TrainContext`` (device,
-precision, rank; it places and wraps networks) and the datasets by role. One registry line
-(``@register_method``) and one config file (``configs/train/<name>.yaml``) make the method known.
+Configuration
+- ``config_class``: the dataclass (a ``simreal.training.schema.TrainingConfig`` subclass, types only) that types
+  ``configs/train/<name>.yaml``; Hydra validates every value against it when it composes the config.
+
+Methods are constructed as ``cls(cfg, ctx, datasets)`` with the composed config (a DictConfig typed by
+``config_class``), a ``TrainContext`` (device, precision, rank; it places and wraps networks) and the datasets by
+role. One registry line (``@register_method``) and one config file (``configs/train/<name>.yaml``, its presets in
+``configs/train/<name>/preset/``) make the method known.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -193,13 +197,13 @@ class TrainingMethod:
     #: the dataclass typing ``configs/train/<name>.yaml`` (its data roles and ``path_keys`` included)
     config_class: ClassVar[type[TrainingConfig]] = TrainingConfig
 
-    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+    def __init__(self, cfg: TrainingConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         self.cfg = cfg
         self.ctx = ctx
         self.datasets = dict(datasets)
 
     @classmethod
-    def make_dataset(cls, cfg: DictConfig, role: str, store_path: str) -> Dataset:
+    def make_dataset(cls, cfg: TrainingConfig, role: str, store_path: str) -> Dataset:
         """The training dataset of one role (dict samples, see ``simreal.data.dataset.FrameDataset``)."""
         raise NotImplementedError
 

@@ -22,14 +22,15 @@ several workers the loop averages their gradients across ranks before each optim
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING
 from torch import nn
 from torch.utils.data import Dataset
 
+from simreal.config import to_object
 from simreal.data.images import tensor_to_uint8
 from simreal.inference import STRUCTURE_TEXTURE, TextureModel
 from simreal.labels import LabelTable
@@ -39,6 +40,7 @@ from simreal.training.ema import ExponentialMovingAverage
 from simreal.training.errors import InitWeightsError, TrainingError
 from simreal.training.method import Batch, Phase, TrainContext, TrainingMethod, load_matching_weights
 from simreal.training.registry import register_method
+from simreal.training.schema import TrainingConfig
 
 SAMPLE_SEED = 1234  # fixed noise for sample grids, so grids of different steps are comparable
 
@@ -47,20 +49,55 @@ class OuterSegmenterError(TrainingError):
     """The outer semantic loss has no usable segmenter."""
 
 
+@dataclass
+class SAEModelChoice:
+    preset: str = MISSING  # an SAEConfig preset: full | small | tiny
+
+
+@dataclass
+class SAEEMAConfig:
+    enabled: bool = MISSING
+    decay: float = MISSING
+    warmup_steps: int = MISSING
+
+
+@dataclass
+class SAETrainConfig(TrainingConfig):
+    """``configs/train/sae.yaml`` (documented there)."""
+
+    sim: str | None = MISSING
+    real: str | None = MISSING
+    crop: list[int] = MISSING
+    hflip: bool = MISSING
+    real_labels: bool = MISSING
+    sample_count: int = MISSING
+    model: SAEModelChoice = MISSING
+    loss: SAELossConfig = MISSING
+    ema: SAEEMAConfig = MISSING
+
+
+@dataclass
+class LCSAETrainConfig(SAETrainConfig):
+    """``configs/train/lcsae.yaml``: the SAE's keys and the outer loss's frozen segmenter."""
+
+    outer_segmenter: str | None = MISSING
+
+
 @register_method("lcsae", "Label-Consistent Swapping Autoencoder: sim -> real translator with semantic losses")
 class LCSAEMethod(TrainingMethod):
     data_roles = ("sim", "real")
     path_keys = ("outer_segmenter",)
     sample_columns = 4  # sim | translated | real texture source | sim labels
     inference_kind = STRUCTURE_TEXTURE
+    config_class = LCSAETrainConfig
 
     @classmethod
-    def make_dataset(cls, cfg: DictConfig, role: str, store_path: str) -> Dataset:
+    def make_dataset(cls, cfg: LCSAETrainConfig, role: str, store_path: str) -> Dataset:
         from simreal.data.dataset import FrameDataset
 
-        return FrameDataset(store_path, crop=tuple(cfg.crop), random_crop=True, hflip=bool(cfg.hflip), normalize="tanh")
+        return FrameDataset(store_path, crop=tuple(cfg.crop), random_crop=True, hflip=cfg.hflip, normalize="tanh")
 
-    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+    def __init__(self, cfg: LCSAETrainConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
         sim, real = datasets["sim"], datasets["real"]
         if sim.class_set.name != real.class_set.name:
@@ -89,29 +126,21 @@ class LCSAEMethod(TrainingMethod):
         self.optimizers = build_optimizers(self.nets, self.loss_config)
         ema_cfg = cfg.ema
         self.ema = (
-            ExponentialMovingAverage(self._translator(), float(ema_cfg.decay), int(ema_cfg.warmup_steps))
-            if bool(ema_cfg.enabled)
+            ExponentialMovingAverage(self._translator(), ema_cfg.decay, ema_cfg.warmup_steps)
+            if ema_cfg.enabled
             else None
         )
 
     # ------------------------------------------------------------------ construction
-    def _model_config(self, cfg: DictConfig) -> SAEConfig:
-        height, width = (int(side) for side in cfg.crop)
+    def _model_config(self, cfg: LCSAETrainConfig) -> SAEConfig:
+        height, width = cfg.crop
         if height != width:
             raise TrainingError(f"crop must be square (the image discriminator is built for one size), got {cfg.crop}")
-        base = SAEConfig.preset(str(cfg.model.preset))
+        base = SAEConfig.preset(cfg.model.preset)
         return replace(base, crop_size=height, semantic_head=replace(base.semantic_head, n_classes=self.num_classes))
 
-    def _loss_config(self, cfg: DictConfig) -> SAELossConfig:
-        values = OmegaConf.to_container(cfg.loss, resolve=True)
-        assert isinstance(values, dict)
-        if values.get("outer_class_weights") is not None:
-            values["outer_class_weights"] = tuple(float(w) for w in values["outer_class_weights"])
-        values["betas"] = tuple(float(b) for b in values["betas"])
-        try:
-            loss_cfg = SAELossConfig(ignore_index=int(self.class_set.ignore_index), **values)
-        except TypeError as err:  # an unknown key under loss.
-            raise TrainingError(f"bad loss settings: {err}") from err
+    def _loss_config(self, cfg: LCSAETrainConfig) -> SAELossConfig:
+        loss_cfg = replace(to_object(cfg.loss, "loss"), ignore_index=self.class_set.ignore_index)
         loss_cfg.validate()
         return loss_cfg
 
@@ -173,7 +202,7 @@ class LCSAEMethod(TrainingMethod):
             sim_images=to_device(batch["sim"]["image"]),
             sim_labels=batch["sim"]["label"].to(self.ctx.device),
             real_images=to_device(batch["real"]["image"]),
-            real_labels=batch["real"]["label"].to(self.ctx.device) if bool(self.cfg.real_labels) else None,
+            real_labels=batch["real"]["label"].to(self.ctx.device) if self.cfg.real_labels else None,
         )
 
     # ------------------------------------------------------------------ state
@@ -223,7 +252,7 @@ class LCSAEMethod(TrainingMethod):
     # ------------------------------------------------------------------ samples
     @torch.no_grad()
     def sample_images(self, batch: Batch) -> list[tuple[str, np.ndarray]]:
-        count = min(int(self.cfg.sample_count), len(batch["sim"]["image"]))
+        count = min(self.cfg.sample_count, len(batch["sim"]["image"]))
         sim = self.ctx.images_to_device(batch["sim"]["image"][:count])
         real = self.ctx.images_to_device(batch["real"]["image"][:count])
         labels = batch["sim"]["label"][:count].cpu().numpy().astype(np.uint8)
@@ -253,8 +282,9 @@ class SAEMethod(LCSAEMethod):
     """The report's baseline: refuses semantic loss weights, so an ``sae`` run is never an LC-SAE one by accident."""
 
     path_keys = ()  # no outer segmenter
+    config_class = SAETrainConfig
 
-    def _loss_config(self, cfg: DictConfig) -> SAELossConfig:
+    def _loss_config(self, cfg: SAETrainConfig) -> SAELossConfig:
         loss_cfg = super()._loss_config(cfg)
         if loss_cfg.lambda_inner or loss_cfg.lambda_outer:
             raise TrainingError(
