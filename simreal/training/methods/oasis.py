@@ -10,9 +10,11 @@ stays in the graph, so the patch heads and, through them, the generator learn fr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
 from simreal.losses.synthesis import (
@@ -31,22 +33,66 @@ from simreal.models.oasis import (
     UNetDiscriminatorSpec,
     UNetOutput,
 )
-from simreal.training.methods.synthesis import LabelToImageMethod
+from simreal.training.methods.synthesis import (
+    EMAConfig,
+    LabelToImageConfig,
+    LabelToImageMethod,
+    PerceptualLossConfig,
+    SwappableDiscriminatorModelConfig,
+)
 from simreal.training.registry import register_method
 
 DOutput = UNetOutput | DPGANOutput
 
 
+@dataclass
+class OASISModelConfig(SwappableDiscriminatorModelConfig):
+    z_dim: int = MISSING
+    g_channels: int = MISSING
+    num_blocks: int = MISSING
+
+
+@dataclass
+class OASISLossConfig(PerceptualLossConfig):
+    balance: bool = MISSING
+    labelmix: float = MISSING
+
+
+@dataclass
+class OASISConfig(LabelToImageConfig):
+    model: OASISModelConfig = MISSING
+    loss: OASISLossConfig = MISSING
+    ema: EMAConfig = MISSING
+
+
+@dataclass
+class DPGANModelConfig(OASISModelConfig):
+    pyramid_channels: int = MISSING
+
+
+@dataclass
+class DPGANLossConfig(OASISLossConfig):
+    patch: float = MISSING
+    alignment: float = MISSING
+
+
+@dataclass
+class DPGANConfig(OASISConfig):
+    model: DPGANModelConfig = MISSING
+    loss: DPGANLossConfig = MISSING
+
+
 @register_method("oasis", "OASIS label-to-image GAN (SPADE generator + 3D noise, U-Net N+1 discriminator)")
 class OASISMethod(LabelToImageMethod):
     kind = "oasis"
+    config_class = OASISConfig
 
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         model = self.cfg.model
         generator = OASISGenerator(
-            OASISGeneratorSpec(self.num_classes, int(model.z_dim), int(model.g_channels), int(model.num_blocks))
+            OASISGeneratorSpec(self.num_classes, model.z_dim, model.g_channels, model.num_blocks)
         )
-        return generator, UNetDiscriminator(UNetDiscriminatorSpec(self.num_classes, int(model.d_channels)))
+        return generator, UNetDiscriminator(UNetDiscriminatorSpec(self.num_classes, model.d_channels))
 
     @classmethod
     def generator_from_spec(cls, spec: dict[str, Any]) -> nn.Module:
@@ -58,7 +104,7 @@ class OASISMethod(LabelToImageMethod):
         with self.ctx.autocast():
             fake = self.train_generator(segmap)
             out_fake = self.discriminator(fake)
-        balance = bool(self.cfg.loss.balance)
+        balance = self.cfg.loss.balance
         losses = {"adv": n_plus_one_loss(out_fake.logits, labels, target_is_real=True, balance=balance)}
         losses.update(self.extra_generator_losses(images, out_fake))
         losses.update(self.perceptual_loss(fake, images))
@@ -80,8 +126,8 @@ class OASISMethod(LabelToImageMethod):
             out_mixed = self.train_discriminator(mixed)
         losses = {
             "fake": n_plus_one_loss(out_fake.logits, labels, target_is_real=False),
-            "real": n_plus_one_loss(out_real.logits, labels, target_is_real=True, balance=bool(self.cfg.loss.balance)),
-            "labelmix": float(self.cfg.loss.labelmix)
+            "real": n_plus_one_loss(out_real.logits, labels, target_is_real=True, balance=self.cfg.loss.balance),
+            "labelmix": self.cfg.loss.labelmix
             * labelmix_loss(mask, out_mixed.logits, out_real.logits, out_fake.logits),
         }
         losses.update(self.extra_discriminator_losses(out_real, out_fake))
@@ -94,6 +140,7 @@ class OASISMethod(LabelToImageMethod):
 @register_method("dpgan", "DP-GAN label-to-image GAN (dual-pyramid generator, scale-enhancement discriminator)")
 class DPGANMethod(OASISMethod):
     kind = "dpgan"
+    config_class = DPGANConfig
 
     @classmethod
     def generator_from_spec(cls, spec: dict[str, Any]) -> nn.Module:
@@ -103,22 +150,22 @@ class DPGANMethod(OASISMethod):
         model = self.cfg.model
         spec = DPGANGeneratorSpec(
             self.num_classes,
-            z_dim=int(model.z_dim),
-            base_channels=int(model.g_channels),
-            num_blocks=int(model.num_blocks),
-            pyramid_channels=int(model.pyramid_channels),
+            z_dim=model.z_dim,
+            base_channels=model.g_channels,
+            num_blocks=model.num_blocks,
+            pyramid_channels=model.pyramid_channels,
         )
-        discriminator = DPGANDiscriminator(UNetDiscriminatorSpec(self.num_classes, int(model.d_channels)))
+        discriminator = DPGANDiscriminator(UNetDiscriminatorSpec(self.num_classes, model.d_channels))
         return DPGANGenerator(spec), discriminator
 
     def extra_generator_losses(self, images: torch.Tensor, out_fake: DOutput) -> dict[str, torch.Tensor]:
         with torch.no_grad(), self.ctx.autocast():
             out_real = self.discriminator(images)
         return {
-            "patch": float(self.cfg.loss.patch) * hinge_g_loss(out_fake.patch_scores),
-            "align": float(self.cfg.loss.alignment)
+            "patch": self.cfg.loss.patch * hinge_g_loss(out_fake.patch_scores),
+            "align": self.cfg.loss.alignment
             * feature_alignment_loss(out_fake.decoder_features, out_real.decoder_features),
         }
 
     def extra_discriminator_losses(self, out_real, out_fake: DOutput) -> dict[str, torch.Tensor]:
-        return {"patch": float(self.cfg.loss.patch) * hinge_d_loss(out_real.patch_scores, out_fake.patch_scores)}
+        return {"patch": self.cfg.loss.patch * hinge_d_loss(out_real.patch_scores, out_fake.patch_scores)}

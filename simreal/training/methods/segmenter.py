@@ -10,11 +10,12 @@ images and scores pixel accuracy, mean accuracy and mIoU on the store's evaluabl
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import MISSING
 from torch.utils.data import Dataset
 
 from simreal.data.images import tensor_to_uint8
@@ -31,8 +32,39 @@ from simreal.training.method import (
     poly_decay,
 )
 from simreal.training.registry import register_method
+from simreal.training.schema import TrainingConfig
 
 SAMPLES_SHOWN = 4
+
+
+@dataclass
+class SegmenterModelConfig:
+    architecture: str = MISSING
+    encoder_name: str | None = MISSING
+    encoder_depth: int | None = MISSING
+    decoder_channels: int | None = MISSING
+    output_stride: int = MISSING
+    encoder_weights: str | None = MISSING
+
+
+@dataclass
+class SegmenterOptimConfig:
+    lr: float = MISSING
+    momentum: float = MISSING
+    weight_decay: float = MISSING
+    encoder_lr_mult: float = MISSING
+    poly_power: float = MISSING
+
+
+@dataclass
+class SegmenterConfig(TrainingConfig):
+    data: str | None = MISSING
+    val: str | None = MISSING
+    crop: list[int] = MISSING
+    hflip: bool = MISSING
+    eval_batch_size: int = MISSING
+    model: SegmenterModelConfig = MISSING
+    optim: SegmenterOptimConfig = MISSING
 
 
 @register_method("segmenter", "DeepLabV3+ segmenter: LC-SAE's outer-loss network and the held-out scorer")
@@ -41,28 +73,29 @@ class SegmenterMethod(TrainingMethod):
     path_keys = ("val",)
     sample_columns = 3  # image, label, prediction
     inference_kind = SEGMENTER
+    config_class = SegmenterConfig
 
     @classmethod
-    def make_dataset(cls, cfg: DictConfig, role: str, store_path: str) -> Dataset:
+    def make_dataset(cls, cfg: SegmenterConfig, role: str, store_path: str) -> Dataset:
         """One store, or a weighted mix of stores when ``store_path`` is a mix file (``simreal.benchmark.mix``)."""
         from simreal.benchmark.mix import is_mix_file, load_mix_dataset
         from simreal.data.dataset import FrameDataset
 
         def store_dataset(path: str) -> Dataset:
-            return FrameDataset(path, crop=tuple(cfg.crop), random_crop=True, hflip=bool(cfg.hflip), normalize="tanh")
+            return FrameDataset(path, crop=cfg.crop, random_crop=True, hflip=cfg.hflip, normalize="tanh")
 
         if is_mix_file(store_path):
             return load_mix_dataset(store_path, store_dataset)
         return store_dataset(store_path)
 
-    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+    def __init__(self, cfg: SegmenterConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
         self.class_set = datasets["data"].class_set
         self.ignore_index = int(self.class_set.ignore_index)
         self.num_classes = max(self.class_set.ids) + 1
         model_cfg = cfg.model
         self.net: SegmenterNet = build_segmenter(
-            str(model_cfg.architecture),
+            model_cfg.architecture,
             self.num_classes,
             encoder_weights=model_cfg.encoder_weights,
             encoder_name=model_cfg.encoder_name,
@@ -75,14 +108,13 @@ class SegmenterMethod(TrainingMethod):
         encoder_ids = {id(p) for p in encoder_params}
         head_params = [p for p in self.net.parameters() if id(p) not in encoder_ids]
         optim = cfg.optim
-        lr = float(optim.lr)
         self.optimizer = torch.optim.SGD(
-            [{"params": encoder_params, "lr": lr * float(optim.encoder_lr_mult)}, {"params": head_params}],
-            lr=lr,
-            momentum=float(optim.momentum),
-            weight_decay=float(optim.weight_decay),
+            [{"params": encoder_params, "lr": optim.lr * optim.encoder_lr_mult}, {"params": head_params}],
+            lr=optim.lr,
+            momentum=optim.momentum,
+            weight_decay=optim.weight_decay,
         )
-        self.schedule = LRSchedule(self.optimizer, poly_decay(int(cfg.steps), float(optim.poly_power)))
+        self.schedule = LRSchedule(self.optimizer, poly_decay(cfg.steps, optim.poly_power))
 
     def phases(self) -> Sequence[Phase]:
         return [Phase("seg", networks=(self.net,), optimizer=self.optimizer, schedule=self.schedule)]
@@ -135,16 +167,16 @@ class SegmenterMethod(TrainingMethod):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        if not self.cfg.get("val"):
+        if not self.cfg.val:
             return {}
         from simreal.metrics.consistency import evaluate_on_store
 
         # the one store evaluator of score and bench: evaluable classes after the store's eval_merge
         scores = evaluate_on_store(
             self.net,
-            str(self.cfg.val),
+            self.cfg.val,
             self.num_classes,
-            batch_size=int(self.cfg.eval_batch_size),
+            batch_size=self.cfg.eval_batch_size,
             device=self.ctx.device,
         )
         self.net.train()

@@ -17,11 +17,11 @@ niter_decay, by step instead of by epoch). No EMA, no image pool (pix2pixHD's po
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import MISSING
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -37,10 +37,47 @@ from simreal.models.semanticgan import (
 from simreal.synthesize import Synthesizer
 from simreal.training.errors import TrainingError
 from simreal.training.method import LRSchedule, Phase, TrainContext, linear_decay
-from simreal.training.methods.synthesis import LabelToImageMethod
+from simreal.training.methods.synthesis import (
+    AdamPairConfig,
+    LabelToImageConfig,
+    LabelToImageMethod,
+    LabelToImageModelConfig,
+    PerceptualLossConfig,
+)
 from simreal.training.registry import register_method
 
 Outputs = list[list[torch.Tensor]]
+
+
+@dataclass
+class SemanticGANModelConfig(LabelToImageModelConfig):
+    g_channels: int = MISSING
+    num_downsampling: int = MISSING
+    num_blocks: int = MISSING
+    block: str = MISSING
+    groups: int = MISSING
+    num_d: int = MISSING
+    d_layers: int = MISSING
+
+
+@dataclass
+class SemanticGANLossConfig(PerceptualLossConfig):
+    gan: float = MISSING
+    sipl: float = MISSING
+    feat: float = MISSING
+
+
+@dataclass
+class SemanticGANOptimConfig(AdamPairConfig):
+    decay_start: float = MISSING
+
+
+@dataclass
+class SemanticGANConfig(LabelToImageConfig):
+    outer_segmenter: str | None = MISSING
+    model: SemanticGANModelConfig = MISSING
+    loss: SemanticGANLossConfig = MISSING
+    optim: SemanticGANOptimConfig = MISSING
 
 
 class SIPLSegmenterError(TrainingError):
@@ -52,20 +89,20 @@ class SemanticGANMethod(LabelToImageMethod):
     kind = "semanticgan"
     uses_ema = False
     path_keys = ("outer_segmenter",)
+    config_class = SemanticGANConfig
 
-    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+    def __init__(self, cfg: SemanticGANConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
         self.segmenter = (
             self.load_frozen_segmenter(
                 SIPLSegmenterError,
-                f"loss.sipl={float(cfg.loss.sipl):g} (the SIPL) needs it, or set loss.sipl=0 (SemanticGAN without it)",
+                f"loss.sipl={cfg.loss.sipl:g} (the SIPL) needs it, or set loss.sipl=0 (SemanticGAN without it)",
                 self.num_classes,
             )
-            if float(cfg.loss.sipl) > 0
+            if cfg.loss.sipl > 0
             else None
         )
-        steps = int(cfg.steps)
-        decay = linear_decay(steps, int(float(cfg.optim.decay_start) * steps))
+        decay = linear_decay(cfg.steps, int(cfg.steps * cfg.optim.decay_start))
         self.schedules = {"G": LRSchedule(self.opt_g, decay), "D": LRSchedule(self.opt_d, decay)}
 
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
@@ -73,17 +110,15 @@ class SemanticGANMethod(LabelToImageMethod):
         generator = SemanticGANGenerator(
             SemanticGANGeneratorSpec(
                 self.num_classes,
-                base_channels=int(model.g_channels),
-                num_downsampling=int(model.num_downsampling),
-                num_blocks=int(model.num_blocks),
-                block=str(model.block),
-                groups=int(model.groups),
+                base_channels=model.g_channels,
+                num_downsampling=model.num_downsampling,
+                num_blocks=model.num_blocks,
+                block=model.block,
+                groups=model.groups,
             )
         )
         discriminator = MultiscalePatchGAN(
-            MultiscalePatchGANSpec(
-                self.num_classes, int(model.d_channels), num_d=int(model.num_d), n_layers=int(model.d_layers)
-            )
+            MultiscalePatchGANSpec(self.num_classes, model.d_channels, num_d=model.num_d, n_layers=model.d_layers)
         )
         return generator, discriminator
 
@@ -119,10 +154,10 @@ class SemanticGANMethod(LabelToImageMethod):
         with self.ctx.autocast():
             fake = self.train_generator(segmap)
         pred_fake, pred_real = self._discriminate(self.discriminator, segmap, fake, images)
-        layer_weight = 4.0 / (int(self.cfg.model.d_layers) + 1)  # pix2pixHD's feat_weights
+        layer_weight = 4.0 / (self.cfg.model.d_layers + 1)  # pix2pixHD's feat_weights
         losses = {
-            "gan": float(loss.gan) * lsgan_g_loss([scale[-1] for scale in pred_fake]),
-            "feat": float(loss.feat) * layer_weight * multiscale_feature_matching(pred_fake, pred_real),
+            "gan": loss.gan * lsgan_g_loss([scale[-1] for scale in pred_fake]),
+            "feat": loss.feat * layer_weight * multiscale_feature_matching(pred_fake, pred_real),
         }
         losses.update(self.perceptual_loss(fake, images))
         if self.segmenter is not None:
@@ -130,7 +165,7 @@ class SemanticGANMethod(LabelToImageMethod):
                 sipl = semantic_information_preserved_loss(
                     self.segmenter, fake, labels, int(self.class_set.ignore_index)
                 )
-            losses["sipl"] = float(loss.sipl) * sipl
+            losses["sipl"] = loss.sipl * sipl
         return losses
 
     def discriminator_losses(

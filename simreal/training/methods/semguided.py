@@ -22,12 +22,13 @@ noise: one variant per label map, as pix2pix at test time without dropout).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import MISSING
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -44,10 +45,37 @@ from simreal.models.semguided import (
 from simreal.models.spade_blocks import one_hot_labels
 from simreal.synthesize import Synthesizer
 from simreal.training.method import Batch, TrainContext
-from simreal.training.methods.synthesis import LabelToImageMethod
+from simreal.training.methods.synthesis import (
+    LabelToImageConfig,
+    LabelToImageMethod,
+    LabelToImageModelConfig,
+    PerceptualLossConfig,
+)
 from simreal.training.registry import register_method
 
 JITTER_SEED = 0x6A17  # mixed with the run's seed and the step: both phases of a step see the same jitter
+
+
+@dataclass
+class SemanticGuidedModelConfig(LabelToImageModelConfig):
+    g_channels: int = MISSING
+    num_downs: int = MISSING
+    dropout: float = MISSING
+    d_layers: int = MISSING
+
+
+@dataclass
+class SemanticGuidedLossConfig(PerceptualLossConfig):
+    semantic: float = MISSING
+
+
+@dataclass
+class SemanticGuidedConfig(LabelToImageConfig):
+    outer_segmenter: str | None = MISSING
+    jitter: float = MISSING
+    eval_frames: int = MISSING
+    model: SemanticGuidedModelConfig = MISSING
+    loss: SemanticGuidedLossConfig = MISSING
 
 
 class TaskSegmenterError(TrainingError):
@@ -78,10 +106,11 @@ class SemanticGuidedMethod(LabelToImageMethod):
     kind = "semguided"
     uses_ema = False  # pix2pix keeps none
     path_keys = ("outer_segmenter",)
+    config_class = SemanticGuidedConfig
 
-    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+    def __init__(self, cfg: SemanticGuidedConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
-        self.semantic_weight = float(cfg.loss.semantic)
+        self.semantic_weight = cfg.loss.semantic
         self.task_network = (
             self.load_frozen_segmenter(
                 TaskSegmenterError,
@@ -99,13 +128,13 @@ class SemanticGuidedMethod(LabelToImageMethod):
         generator = UNetGenerator(
             UNetGeneratorSpec(
                 self.num_classes,
-                base_channels=int(model.g_channels),
-                num_downs=int(model.num_downs),
-                dropout=float(model.dropout),
+                base_channels=model.g_channels,
+                num_downs=model.num_downs,
+                dropout=model.dropout,
             )
         )
         discriminator = SemanticPatchDiscriminator(
-            SemanticPatchDiscriminatorSpec(self.num_classes, int(model.d_channels), int(model.d_layers))
+            SemanticPatchDiscriminatorSpec(self.num_classes, model.d_channels, model.d_layers)
         )
         return generator, discriminator
 
@@ -122,10 +151,10 @@ class SemanticGuidedMethod(LabelToImageMethod):
 
     # ---------------------------------------------------------------- losses
     def compute_losses(self, phase: str, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        jitter = float(self.cfg.jitter)
+        jitter = self.cfg.jitter
         if jitter != 1.0:
             real = batch["real"]
-            generator = torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + JITTER_SEED + step)
+            generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + JITTER_SEED + step)
             images, labels = jitter_and_crop(real["image"], real["label"], jitter, generator)
             batch = {**batch, "real": {**real, "image": images, "label": labels}}
         return super().compute_losses(phase, batch, step)
@@ -146,9 +175,9 @@ class SemanticGuidedMethod(LabelToImageMethod):
 
             source = self.datasets["real"]
             dataset = FrameDataset(source.store_path, crop=source.crop, random_crop=False, hflip=False)
-            picks = np.linspace(0, len(dataset) - 1, min(len(dataset), int(self.cfg.eval_frames))).round()
+            picks = np.linspace(0, len(dataset) - 1, min(len(dataset), self.cfg.eval_frames)).round()
             labels = torch.stack([dataset[int(i)]["label"] for i in picks.astype(int)])
-            self._eval_labels = list(labels.split(int(self.cfg.batch_size)))
+            self._eval_labels = list(labels.split(self.cfg.batch_size))
         return self._eval_labels
 
     @torch.no_grad()

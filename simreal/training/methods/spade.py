@@ -10,9 +10,11 @@ the reference. TTUR: Adam lr 1e-4 (G) / 4e-4 (D), β (0, 0.9). No EMA (the refer
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
 from simreal.labels import LabelTable
@@ -31,10 +33,38 @@ from simreal.models.spade import (
 )
 from simreal.synthesize import Synthesizer
 from simreal.training.method import load_matching_weights
-from simreal.training.methods.synthesis import LabelToImageMethod
+from simreal.training.methods.synthesis import (
+    LabelToImageConfig,
+    LabelToImageMethod,
+    PerceptualLossConfig,
+    SwappableDiscriminatorModelConfig,
+)
 from simreal.training.registry import register_method
 
 Outputs = list[list[torch.Tensor]]  # per discriminator scale, every layer's output
+
+
+@dataclass
+class SPADEModelConfig(SwappableDiscriminatorModelConfig):
+    g_channels: int = MISSING
+    num_upsampling: str = MISSING
+    use_vae: bool = MISSING
+    z_dim: int = MISSING
+    encoder_size: int = MISSING
+    num_d: int = MISSING
+    d_layers: int = MISSING
+
+
+@dataclass
+class SPADELossConfig(PerceptualLossConfig):
+    feat: float = MISSING
+    kld: float = MISSING
+
+
+@dataclass
+class SPADEConfig(LabelToImageConfig):
+    model: SPADEModelConfig = MISSING
+    loss: SPADELossConfig = MISSING
 
 
 def _split_halves(outputs: Outputs) -> tuple[Outputs, Outputs]:
@@ -48,28 +78,29 @@ def _split_halves(outputs: Outputs) -> tuple[Outputs, Outputs]:
 class SPADEMethod(LabelToImageMethod):
     kind = "spade"
     uses_ema = False
+    config_class = SPADEConfig
 
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         model = self.cfg.model
-        use_vae = bool(model.use_vae)
+        use_vae = model.use_vae
         image_size = None
         if use_vae:  # the VAE generator's first layer is sized for the training frames
             dataset = self.datasets["real"]
             image_size = tuple(dataset.crop) if dataset.crop else (dataset.height, dataset.width)
         spec = SPADEGeneratorSpec(
             self.num_classes,
-            base_channels=int(model.g_channels),
-            num_upsampling=str(model.num_upsampling),
+            base_channels=model.g_channels,
+            num_upsampling=model.num_upsampling,
             use_vae=use_vae,
-            z_dim=int(model.z_dim),
+            z_dim=model.z_dim,
             vae_image_size=image_size,
-            encoder_size=int(model.encoder_size),
+            encoder_size=model.encoder_size,
         )
         self.encoder = SPADEEncoder(spec) if use_vae else None
         if self.encoder is not None:
             self.train_encoder = self.ctx.prepare(self.encoder)
         discriminator = MultiscalePatchDiscriminator(
-            PatchGANSpec(self.num_classes, int(model.d_channels), int(model.num_d), int(model.d_layers))
+            PatchGANSpec(self.num_classes, model.d_channels, model.num_d, model.d_layers)
         )
         return SPADEGenerator(spec), discriminator
 
@@ -101,7 +132,7 @@ class SPADEMethod(LabelToImageMethod):
             mu, logvar = self.train_encoder(images)
         mu, logvar = mu.float(), logvar.float()
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return z, float(self.cfg.loss.kld) * kld_loss(mu, logvar)
+        return z, self.cfg.loss.kld * kld_loss(mu, logvar)
 
     def generate(self, images: torch.Tensor, segmap: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z, kld = self._style(images)
@@ -125,7 +156,7 @@ class SPADEMethod(LabelToImageMethod):
         pred_fake, pred_real = self._discriminate(self.discriminator, segmap, fake, images)
         losses = {
             "adv": hinge_g_loss([scale[-1] for scale in pred_fake]),
-            "feat": float(self.cfg.loss.feat) * multiscale_feature_matching(pred_fake, pred_real),
+            "feat": self.cfg.loss.feat * multiscale_feature_matching(pred_fake, pred_real),
         }
         losses.update(self.perceptual_loss(fake, images))
         if kld is not None:

@@ -15,11 +15,12 @@ patch and alignment terms) go with it, the others (VGG, KL) stay.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import MISSING
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -35,10 +36,55 @@ from simreal.synthesize import Synthesizer
 from simreal.training.ema import ExponentialMovingAverage
 from simreal.training.errors import InitWeightsError
 from simreal.training.method import Batch, Phase, TrainContext, TrainingMethod, load_matching_weights
+from simreal.training.schema import TrainingConfig
 
 SAMPLES_SHOWN = 4
 SAMPLE_NOISE_SEED = 1234  # the same noise at every sample step, so grids show training progress only
 BN_NOISE_SEED = 4321
+
+
+@dataclass
+class LabelToImageModelConfig:
+    d_channels: int = MISSING  # also the width of the per-class PatchGAN that model.discriminator=semantic swaps in
+
+
+@dataclass
+class SwappableDiscriminatorModelConfig(LabelToImageModelConfig):
+    """The model section of the methods whose discriminator ``model.discriminator=semantic`` can swap."""
+
+    discriminator: str = MISSING  # own | semantic (checked when the method is built)
+
+
+@dataclass
+class PerceptualLossConfig:
+    vgg: float = MISSING
+    vgg_weights: str = MISSING
+
+
+@dataclass
+class AdamPairConfig:
+    lr_g: float = MISSING
+    lr_d: float = MISSING
+    beta1: float = MISSING
+    beta2: float = MISSING
+
+
+@dataclass
+class EMAConfig:
+    decay: float = MISSING
+    bn_batches: int = MISSING
+
+
+@dataclass
+class LabelToImageConfig(TrainingConfig):
+    """What ``LabelToImageMethod`` reads; a method's config class subclasses it with its own sections."""
+
+    real: str | None = MISSING
+    crop: list[int] | None = MISSING
+    hflip: bool = MISSING
+    model: LabelToImageModelConfig = MISSING
+    loss: PerceptualLossConfig = MISSING
+    optim: AdamPairConfig = MISSING
 
 
 class PerceptualLossError(TrainingError):
@@ -61,39 +107,38 @@ class LabelToImageMethod(TrainingMethod):
     uses_ema = True
 
     @classmethod
-    def make_dataset(cls, cfg: DictConfig, role: str, store_path: str) -> Dataset:
+    def make_dataset(cls, cfg: LabelToImageConfig, role: str, store_path: str) -> Dataset:
         from simreal.data.dataset import FrameDataset
 
-        crop = tuple(cfg.crop) if cfg.get("crop") else None
-        return FrameDataset(store_path, crop=crop, random_crop=True, hflip=bool(cfg.hflip), normalize="tanh")
+        return FrameDataset(store_path, crop=cfg.crop or None, random_crop=True, hflip=cfg.hflip, normalize="tanh")
 
-    def __init__(self, cfg: DictConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+    def __init__(self, cfg: LabelToImageConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
         self.class_set = datasets["real"].class_set
         self.num_classes = max(self.class_set.ids) + 1
         generator, discriminator = self.build_networks()
-        choice = cfg.model.get("discriminator", "own")
+        choice = cfg.model.get("discriminator", "own")  # semanticgan and semguided have no choice
         if choice not in ("own", "semantic"):
             raise ConfigError(f"model.discriminator must be own or semantic, got {choice!r}")
         if choice == "semantic":
             discriminator = SemanticPatchDiscriminator(
-                SemanticPatchDiscriminatorSpec(self.num_classes, int(cfg.model.d_channels))
+                SemanticPatchDiscriminatorSpec(self.num_classes, cfg.model.d_channels)
             )
         self.semantic_discriminator = isinstance(discriminator, SemanticPatchDiscriminator)
         self.generator, self.discriminator = self.ctx.place(generator), self.ctx.place(discriminator)
         # made after placing, so the copy lives where the generator does; it keeps plain BatchNorm (its statistics
         # are re-estimated on the main rank alone)
-        self.ema = ExponentialMovingAverage(self.generator, float(cfg.ema.decay)) if self.uses_ema else None
+        self.ema = ExponentialMovingAverage(self.generator, cfg.ema.decay) if self.uses_ema else None
         if ctx.distributed:  # the parameter-free norms must see the global batch, as the references' sync-BN
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
             self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
         self.train_generator = ctx.prepare(self.generator)
         self.train_discriminator = ctx.prepare(self.discriminator)
         optim = cfg.optim
-        betas = (float(optim.beta1), float(optim.beta2))
+        betas = (optim.beta1, optim.beta2)
         generator_parameters = [p for net in self.generator_networks() for p in net.parameters()]
-        self.opt_g = torch.optim.Adam(generator_parameters, lr=float(optim.lr_g), betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=float(optim.lr_d), betas=betas)
+        self.opt_g = torch.optim.Adam(generator_parameters, lr=optim.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=optim.lr_d, betas=betas)
         self._bn_labels: list[torch.Tensor] | None = None
         self.vgg = self._perceptual_network()
 
@@ -121,7 +166,7 @@ class LabelToImageMethod(TrainingMethod):
 
         Without its weights the run is not the method asked for, so it stops instead of training on without it.
         """
-        weight = float(self.cfg.loss.vgg)
+        weight = self.cfg.loss.vgg
         if weight == 0:
             return None
         try:
@@ -137,7 +182,7 @@ class LabelToImageMethod(TrainingMethod):
 
     def perceptual_loss(self, fake: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"vgg": weighted loss}`` when the perceptual loss is on, else nothing."""
-        return {"vgg": float(self.cfg.loss.vgg) * self.vgg(fake, images)} if self.vgg is not None else {}
+        return {"vgg": self.cfg.loss.vgg * self.vgg(fake, images)} if self.vgg is not None else {}
 
     def generator_networks(self) -> tuple[nn.Module, ...]:
         """The networks the G phase trains (the generator, and e.g. a style encoder)."""
@@ -221,8 +266,8 @@ class LabelToImageMethod(TrainingMethod):
 
             source = self.datasets["real"]
             dataset = FrameDataset(source.store_path, crop=source.crop, random_crop=False, hflip=False)
-            batch_size = int(self.cfg.batch_size) // self.ctx.world_size
-            wanted = min(len(dataset), int(self.cfg.ema.bn_batches) * batch_size)
+            batch_size = self.cfg.batch_size // self.ctx.world_size
+            wanted = min(len(dataset), self.cfg.ema.bn_batches * batch_size)
             picks = np.linspace(0, len(dataset) - 1, wanted).round().astype(int)
             labels = torch.stack([dataset[int(i)]["label"].to(torch.uint8) for i in picks])
             self._bn_labels = list(labels.split(batch_size))
