@@ -11,6 +11,7 @@ import torch
 from stores import make_procedural_store
 
 from simreal.data.store import FrameStore
+from simreal.errors import ConfigError
 from simreal.inference import LABEL_TO_IMAGE, load_inference
 from simreal.training.config import compose_training_config
 from simreal.training.loop import run_phase, train
@@ -124,3 +125,18 @@ def test_a_resumed_run_repeats_an_uninterrupted_one(real_store: Path, segmenter:
     for net in ("generator", "discriminator"):
         for key, value in a[net].items():
             torch.testing.assert_close(b[net][key], value, rtol=0, atol=0, msg=f"{net}.{key}")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.groups=abc", r"model\.groups=abc.*could not be converted to Integer"),
+        ("optim.decay_start=abc", r"optim\.decay_start=abc.*could not be converted to Float"),
+        ("loss.sipl=abc", r"loss\.sipl=abc.*could not be converted to Float"),
+        ("model.discriminator=semantic", r"model\.discriminator"),  # only dpgan, oasis and spade can swap theirs
+        ("loss.labelmix=5", r"loss\.labelmix"),
+    ],
+)
+def test_wrong_types_and_unknown_keys_are_refused_by_name(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        compose_training_config("semanticgan", ["preset=tiny", override])

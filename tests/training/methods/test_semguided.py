@@ -126,3 +126,20 @@ def test_an_unknown_discriminator_choice_is_refused(real_store: Path, tmp_path: 
     overrides = ["preset=tiny", f"real={real_store}", "device=cpu", f"out={tmp_path}", "model.discriminator=global"]
     with pytest.raises(ConfigError, match="own or semantic"):
         train(compose_training_config("oasis", overrides))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("jitter=abc", r"jitter=abc.*could not be converted to Float"),
+        ("eval_frames=abc", r"eval_frames=abc.*could not be converted to Integer"),
+        ("model.dropout=abc", r"model\.dropout=abc.*could not be converted to Float"),
+        ("model.discriminator=semantic", r"model\.discriminator"),  # its own discriminator is the per-class one
+        ("optim.decay_start=0.5", r"optim\.decay_start"),
+    ],
+)
+def test_wrong_types_and_unknown_keys_are_refused_by_name(override: str, message: str) -> None:
+    from simreal.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        compose_training_config("semguided", ["preset=tiny", override])
