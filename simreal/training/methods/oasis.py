@@ -35,8 +35,8 @@ from simreal.models.oasis import (
 )
 from simreal.training.methods.synthesis import (
     EMAConfig,
-    LabelToImageConfig,
     LabelToImageMethod,
+    LabelToImageTrainConfig,
     PerceptualLossConfig,
     SwappableDiscriminatorModelConfig,
 )
@@ -59,7 +59,7 @@ class OASISLossConfig(PerceptualLossConfig):
 
 
 @dataclass
-class OASISConfig(LabelToImageConfig):
+class OASISTrainConfig(LabelToImageTrainConfig):
     model: OASISModelConfig = MISSING
     loss: OASISLossConfig = MISSING
     ema: EMAConfig = MISSING
@@ -77,7 +77,7 @@ class DPGANLossConfig(OASISLossConfig):
 
 
 @dataclass
-class DPGANConfig(OASISConfig):
+class DPGANTrainConfig(OASISTrainConfig):
     model: DPGANModelConfig = MISSING
     loss: DPGANLossConfig = MISSING
 
@@ -85,7 +85,7 @@ class DPGANConfig(OASISConfig):
 @register_method("oasis", "OASIS label-to-image GAN (SPADE generator + 3D noise, U-Net N+1 discriminator)")
 class OASISMethod(LabelToImageMethod):
     kind = "oasis"
-    config_class = OASISConfig
+    config_class = OASISTrainConfig
 
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         model = self.cfg.model
@@ -140,7 +140,7 @@ class OASISMethod(LabelToImageMethod):
 @register_method("dpgan", "DP-GAN label-to-image GAN (dual-pyramid generator, scale-enhancement discriminator)")
 class DPGANMethod(OASISMethod):
     kind = "dpgan"
-    config_class = DPGANConfig
+    config_class = DPGANTrainConfig
 
     @classmethod
     def generator_from_spec(cls, spec: dict[str, Any]) -> nn.Module:

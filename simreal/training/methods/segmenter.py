@@ -57,7 +57,7 @@ class SegmenterOptimConfig:
 
 
 @dataclass
-class SegmenterConfig(TrainingConfig):
+class SegmenterTrainConfig(TrainingConfig):
     data: str | None = MISSING
     val: str | None = MISSING
     crop: list[int] = MISSING
@@ -73,10 +73,10 @@ class SegmenterMethod(TrainingMethod):
     path_keys = ("val",)
     sample_columns = 3  # image, label, prediction
     inference_kind = SEGMENTER
-    config_class = SegmenterConfig
+    config_class = SegmenterTrainConfig
 
     @classmethod
-    def make_dataset(cls, cfg: SegmenterConfig, role: str, store_path: str) -> Dataset:
+    def make_dataset(cls, cfg: SegmenterTrainConfig, role: str, store_path: str) -> Dataset:
         """One store, or a weighted mix of stores when ``store_path`` is a mix file (``simreal.benchmark.mix``)."""
         from simreal.benchmark.mix import is_mix_file, load_mix_dataset
         from simreal.data.dataset import FrameDataset
@@ -88,7 +88,7 @@ class SegmenterMethod(TrainingMethod):
             return load_mix_dataset(store_path, store_dataset)
         return store_dataset(store_path)
 
-    def __init__(self, cfg: SegmenterConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+    def __init__(self, cfg: SegmenterTrainConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
         self.class_set = datasets["data"].class_set
         self.ignore_index = int(self.class_set.ignore_index)

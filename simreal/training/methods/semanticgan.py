@@ -39,9 +39,9 @@ from simreal.training.errors import TrainingError
 from simreal.training.method import LRSchedule, Phase, TrainContext, linear_decay
 from simreal.training.methods.synthesis import (
     AdamPairConfig,
-    LabelToImageConfig,
     LabelToImageMethod,
     LabelToImageModelConfig,
+    LabelToImageTrainConfig,
     PerceptualLossConfig,
 )
 from simreal.training.registry import register_method
@@ -73,7 +73,7 @@ class SemanticGANOptimConfig(AdamPairConfig):
 
 
 @dataclass
-class SemanticGANConfig(LabelToImageConfig):
+class SemanticGANTrainConfig(LabelToImageTrainConfig):
     outer_segmenter: str | None = MISSING
     model: SemanticGANModelConfig = MISSING
     loss: SemanticGANLossConfig = MISSING
@@ -89,9 +89,9 @@ class SemanticGANMethod(LabelToImageMethod):
     kind = "semanticgan"
     uses_ema = False
     path_keys = ("outer_segmenter",)
-    config_class = SemanticGANConfig
+    config_class = SemanticGANTrainConfig
 
-    def __init__(self, cfg: SemanticGANConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+    def __init__(self, cfg: SemanticGANTrainConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
         self.segmenter = (
             self.load_frozen_segmenter(

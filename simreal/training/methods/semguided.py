@@ -46,9 +46,9 @@ from simreal.models.spade_blocks import one_hot_labels
 from simreal.synthesize import Synthesizer
 from simreal.training.method import Batch, TrainContext
 from simreal.training.methods.synthesis import (
-    LabelToImageConfig,
     LabelToImageMethod,
     LabelToImageModelConfig,
+    LabelToImageTrainConfig,
     PerceptualLossConfig,
 )
 from simreal.training.registry import register_method
@@ -70,7 +70,7 @@ class SemanticGuidedLossConfig(PerceptualLossConfig):
 
 
 @dataclass
-class SemanticGuidedConfig(LabelToImageConfig):
+class SemanticGuidedTrainConfig(LabelToImageTrainConfig):
     outer_segmenter: str | None = MISSING
     jitter: float = MISSING
     eval_frames: int = MISSING
@@ -106,9 +106,9 @@ class SemanticGuidedMethod(LabelToImageMethod):
     kind = "semguided"
     uses_ema = False  # pix2pix keeps none
     path_keys = ("outer_segmenter",)
-    config_class = SemanticGuidedConfig
+    config_class = SemanticGuidedTrainConfig
 
-    def __init__(self, cfg: SemanticGuidedConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+    def __init__(self, cfg: SemanticGuidedTrainConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
         self.semantic_weight = cfg.loss.semantic
         self.task_network = (

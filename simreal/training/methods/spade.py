@@ -34,8 +34,8 @@ from simreal.models.spade import (
 from simreal.synthesize import Synthesizer
 from simreal.training.method import load_matching_weights
 from simreal.training.methods.synthesis import (
-    LabelToImageConfig,
     LabelToImageMethod,
+    LabelToImageTrainConfig,
     PerceptualLossConfig,
     SwappableDiscriminatorModelConfig,
 )
@@ -62,7 +62,7 @@ class SPADELossConfig(PerceptualLossConfig):
 
 
 @dataclass
-class SPADEConfig(LabelToImageConfig):
+class SPADETrainConfig(LabelToImageTrainConfig):
     model: SPADEModelConfig = MISSING
     loss: SPADELossConfig = MISSING
 
@@ -78,7 +78,7 @@ def _split_halves(outputs: Outputs) -> tuple[Outputs, Outputs]:
 class SPADEMethod(LabelToImageMethod):
     kind = "spade"
     uses_ema = False
-    config_class = SPADEConfig
+    config_class = SPADETrainConfig
 
     def build_networks(self) -> tuple[nn.Module, nn.Module]:
         model = self.cfg.model

@@ -76,7 +76,7 @@ class EMAConfig:
 
 
 @dataclass
-class LabelToImageConfig(TrainingConfig):
+class LabelToImageTrainConfig(TrainingConfig):
     """What ``LabelToImageMethod`` reads; a method's config class subclasses it with its own sections."""
 
     real: str | None = MISSING
@@ -107,12 +107,12 @@ class LabelToImageMethod(TrainingMethod):
     uses_ema = True
 
     @classmethod
-    def make_dataset(cls, cfg: LabelToImageConfig, role: str, store_path: str) -> Dataset:
+    def make_dataset(cls, cfg: LabelToImageTrainConfig, role: str, store_path: str) -> Dataset:
         from simreal.data.dataset import FrameDataset
 
         return FrameDataset(store_path, crop=cfg.crop or None, random_crop=True, hflip=cfg.hflip, normalize="tanh")
 
-    def __init__(self, cfg: LabelToImageConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
+    def __init__(self, cfg: LabelToImageTrainConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
         self.class_set = datasets["real"].class_set
         self.num_classes = max(self.class_set.ids) + 1

@@ -1,4 +1,4 @@
-"""The configs of ``oasis`` and ``dpgan``: typed by ``OASISConfig`` / ``DPGANConfig``, checked where they enter."""
+"""The configs of ``oasis`` and ``dpgan``: typed by ``OASISTrainConfig`` / ``DPGANTrainConfig``, checked on entry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``segmenter`` method's config: typed by ``SegmenterConfig``, checked where the values enter."""
+"""The ``segmenter`` method's config: typed by ``SegmenterTrainConfig``, checked where the values enter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``spade`` method's config: typed by ``SPADEConfig``, checked where the values enter."""
+"""The ``spade`` method's config: typed by ``SPADETrainConfig``, checked where the values enter."""
 
 from __future__ import annotations
 
