@@ -12,8 +12,8 @@ import pytest
 import torch
 import typer
 import yaml
+from inception import make_random_inception_weights, no_download
 from PIL import Image
-from test_score_fid import make_random_inception_weights, no_download
 from typer.testing import CliRunner
 
 import simreal.scoring as scoring

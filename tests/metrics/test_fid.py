@@ -14,7 +14,7 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
-import torchvision
+from inception import make_random_inception_weights, no_download
 from PIL import Image
 from pytorch_fid import inception as pfid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
@@ -37,25 +37,6 @@ from simreal.metrics.fid import (
 
 # pytorch-fid's own sqrtm warns on rank-deficient covariances and about a scipy deprecation; both are expected here
 pytestmark = pytest.mark.filterwarnings("ignore:The `disp` argument", "ignore:Matrix is singular")
-
-
-def make_random_inception_weights(path: Path, seed: int = 0) -> Path:
-    """pytorch-fid's FID Inception with random weights (He-normal convolutions keep activations O(1))."""
-    torch.manual_seed(seed)
-    with (
-        mock.patch.object(pfid_inception, "load_state_dict_from_url", return_value=None),
-        mock.patch.object(torchvision.models.Inception3, "load_state_dict", return_value=None),
-    ):
-        net = pfid_inception.fid_inception_v3()
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    torch.save(net.state_dict(), path)
-    return path
-
-
-def no_download(*args: object, **kwargs: object) -> None:
-    raise AssertionError("the Inception weights URL must never be fetched")
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from simreal.importers.errors import (
     UnreadableImage,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # format name, options, split to read, writer(root) -> written samples
 CASES: dict[str, tuple[str, dict, str, Callable[[Path], list[WrittenSample]]]] = {

@@ -17,7 +17,7 @@ from simreal.data.store import FrameStore, StoreError, shard_ranges
 from simreal.data.verify import verify_store
 from simreal.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def frames(start: int, count: int, h: int = 16, w: int = 24) -> tuple[np.ndarray, np.ndarray, list[dict]]:
@@ -149,7 +149,7 @@ WRITER = """
 import sys
 import numpy as np
 from simreal.data.store import FrameStore
-from tests.test_store import frames
+from tests.data.test_store import frames
 store = FrameStore.open(sys.argv[1], mode="a")
 k = 0
 while True:
