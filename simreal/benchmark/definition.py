@@ -69,8 +69,8 @@ def compose_bench_config(name: str, overrides: Sequence[str] = ()) -> DictConfig
     base = compose_config(config_name, [], what=f"bench {name}")
     if OmegaConf.get_type(base) is not BenchConfig:
         raise BenchConfigError(
-            f"configs/{config_name}.yaml must list `- /schema/bench@_here_` first in its defaults (the keys and types "
-            "of every benchmark definition); see configs/bench/default.yaml"
+            f"configs/{config_name}.yaml must start with `# @package _global_` and list `- /schema/bench@_here_` first "
+            "in its defaults (the keys and types of every benchmark definition); see configs/bench/default.yaml"
         )
     unset = OmegaConf.missing_keys(base)
     if unset:
@@ -122,9 +122,7 @@ def check_stores(cfg: BenchConfig, mixes: Sequence[Mix], crop: Sequence[int]) ->
     Training stores must share the evaluation store's class set (the network predicts its ids) and be at least as
     large as the training crop.
     """
-    if not cfg.eval:
-        raise BenchConfigError("pass eval=STORE: the held-out real store every mix is scored on")
-    eval_store = FrameStore.open(Path(cfg.eval).expanduser())
+    eval_store = FrameStore.open(evaluation_store(cfg))
     expected = eval_store.class_set.to_attrs()
     for role in sorted({role for mix in mixes for role in mix.parts}):
         store = FrameStore.open(Path(cfg.stores[role]).expanduser())
@@ -144,6 +142,13 @@ def check_stores(cfg: BenchConfig, mixes: Sequence[Mix], crop: Sequence[int]) ->
         raise BenchConfigError(f"evaluation store {eval_store.path} holds no committed frames")
     check_no_overlap(eval_store, {role: Path(cfg.stores[role]) for mix in mixes for role in mix.parts})
     return eval_store
+
+
+def evaluation_store(cfg: BenchConfig) -> Path:
+    """The held-out real store every mix is scored on (required)."""
+    if not cfg.eval:
+        raise BenchConfigError("pass eval=STORE: the held-out real store every mix is scored on")
+    return Path(cfg.eval).expanduser()
 
 
 def check_no_overlap(eval_store: FrameStore, training: Mapping[str, Path]) -> None:
@@ -183,7 +188,7 @@ def plan_runs(cfg: BenchConfig, mixes: Sequence[Mix], encoder_weights: str | Non
     if cfg.seeds < 1:
         raise BenchConfigError(f"seeds must be >= 1, got {cfg.seeds}")
     out = Path(cfg.out).expanduser().resolve()
-    eval_store = str(Path(cfg.eval).expanduser().resolve())
+    eval_store = str(evaluation_store(cfg).resolve())
     specs = []
     for mix in mixes:
         stores = {role: str(Path(cfg.stores[role]).expanduser().resolve()) for role in mix.parts}
