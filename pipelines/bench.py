@@ -14,11 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from pipelines.ray_runtime import Demand, ray_session, require_resources, require_shared_folder, task_error_cause
 from simreal.benchmark.aggregate import best_mix, summarize
 from simreal.benchmark.chart import draw_score_chart
+from simreal.benchmark.config import BenchConfig
 from simreal.benchmark.definition import (
     Mix,
     RunSpec,
@@ -50,10 +49,10 @@ class BenchOutcome:
     reused: int  # finished runs found on disk
 
 
-def run_benchmark(cfg: DictConfig, benchmark: str = "default") -> BenchOutcome:
+def run_benchmark(cfg: BenchConfig, benchmark: str = "default") -> BenchOutcome:
     """Run (or continue) the benchmark ``cfg`` and write its results and report under ``cfg.out``."""
     mixes, notes = planned_mixes(cfg)
-    out_dir = Path(str(cfg.out)).expanduser().resolve()
+    out_dir = Path(cfg.out).expanduser().resolve()
     eval_store = check_stores(cfg, mixes, list(training_config(cfg, 0, out_dir, None).crop))
     encoder_weights, pretrained = resolve_encoder_weights(cfg, out_dir / WEIGHTS_DECISION_FILE)
     specs = plan_runs(cfg, mixes, encoder_weights)
@@ -69,7 +68,7 @@ def run_benchmark(cfg: DictConfig, benchmark: str = "default") -> BenchOutcome:
 
 
 def _run_with_ray(
-    cfg: DictConfig, pending: list[RunSpec], mixes: list[Mix], finished: list[dict], total: int
+    cfg: BenchConfig, pending: list[RunSpec], mixes: list[Mix], finished: list[dict], total: int
 ) -> list[dict[str, Any]]:
     import ray
 
@@ -77,8 +76,8 @@ def _run_with_ray(
     with ray_session(cfg.ray.address, cfg.ray.num_cpus):
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
-        cpus = max(1, min(int(cfg.ray.cpus_per_run), int(resources.get("CPU", 1))))
-        gpus_per_run = float(cfg.ray.gpus_per_run) if gpus else 0.0
+        cpus = max(1, min(cfg.ray.cpus_per_run, int(resources.get("CPU", 1))))
+        gpus_per_run = cfg.ray.gpus_per_run if gpus else 0.0
         require_resources(
             Demand(
                 "bench runs",
@@ -90,7 +89,7 @@ def _run_with_ray(
                 gpus_key="ray.gpus_per_run",
             )
         )
-        require_shared_folder(Path(str(cfg.out)).expanduser(), "the bench folder")
+        require_shared_folder(Path(cfg.out).expanduser(), "the bench folder")
         task = ray.remote(execute_run).options(num_cpus=cpus, num_gpus=gpus_per_run, max_retries=0)
         threads = None if gpus else cpus
         refs = {task.remote(spec, threads): spec for spec in pending}
@@ -115,7 +114,7 @@ def _run_with_ray(
 
 
 def assemble_results(
-    cfg: DictConfig,
+    cfg: BenchConfig,
     benchmark: str,
     mixes: list[Mix],
     records: list[dict[str, Any]],
@@ -126,7 +125,7 @@ def assemble_results(
 ) -> dict[str, Any]:
     """Everything the report shows, as one JSON-able dict (written to ``results.json``)."""
     train = example.train_config
-    baselines = {short: str(name) for short, name in cfg.baselines.items() if name in {m.name for m in mixes}}
+    baselines = {short: name for short, name in cfg.baselines.items() if name in {m.name for m in mixes}}
     classes = [eval_store.class_set.name_of(c) for c in eval_store.evaluable_classes]
     order = {mix.name: i for i, mix in enumerate(mixes)}
     return {
@@ -145,7 +144,7 @@ def assemble_results(
             **{key: train["optim"][key] for key in ("lr", "momentum", "weight_decay", "encoder_lr_mult", "poly_power")},
         },
         "pretrained": pretrained,
-        "seeds": list(range(int(cfg.seeds))),
+        "seeds": list(range(cfg.seeds)),
         "hardware": sorted({record["device"] for record in records}),
         "train_seconds": sum(record["train_seconds"] for record in records),
         "baselines": baselines,

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import ray
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from pipelines.collect_workers import RestartPolicy, SourceWorker, placement_options
 from pipelines.commit import OrderedCommitter
@@ -27,6 +27,7 @@ from pipelines.ray_runtime import Demand, ray_session, require_resources, requir
 from simreal.collect.backend import choose_backend
 from simreal.collect.carla_settings import check_run_ports
 from simreal.collect.collector import Batch, SourceSpec
+from simreal.collect.config import CollectConfig
 from simreal.collect.filters import REASONS, SOURCE_EVENTS, FilterConfig, captured_count, merge_counts
 from simreal.collect.schedule import conditions, plan_schedules
 from simreal.data.convert import FrameSpec
@@ -74,7 +75,7 @@ def _parse_server(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def source_specs(cfg: DictConfig) -> list[SourceSpec]:
+def source_specs(cfg: CollectConfig) -> list[SourceSpec]:
     """One source per procedural worker or per CARLA server, towns and weathers spread over them.
 
     Each CARLA server cycles through every (town, weather), the frame budget split evenly over them
@@ -83,8 +84,8 @@ def source_specs(cfg: DictConfig) -> list[SourceSpec]:
     ``backend: auto`` probes the configured servers and falls back to the procedural world (saying so) when none
     answers.
     """
-    servers = [_parse_server(str(server)) for server in cfg.servers]
-    choice = choose_backend(str(cfg.backend), servers, float(cfg.auto_probe_s))
+    servers = [_parse_server(server) for server in cfg.servers]
+    choice = choose_backend(cfg.backend, servers, cfg.auto_probe_s)
     if choice.notice:
         console.print(f"[yellow]collect:[/] {choice.notice}", soft_wrap=True)
     if choice.backend == "procedural":
@@ -92,8 +93,8 @@ def source_specs(cfg: DictConfig) -> list[SourceSpec]:
     return _carla_specs(cfg, choice.servers)
 
 
-def _procedural_specs(cfg: DictConfig) -> list[SourceSpec]:
-    pairs, workers = conditions(list(cfg.towns), list(cfg.weathers)), int(cfg.workers)
+def _procedural_specs(cfg: CollectConfig) -> list[SourceSpec]:
+    pairs, workers = conditions(cfg.towns, cfg.weathers), cfg.workers
     if workers < len(pairs):
         console.print(
             f"[yellow]collect:[/] {len(pairs)} (town, weather) pairs but workers={workers}: a procedural worker "
@@ -106,12 +107,12 @@ def _procedural_specs(cfg: DictConfig) -> list[SourceSpec]:
             {
                 "town": pairs[i % len(pairs)][0],
                 "weather": pairs[i % len(pairs)][1],
-                "seed": int(cfg.seed),
-                "width": int(cfg.camera.width),
-                "height": int(cfg.camera.height),
-                "fov": float(cfg.camera.fov),
-                "look": str(cfg.procedural.look),
-                "capture_every": int(cfg.camera.capture_every),
+                "seed": cfg.seed,
+                "width": cfg.camera.width,
+                "height": cfg.camera.height,
+                "fov": cfg.camera.fov,
+                "look": cfg.procedural.look,
+                "capture_every": cfg.camera.capture_every,
             },
             stream=i,
         )
@@ -119,11 +120,9 @@ def _procedural_specs(cfg: DictConfig) -> list[SourceSpec]:
     ]
 
 
-def _carla_specs(cfg: DictConfig, servers: list[tuple[str, int]]) -> list[SourceSpec]:
-    schedules = plan_schedules(
-        list(cfg.towns), list(cfg.weathers), int(cfg.frames), len(servers), int(cfg.frames_per_condition)
-    )
-    tm_ports = [int(cfg.tm_port_base) + 10 * i for i in range(len(servers))]
+def _carla_specs(cfg: CollectConfig, servers: list[tuple[str, int]]) -> list[SourceSpec]:
+    schedules = plan_schedules(cfg.towns, cfg.weathers, cfg.frames, len(servers), cfg.frames_per_condition)
+    tm_ports = [cfg.tm_port_base + 10 * i for i in range(len(servers))]
     check_run_ports(servers, tm_ports)
     carla = {k: v for k, v in OmegaConf.to_container(cfg.carla).items() if k not in RESTART_KEYS}  # type: ignore[union-attr]
     specs = []
@@ -133,51 +132,47 @@ def _carla_specs(cfg: DictConfig, servers: list[tuple[str, int]]) -> list[Source
             "port": port,
             "tm_port": tm_ports[i],
             "schedule": schedule,
-            "width": int(cfg.camera.width),
-            "height": int(cfg.camera.height),
-            "fov": float(cfg.camera.fov),
-            "capture_every": int(cfg.camera.capture_every),
-            "sensor_tick": bool(cfg.camera.sensor_tick),
-            "camera_x": float(cfg.camera.x),
-            "camera_z": float(cfg.camera.z),
-            "camera_pitch": float(cfg.camera.pitch),
-            "postprocess_effects": bool(cfg.camera.postprocess_effects),
-            "n_vehicles": int(cfg.traffic.vehicles),
-            "n_walkers": int(cfg.traffic.walkers),
-            "seed": int(cfg.seed),
+            "width": cfg.camera.width,
+            "height": cfg.camera.height,
+            "fov": cfg.camera.fov,
+            "capture_every": cfg.camera.capture_every,
+            "sensor_tick": cfg.camera.sensor_tick,
+            "camera_x": cfg.camera.x,
+            "camera_z": cfg.camera.z,
+            "camera_pitch": cfg.camera.pitch,
+            "postprocess_effects": cfg.camera.postprocess_effects,
+            "n_vehicles": cfg.traffic.vehicles,
+            "n_walkers": cfg.traffic.walkers,
+            "seed": cfg.seed,
             **carla,
         }
         specs.append(SourceSpec("carla", params, stream=i))
     return specs
 
 
-def collect_job(cfg: DictConfig) -> CollectJob:
+def collect_job(cfg: CollectConfig) -> CollectJob:
     """The job a composed ``configs/collect.yaml`` describes."""
     store = cfg.store
     return CollectJob(
         out=store_location(cfg.out),
-        frames=int(cfg.frames),
+        frames=cfg.frames,
         sources=source_specs(cfg),
         frame_spec=FrameSpec(
-            (int(store.size[0]), int(store.size[1])),
-            str(store.policy),
-            str(store.interpolation),
-            str(store.unknown),
-            bool(store.keep_source_label),
+            (store.size[0], store.size[1]), store.policy, store.interpolation, store.unknown, store.keep_source_label
         ),
         filter=FilterConfig(
-            min_traffic_share=float(cfg.filter.min_traffic_share),
-            min_traffic_blobs=int(cfg.filter.min_traffic_blobs),
-            min_blob_pixels=int(cfg.filter.min_blob_pixels),
-            duplicate_threshold=float(cfg.filter.duplicate_threshold),
-            uniform_std=float(cfg.filter.uniform_std),
-            enabled=tuple(cfg.filter.rules),
+            min_traffic_share=cfg.filter.min_traffic_share,
+            min_traffic_blobs=cfg.filter.min_traffic_blobs,
+            min_blob_pixels=cfg.filter.min_blob_pixels,
+            duplicate_threshold=cfg.filter.duplicate_threshold,
+            uniform_std=cfg.filter.uniform_std,
+            enabled=tuple(cfg.filter.rules),  # a plain value: pickled to the sources, stored in the store's attrs
         ),
-        class_set=str(store.class_set),
-        shard_size=int(store.shard_size),
-        cpus_per_source=float(cfg.cpus_per_source),
-        restart=RestartPolicy(float(cfg.carla.restart_budget_s), float(cfg.carla.restart_backoff_s)),
-        backend_auto=str(cfg.backend) == "auto",
+        class_set=store.class_set,
+        shard_size=store.shard_size,
+        cpus_per_source=cfg.cpus_per_source,
+        restart=RestartPolicy(cfg.carla.restart_budget_s, cfg.carla.restart_backoff_s),
+        backend_auto=cfg.backend == "auto",
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
     )
 

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from pipelines.ray_runtime import ray_session
 from pipelines.stages import StageClock, collect_procedural, import_registered, train_run
 from pipelines.translate import TranslateJob, run_translate
+from simreal.demo import DemoConfig
 from simreal.progress import console
 from simreal.scoring import ScoreJob, run_score, scores_summary
 from simreal.training.config import compose_training_config
@@ -35,23 +34,23 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_demo(cfg: DictConfig) -> DemoResult:
+def run_demo(cfg: DemoConfig) -> DemoResult:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     stores = {role: out / f"{role}.zarr" for role in ("sim", "real", "eval", "translated")}
-    size = tuple(int(v) for v in cfg.size)
+    size = cfg.size
     clock = StageClock(out)
     common = [f"data={stores['real']}", f"val={stores['eval']}", f"seed={cfg.seed}"]
     with ray_session(cfg.address):
         with clock.stage("1/6 collect simulator frames (procedural world, flat look)"):
-            collect_procedural(stores["sim"], size, "flat", int(cfg.frames.sim), int(cfg.seed))
+            collect_procedural(stores["sim"], size, "flat", cfg.frames.sim, cfg.seed)
         with clock.stage("2/6 real frames"):
             if cfg.real:
-                import_registered(str(cfg.real), str(cfg.real_split), stores["real"], size)
-                import_registered(str(cfg.real), str(cfg.eval_split), stores["eval"], size)
+                import_registered(cfg.real, cfg.real_split, stores["real"], size)
+                import_registered(cfg.real, cfg.eval_split, stores["eval"], size)
             else:  # another world, another look: the stand-in for a real dataset
-                collect_procedural(stores["real"], size, "textured", int(cfg.frames.real), int(cfg.seed) + 1000)
-                collect_procedural(stores["eval"], size, "textured", int(cfg.frames.eval), int(cfg.seed) + 2000)
+                collect_procedural(stores["real"], size, "textured", cfg.frames.real, cfg.seed + 1000)
+                collect_procedural(stores["eval"], size, "textured", cfg.frames.eval, cfg.seed + 2000)
         with clock.stage("3/6 segmenters on real frames: outer (inside the LC-SAE loss) and held-out (scorer)"):
             outer = train_run("segmenter", [*cfg.segmenters.outer, *common, f"out={out / 'segmenter-outer'}"])
             heldout = train_run("segmenter", [*cfg.segmenters.heldout, *common, f"out={out / 'segmenter-heldout'}"])
@@ -64,9 +63,9 @@ def run_demo(cfg: DictConfig) -> DemoResult:
         with clock.stage("5/6 translate the simulator frames"):
             run_translate(
                 TranslateJob(
-                    checkpoint=lcsae, input=stores["sim"], out=stores["translated"], seed=int(cfg.seed),
-                    batch_size=int(cfg.translate.batch_size),
-                    style=StyleOptions(store=stores["real"], policy=str(cfg.translate.style_policy)),
+                    checkpoint=lcsae, input=stores["sim"], out=stores["translated"], seed=cfg.seed,
+                    batch_size=cfg.translate.batch_size,
+                    style=StyleOptions(store=stores["real"], policy=cfg.translate.style_policy),
                 )
             )  # fmt: skip
         with clock.stage("6/6 score translated and raw simulator frames against real"):
@@ -82,11 +81,11 @@ def run_demo(cfg: DictConfig) -> DemoResult:
     return DemoResult(out, report, scores, dict(clock.seconds))
 
 
-def _write_readme(out: Path, cfg: DictConfig, scores: dict, seconds: dict[str, float], report: Path) -> None:
+def _write_readme(out: Path, cfg: DemoConfig, scores: dict, seconds: dict[str, float], report: Path) -> None:
     steps = {
-        "outer": compose_training_config("segmenter", list(cfg.segmenters.outer)).steps,
-        "heldout": compose_training_config("segmenter", list(cfg.segmenters.heldout)).steps,
-        "lcsae": compose_training_config("lcsae", list(cfg.lcsae)).steps,
+        "outer": compose_training_config("segmenter", cfg.segmenters.outer).steps,
+        "heldout": compose_training_config("segmenter", cfg.segmenters.heldout).steps,
+        "lcsae": compose_training_config("lcsae", cfg.lcsae).steps,
     }
     real = f"the registered dataset `{cfg.real}`" if cfg.real else "the procedural world's `textured` look"
     timing = "\n".join(f"| {stage} | {sec:.0f} s |" for stage, sec in seconds.items())

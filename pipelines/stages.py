@@ -12,7 +12,7 @@ from pathlib import Path
 from pipelines.collect import collect_job, run_collect
 from pipelines.import_dataset import ImportJob, run_import
 from pipelines.train import run_training
-from simreal.config import compose_config
+from simreal.collect.config import compose_collect_config
 from simreal.data.convert import FrameSpec
 from simreal.data.registry import get_dataset
 from simreal.progress import console
@@ -62,7 +62,7 @@ def collect_procedural(
         f"camera.width={2 * width}", f"camera.height={2 * height}", "camera.capture_every=4",
         *([f"towns=[{','.join(towns)}]"] if towns else []),
     ]  # fmt: skip
-    run_collect(collect_job(compose_config("collect", overrides)))
+    run_collect(collect_job(compose_collect_config(overrides)))
 
 
 def import_registered(name: str, split: str, out: Path, size: Sequence[int]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from pipelines.bench import run_benchmark
 from pipelines.ray_runtime import Demand, ray_session, require_resources, require_shared_folder, task_error_cause
@@ -33,6 +33,7 @@ from simreal.progress import console, progress_bar
 from simreal.report import image_grid, save_png
 from simreal.scoring import ScoreJob, run_score
 from simreal.study import (
+    StudyConfig,
     Translator,
     check_targets,
     consistency_table,
@@ -61,11 +62,11 @@ class StudyStores:
     eval: Path
 
 
-def run_study(cfg: DictConfig, command: str = "simreal study") -> StudyResult:
-    out = Path(str(cfg.out)).expanduser().resolve()
+def run_study(cfg: StudyConfig, command: str = "simreal study") -> StudyResult:
+    out = Path(cfg.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     translators = selected_translators(cfg.translators.runs, cfg.translators.only)
-    if str(cfg.best) not in {t.name for t in translators}:
+    if cfg.best not in {t.name for t in translators}:
         raise SimrealError(f"best={cfg.best} is not one of the translators: {', '.join(t.name for t in translators)}")
     clock = StageClock(out)
     with ray_session(cfg.address):
@@ -96,12 +97,12 @@ def run_study(cfg: DictConfig, command: str = "simreal study") -> StudyResult:
                 name: _translate(
                     cfg, runs[name], stores.sim_train, out / "downstream" / f"{name}.zarr", 1, stores.real_train
                 )
-                for name in ("sae", str(cfg.best))
+                for name in ("sae", cfg.best)
                 if name in runs
             }
             bench = _bench(cfg, out, stores, downstream)
         with clock.stage("7/7 results"):
-            grid = _samples(out, stores.sim_test, translated, str(cfg.best), heldout)
+            grid = _samples(out, stores.sim_test, translated, cfg.best, heldout)
             results = _results(cfg, command, out, stores, translators, scores, bench, heldout, clock)
             markdown = out / "results.md"
             (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
@@ -110,27 +111,27 @@ def run_study(cfg: DictConfig, command: str = "simreal study") -> StudyResult:
     return StudyResult(out, results, markdown)
 
 
-def _stores(cfg: DictConfig, out: Path) -> StudyStores:
-    size, seed = list(cfg.size), int(cfg.seed)
+def _stores(cfg: StudyConfig, out: Path) -> StudyStores:
+    size, seed = cfg.size, cfg.seed
     sim_train = Path(cfg.sim.train) if cfg.sim.train else out / "sim_train.zarr"
     sim_test = Path(cfg.sim.test) if cfg.sim.test else out / "sim_test.zarr"
     if not cfg.sim.train:
-        collect_procedural(sim_train, size, "flat", int(cfg.sim.frames), seed, list(cfg.sim.towns))
+        collect_procedural(sim_train, size, "flat", cfg.sim.frames, seed, cfg.sim.towns)
     if not cfg.sim.test:
-        collect_procedural(sim_test, size, "flat", int(cfg.sim.test_frames), seed + 1, list(cfg.sim.test_towns))
+        collect_procedural(sim_test, size, "flat", cfg.sim.test_frames, seed + 1, cfg.sim.test_towns)
     real_train = Path(cfg.real.train) if cfg.real.train else out / "real_train.zarr"
     eval_store = Path(cfg.eval) if cfg.eval else out / "eval.zarr"
     dataset = cfg.real.dataset
     if not cfg.real.train:
         if dataset:
-            import_registered(str(dataset), str(cfg.real.train_split), real_train, size)
+            import_registered(dataset, cfg.real.train_split, real_train, size)
         else:  # the procedural world's second look stands in for a real dataset
-            collect_procedural(real_train, size, "textured", int(cfg.sim.frames), seed + 1000)
+            collect_procedural(real_train, size, "textured", cfg.sim.frames, seed + 1000)
     if not cfg.eval:
         if dataset:
-            import_registered(str(dataset), str(cfg.real.eval_split), eval_store, size)
+            import_registered(dataset, cfg.real.eval_split, eval_store, size)
         else:
-            collect_procedural(eval_store, size, "textured", int(cfg.sim.test_frames), seed + 2000)
+            collect_procedural(eval_store, size, "textured", cfg.sim.test_frames, seed + 2000)
     return StudyStores(sim_train, sim_test, real_train, eval_store)
 
 
@@ -144,14 +145,14 @@ def _train_translator(method: str, overrides: list[str], threads: int) -> str:
 
 
 def _train_translators(
-    cfg: DictConfig, out: Path, translators: list[Translator], stores: StudyStores, outer: Path
+    cfg: StudyConfig, out: Path, translators: list[Translator], stores: StudyStores, outer: Path
 ) -> dict[str, Path]:
     import ray
 
     weights = None
     if any(t.class_weights for t in translators):
         weights = inverse_frequency_weights(stores.real_train)
-    cpus = int(cfg.cpus_per_translator)
+    cpus = cfg.cpus_per_translator
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     require_resources(
         Demand("translator runs", len(translators), cpus, gpus, together=False, cpus_key="cpus_per_translator")
@@ -181,20 +182,20 @@ def _train_translators(
     return {t.name: runs[t.name] for t in translators}
 
 
-def _translate(cfg: DictConfig, run: Path, source: Path, target: Path, variants: int, style: Path) -> Path:
+def _translate(cfg: StudyConfig, run: Path, source: Path, target: Path, variants: int, style: Path) -> Path:
     """``variants`` translations of every frame of ``source``, each with a random style frame of ``style``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     run_translate(
         TranslateJob(
             checkpoint=run, input=source, out=target, style=StyleOptions(store=style), variants=variants,
-            seed=int(cfg.seed), batch_size=int(cfg.translate.batch_size),
+            seed=cfg.seed, batch_size=cfg.translate.batch_size,
         )
     )  # fmt: skip
     return target
 
 
 def _score(
-    cfg: DictConfig, out: Path, stores: StudyStores, translated: dict[str, Path], heldout: Path
+    cfg: StudyConfig, out: Path, stores: StudyStores, translated: dict[str, Path], heldout: Path
 ) -> dict[str, Any]:
     scores_file = out / "scores" / "scores.json"
     wanted = {str(path.resolve()) for path in (stores.sim_test, *translated.values())}
@@ -205,14 +206,14 @@ def _score(
     return run_score(
         ScoreJob(
             stores=[stores.sim_test, *translated.values()], reference=stores.real_train, segmenter=heldout,
-            out=out / "scores", fid=str(cfg.score.fid), batch_size=int(cfg.score.batch_size),
+            out=out / "scores", fid=cfg.score.fid, batch_size=cfg.score.batch_size,
         )
     )  # fmt: skip
 
 
-def _bench(cfg: DictConfig, out: Path, stores: StudyStores, downstream: dict[str, Path]) -> dict[str, Any]:
+def _bench(cfg: StudyConfig, out: Path, stores: StudyStores, downstream: dict[str, Path]) -> dict[str, Any]:
     roles = {"sim": stores.sim_train, "real": stores.real_train, "translated_sae": downstream.get("sae"),
-             "translated": downstream.get(str(cfg.best))}  # fmt: skip
+             "translated": downstream.get(cfg.best)}  # fmt: skip
     overrides = [
         *(f"{role}={path}" for role, path in roles.items() if path is not None), f"eval={stores.eval}",
         f"seeds={cfg.bench.seeds}", f"only=[{','.join(cfg.bench.mixes)}]", f"out={out / 'bench'}",
@@ -243,7 +244,7 @@ def _samples(out: Path, sim_test: Path, translated: dict[str, Path], best: str, 
 
 
 def _results(
-    cfg: DictConfig, command: str, out: Path, stores: StudyStores, translators: list[Translator],
+    cfg: StudyConfig, command: str, out: Path, stores: StudyStores, translators: list[Translator],
     scores: dict[str, Any], bench: dict[str, Any], heldout: Path, clock: StageClock,
 ) -> dict[str, Any]:  # fmt: skip
     sim_path = stores.sim_test.resolve()
@@ -258,16 +259,14 @@ def _results(
         + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"),
         "wall_minutes": clock.total_minutes,  # summed over every invocation on this output folder
         "stages": {name: sec / 60 for name, sec in clock.seconds.items()},
-        "real": str(cfg.real.dataset or "procedural textured look"),
+        "real": cfg.real.dataset or "procedural textured look",
         "eval": str(stores.eval),
         "eval_frames": len(FrameStore.open(stores.eval)),
         "sim_frames": len(FrameStore.open(stores.sim_train)),
         "test_frames": len(FrameStore.open(stores.sim_test)),
-        "styles": int(cfg.translate.styles),
-        "translated_images": len(FrameStore.open(stores.sim_test)) * int(cfg.translate.styles),
-        "heldout_encoder": OmegaConf.to_container(
-            compose_training_config("segmenter", list(cfg.segmenters.heldout)).model
-        ).get("encoder_name")
+        "styles": cfg.translate.styles,
+        "translated_images": len(FrameStore.open(stores.sim_test)) * cfg.translate.styles,
+        "heldout_encoder": compose_training_config("segmenter", cfg.segmenters.heldout).model.encoder_name
         or "resnet50",
         "heldout_miou": heldout_scores.get("miou"),
         "config": OmegaConf.to_container(cfg, resolve=True),

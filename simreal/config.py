@@ -111,7 +111,8 @@ def _first_line(err: BaseException) -> str:
     """The first line of the error and of its cause (Hydra's own message names the override, the cause says why)."""
     lines = []
     while err is not None and len(lines) < 2:
-        text = str(err).strip()
-        lines.append(text.splitlines()[0] if text else type(err).__name__)
+        text = str(err).strip().splitlines() or [type(err).__name__]
+        # "In 'bench/x': ConfigKeyError raised while composing config:" says which key on the next line
+        lines.append(" ".join(text[:2]) if text[0].endswith(":") and len(text) > 1 else text[0])
         err = err.__cause__
     return ": ".join(lines)

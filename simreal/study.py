@@ -1,5 +1,5 @@
-"""What ``simreal study`` measures and how it reads: translator settings, the Table 4.3 analogue, the targets, the
-results page. The orchestration (which run when, on which worker) is ``pipelines/study.py``."""
+"""What ``simreal study`` measures and how it reads: its typed config, translator settings, the Table 4.3 analogue,
+the targets, the results page. The orchestration (which run when, on which worker) is ``pipelines/study.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import MISSING, DictConfig
 
+from simreal.config import compose_config, register_schema
 from simreal.data.store import FrameStore
 from simreal.errors import ConfigError
 
@@ -32,6 +34,95 @@ TARGETS = {
 }
 
 
+@dataclass
+class TranslatorRun:
+    """One entry of ``translators.runs``: a method and its loss settings (a key left out takes the value below)."""
+
+    method: str = MISSING  # sae | lcsae
+    lambda_outer: float = 0.0
+    lambda_inner: float = 0.0
+    outer_loss: str = "ce"
+    class_weights: bool = False
+
+
+# The typed keys of configs/study/default.yaml and its presets (values and their documentation live in the YAML).
+@dataclass
+class StudySimConfig:
+    train: str | None = MISSING
+    test: str | None = MISSING
+    frames: int = MISSING
+    test_frames: int = MISSING
+    towns: list[str] = MISSING
+    test_towns: list[str] = MISSING
+
+
+@dataclass
+class StudyRealConfig:
+    dataset: str | None = MISSING
+    train: str | None = MISSING
+    train_split: str = MISSING
+    eval_split: str = MISSING
+
+
+@dataclass
+class StudySegmentersConfig:  # overrides of `simreal train segmenter`
+    outer: list[str] = MISSING
+    heldout: list[str] = MISSING
+
+
+@dataclass
+class StudyTranslatorsConfig:
+    common: list[str] = MISSING  # overrides of `simreal train sae|lcsae` shared by every run
+    only: list[str] | None = MISSING
+    runs: dict[str, TranslatorRun] = MISSING
+
+
+@dataclass
+class StudyTranslateConfig:
+    styles: int = MISSING
+    batch_size: int = MISSING
+
+
+@dataclass
+class StudyScoreConfig:
+    fid: str = MISSING
+    batch_size: int = MISSING
+
+
+@dataclass
+class StudyBenchConfig:
+    mixes: list[str] = MISSING
+    seeds: int = MISSING
+    overrides: list[str] = MISSING  # overrides of configs/bench/default.yaml
+
+
+@dataclass
+class StudyConfig:
+    preset: str = MISSING
+    out: str = MISSING
+    seed: int = MISSING
+    address: str | None = MISSING
+    size: list[int] = MISSING
+    cpus_per_translator: int = MISSING
+    sim: StudySimConfig = MISSING
+    real: StudyRealConfig = MISSING
+    eval: str | None = MISSING
+    segmenters: StudySegmentersConfig = MISSING
+    translators: StudyTranslatorsConfig = MISSING
+    best: str = MISSING
+    translate: StudyTranslateConfig = MISSING
+    score: StudyScoreConfig = MISSING
+    bench: StudyBenchConfig = MISSING
+
+
+register_schema("study", StudyConfig)
+
+
+def compose_study_config(overrides: list[str] | None = None) -> DictConfig:
+    """``configs/study/default.yaml`` + its selected preset + ``overrides``, typed by ``StudyConfig``."""
+    return compose_config("study/default", overrides, what="study")
+
+
 @dataclass(frozen=True)
 class Translator:
     """One row of the study: a method and its loss settings."""
@@ -44,20 +135,10 @@ class Translator:
     class_weights: bool = False
 
     @classmethod
-    def from_entry(cls, name: str, entry: Mapping[str, Any]) -> Translator:
-        unknown = set(entry) - {"method", "lambda_outer", "lambda_inner", "outer_loss", "class_weights"}
-        if unknown:
-            raise ConfigError(f"translators.runs.{name}: unknown keys {sorted(unknown)}")
-        if entry.get("method") not in ("sae", "lcsae"):
-            raise ConfigError(f"translators.runs.{name}: method must be sae or lcsae, got {entry.get('method')!r}")
-        return cls(
-            name=name,
-            method=str(entry["method"]),
-            lambda_outer=float(entry.get("lambda_outer", 0.0)),
-            lambda_inner=float(entry.get("lambda_inner", 0.0)),
-            outer_loss=str(entry.get("outer_loss", "ce")),
-            class_weights=bool(entry.get("class_weights", False)),
-        )
+    def from_entry(cls, name: str, entry: TranslatorRun) -> Translator:
+        if entry.method not in ("sae", "lcsae"):
+            raise ConfigError(f"translators.runs.{name}: method must be sae or lcsae, got {entry.method!r}")
+        return cls(name, entry.method, entry.lambda_outer, entry.lambda_inner, entry.outer_loss, entry.class_weights)
 
     @property
     def uses_outer_segmenter(self) -> bool:
@@ -87,7 +168,7 @@ class Translator:
         return REPORT_TABLE_4_3.get((self.lambda_outer, self.lambda_inner))
 
 
-def selected_translators(runs: Mapping[str, Mapping[str, Any]], only: Sequence[str] | None) -> list[Translator]:
+def selected_translators(runs: Mapping[str, TranslatorRun], only: Sequence[str] | None) -> list[Translator]:
     """The configured translators, or the ones ``only`` names (in the configured order)."""
     unknown = sorted(set(only or []) - set(runs))
     if unknown:

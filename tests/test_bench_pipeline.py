@@ -127,7 +127,8 @@ def test_bad_command_lines_give_one_clear_error(
 
 
 def test_every_mix_gets_the_same_recipe_and_budget(stores: dict[str, Path], tmp_path: Path) -> None:
-    cfg = compose_bench_config("default", [f"sim={stores['sim']}", f"real={stores['real']}", f"out={tmp_path}"])
+    roles = [f"{role}={stores[role]}" for role in ("sim", "real", "eval")]
+    cfg = compose_bench_config("default", [*roles, f"out={tmp_path}"])
     mixes, _ = planned_mixes(cfg)
     specs = plan_runs(cfg, mixes, None)
     assert len(specs) == 2 * 3  # default: 3 seeds

@@ -16,6 +16,7 @@ from pipelines.collect import CollectJob, run_collect, source_specs
 from simreal.cli.main import app
 from simreal.collect.backend import choose_backend
 from simreal.collect.collector import SourceSpec, StreamCollector
+from simreal.collect.config import compose_collect_config
 from simreal.collect.filters import (
     KEPT,
     LOW_TRAFFIC,
@@ -27,7 +28,6 @@ from simreal.collect.filters import (
     FrameFilter,
     captured_count,
 )
-from simreal.config import compose_config
 from simreal.data.convert import FrameSpec
 from simreal.data.store import FrameStore
 from simreal.data.verify import verify_store
@@ -245,7 +245,7 @@ def test_auto_backend_uses_carla_servers_that_answer(monkeypatch: pytest.MonkeyP
     fake = FakeCarla()
     monkeypatch.setitem(sys.modules, "carla", fake.module)
     fake.add_server(FakeServerConfig(), port=2000)
-    cfg = compose_config("collect", ["servers=[localhost:2000,localhost:3000]", "auto_probe_s=0.2"])
+    cfg = compose_collect_config(["servers=[localhost:2000,localhost:3000]", "auto_probe_s=0.2"])
     assert cfg.backend == "auto"  # the default
     specs = source_specs(cfg)
     assert [(s.backend, s.params["port"]) for s in specs] == [("carla", 2000)]
@@ -257,7 +257,7 @@ def test_auto_backend_without_carla_server_falls_back_to_procedural_and_says_so(
 ) -> None:
     monkeypatch.setitem(sys.modules, "carla", FakeCarla().module)  # the client is there, no server is
     started = time.monotonic()
-    specs = source_specs(compose_config("collect", ["servers=[localhost:2000,localhost:3000]", "auto_probe_s=0.3"]))
+    specs = source_specs(compose_collect_config(["servers=[localhost:2000,localhost:3000]", "auto_probe_s=0.3"]))
     assert time.monotonic() - started < 0.3 + 1.0  # both servers probed at once, with the short probe timeout
     assert {s.backend for s in specs} == {"procedural"}
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
@@ -272,7 +272,7 @@ def test_auto_backend_without_carla_client_falls_back_to_procedural(monkeypatch:
 
 def test_explicit_carla_backend_is_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "carla", FakeCarla().module)  # no server: an explicit choice still stands
-    specs = source_specs(compose_config("collect", ["backend=carla", "servers=[localhost:2000]"]))
+    specs = source_specs(compose_collect_config(["backend=carla", "servers=[localhost:2000]"]))
     assert [s.backend for s in specs] == ["carla"]
     with pytest.raises(ConfigError, match="unknown backend 'carl'"):
         choose_backend("carl", [], 0.1)
@@ -281,7 +281,7 @@ def test_explicit_carla_backend_is_not_probed(monkeypatch: pytest.MonkeyPatch) -
 def test_carla_specs_give_one_server_every_town_and_weather(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "carla", FakeCarla().module)
     overrides = ["backend=carla", "towns=[Town01,Town02]", "weathers=[ClearNoon,WetNoon]", "frames=10"]
-    (spec,) = source_specs(compose_config("collect", overrides))
+    (spec,) = source_specs(compose_collect_config(overrides))
     assert spec.params["schedule"] == [
         ("Town01", "ClearNoon", 3),
         ("Town01", "WetNoon", 3),
@@ -289,7 +289,7 @@ def test_carla_specs_give_one_server_every_town_and_weather(monkeypatch: pytest.
         ("Town02", "WetNoon", 2),
     ]
     assert spec.params["load_timeout_s"] == 300.0
-    (fixed,) = source_specs(compose_config("collect", [*overrides, "frames_per_condition=50"]))
+    (fixed,) = source_specs(compose_collect_config([*overrides, "frames_per_condition=50"]))
     assert {n for *_, n in fixed.params["schedule"]} == {50}
 
 

@@ -21,8 +21,8 @@ from pipelines.collect import run_collect, source_specs
 from pipelines.collect_workers import node_for_host, placement_options
 from simreal.collect.carla_settings import CarlaSettingsError, check_run_ports
 from simreal.collect.collector import SourceSpec
+from simreal.collect.config import compose_collect_config
 from simreal.collect.schedule import plan_schedules, schedule_position
-from simreal.config import compose_config
 from simreal.data.store import FrameStore, StoreError
 from simreal.data.verify import verify_store
 
@@ -174,7 +174,7 @@ def test_port_collisions_of_a_run_fail_fast(servers: list, tm_ports: list, messa
 
 def test_collect_config_with_colliding_ports_is_refused_before_anything_starts(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "carla", FakeCarla().module)
-    cfg = compose_config("collect", ["backend=carla", "servers=[localhost:2000,localhost:8010]"])
+    cfg = compose_collect_config(["backend=carla", "servers=[localhost:2000,localhost:8010]"])
     with pytest.raises(CarlaSettingsError, match="change tm_port_base"):
         source_specs(cfg)
 
@@ -193,10 +193,10 @@ def test_auto_does_not_continue_a_store_with_the_other_backend(tmp_path: Path) -
 
 def test_procedural_workers_cover_every_town_weather_pair_or_say_which_are_left_out(capsys) -> None:
     lists = ["backend=procedural", "towns=[Town01,Town02]", "weathers=[ClearNoon,WetNoon]"]
-    specs = source_specs(compose_config("collect", [*lists, "workers=4"]))
+    specs = source_specs(compose_collect_config([*lists, "workers=4"]))
     assert {(s.params["town"], s.params["weather"]) for s in specs} == {
         (t, w) for t in ("Town01", "Town02") for w in ("ClearNoon", "WetNoon")
     }
     assert capsys.readouterr().err == ""
-    assert len(source_specs(compose_config("collect", [*lists, "workers=2"]))) == 2
+    assert len(source_specs(compose_collect_config([*lists, "workers=2"]))) == 2
     assert "4 (town, weather) pairs but workers=2" in capsys.readouterr().err

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from pipelines.study import run_study
-from simreal.config import compose_config
 from simreal.data.store import FrameStore
-from simreal.study import Translator, check_targets, inverse_frequency_weights
+from simreal.study import Translator, check_targets, compose_study_config, inverse_frequency_weights
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 def tiny_study(out: Path, *extra: str):  # type: ignore[no-untyped-def]
     only = "translators.only=[sae,lcsae_out2_in2,lcsae_out2_in2_wce]"
     overrides = ["preset=tiny", "real.dataset=null", f"out={out}", only, *extra]
-    return run_study(compose_config("study/default", overrides, what="study"))
+    return run_study(compose_study_config(overrides))
 
 
 def test_tiny_study_runs_every_piece_and_reruns_skip_them(tmp_path: Path) -> None:

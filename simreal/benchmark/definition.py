@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from simreal.benchmark.config import BenchConfig
 from simreal.benchmark.mix import MixPart, normalized_parts
 from simreal.benchmark.overlap import FrameIdentities, describe, find_overlaps
 from simreal.config import as_overrides, compose_config
@@ -59,18 +60,24 @@ class RunSpec:
 
 
 def compose_bench_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """``configs/bench/<name>.yaml`` + its selected preset + ``overrides``.
+    """``configs/bench/<name>.yaml`` + its selected preset + ``overrides``, typed by ``BenchConfig``.
 
     A store role may be given as ``role=STORE`` (short for ``stores.role=STORE``). The preset is applied before the
     user's overrides, so ``preset=tiny seeds=5`` keeps five seeds.
     """
     config_name = f"bench/{name}"
-    base = compose_config(config_name, [])
-    for key in ("stores", "mixes", "segmenter"):
-        if key not in base:
-            raise BenchConfigError(f"configs/{config_name}.yaml has no {key!r} section; see configs/bench/default.yaml")
-    roles = set(base.stores)
-    overrides = [_expand_store_shorthand(override, roles) for override in overrides]
+    base = compose_config(config_name, [], what=f"bench {name}")
+    if OmegaConf.get_type(base) is not BenchConfig:
+        raise BenchConfigError(
+            f"configs/{config_name}.yaml must start with `# @package _global_` and list `- /schema/bench@_here_` first "
+            "in its defaults (the keys and types of every benchmark definition); see configs/bench/default.yaml"
+        )
+    unset = OmegaConf.missing_keys(base)
+    if unset:
+        raise BenchConfigError(
+            f"configs/{config_name}.yaml does not set {', '.join(sorted(unset))}; see configs/bench/default.yaml"
+        )
+    overrides = [_expand_store_shorthand(override, set(base.stores)) for override in overrides]
     return compose_config(config_name, overrides, what=f"bench {name}")
 
 
@@ -79,24 +86,21 @@ def _expand_store_shorthand(override: str, roles: set[str]) -> str:
     return f"stores.{key}={value}" if sep and key in roles else override
 
 
-def planned_mixes(cfg: DictConfig) -> tuple[list[Mix], list[str]]:
+def planned_mixes(cfg: BenchConfig) -> tuple[list[Mix], list[str]]:
     """The mixes to run, and one note per mix left out (a store not given, or not selected with ``only``)."""
     roles = set(cfg.stores)
-    only = list(cfg.only) if cfg.get("only") else None
+    only = cfg.only or None
     unknown = sorted(set(only or []) - set(cfg.mixes))
     if unknown:
         raise BenchConfigError(f"only= names unknown mixes {unknown}; the mixes are: {', '.join(cfg.mixes)}")
     mixes, notes = [], []
     for name, entry in cfg.mixes.items():
-        parts = dict(entry.get("parts") or {})
+        parts = entry.parts
         bad_roles = sorted(set(parts) - roles)
         if bad_roles:
             raise BenchConfigError(f"mix {name!r} uses unknown store roles {bad_roles}; roles: {', '.join(roles)}")
-        try:
-            shares = normalized_parts([MixPart(role, float(weight)) for role, weight in parts.items()])
-        except (TypeError, ValueError) as err:
-            raise BenchConfigError(f"mix {name!r}: {err}") from err
-        label = str(entry.get("label") or name)
+        shares = normalized_parts([MixPart(role, weight) for role, weight in parts.items()])
+        label = entry.label or name
         missing = [role for role in parts if not cfg.stores[role]]
         if only is not None and name not in only:
             notes.append(f"{name} ({label}): not selected by only=")
@@ -112,18 +116,16 @@ def planned_mixes(cfg: DictConfig) -> tuple[list[Mix], list[str]]:
     return mixes, notes
 
 
-def check_stores(cfg: DictConfig, mixes: Sequence[Mix], crop: Sequence[int]) -> FrameStore:
+def check_stores(cfg: BenchConfig, mixes: Sequence[Mix], crop: Sequence[int]) -> FrameStore:
     """Open the evaluation store and every training store the mixes use; return the evaluation store.
 
     Training stores must share the evaluation store's class set (the network predicts its ids) and be at least as
     large as the training crop.
     """
-    if not cfg.get("eval"):
-        raise BenchConfigError("pass eval=STORE: the held-out real store every mix is scored on")
-    eval_store = FrameStore.open(Path(str(cfg.eval)).expanduser())
+    eval_store = FrameStore.open(evaluation_store(cfg))
     expected = eval_store.class_set.to_attrs()
     for role in sorted({role for mix in mixes for role in mix.parts}):
-        store = FrameStore.open(Path(str(cfg.stores[role])).expanduser())
+        store = FrameStore.open(Path(cfg.stores[role]).expanduser())
         if store.class_set.to_attrs() != expected:
             raise BenchConfigError(
                 f"{role} store {store.path} uses class set {store.class_set.name!r} but the evaluation store uses "
@@ -138,8 +140,15 @@ def check_stores(cfg: DictConfig, mixes: Sequence[Mix], crop: Sequence[int]) -> 
             )
     if len(eval_store) == 0:
         raise BenchConfigError(f"evaluation store {eval_store.path} holds no committed frames")
-    check_no_overlap(eval_store, {role: Path(str(cfg.stores[role])) for mix in mixes for role in mix.parts})
+    check_no_overlap(eval_store, {role: Path(cfg.stores[role]) for mix in mixes for role in mix.parts})
     return eval_store
+
+
+def evaluation_store(cfg: BenchConfig) -> Path:
+    """The held-out real store every mix is scored on (required)."""
+    if not cfg.eval:
+        raise BenchConfigError("pass eval=STORE: the held-out real store every mix is scored on")
+    return Path(cfg.eval).expanduser()
 
 
 def check_no_overlap(eval_store: FrameStore, training: Mapping[str, Path]) -> None:
@@ -155,11 +164,11 @@ def check_no_overlap(eval_store: FrameStore, training: Mapping[str, Path]) -> No
         )
 
 
-def training_config(cfg: DictConfig, seed: int, run_dir: Path, encoder_weights: str | None) -> DictConfig:
+def training_config(cfg: BenchConfig, seed: int, run_dir: Path, encoder_weights: str | None) -> DictConfig:
     """The segmenter config of one run: the bench's recipe with this run's seed, run directory and mix file."""
     recipe = OmegaConf.to_container(cfg.segmenter.overrides, resolve=True)
     overrides = [
-        f"preset={json.dumps(str(cfg.segmenter.preset))}",
+        f"preset={json.dumps(cfg.segmenter.preset)}",
         *as_overrides(recipe),
         f"model.encoder_weights={json.dumps(encoder_weights)}",
         f"seed={int(seed)}",
@@ -174,17 +183,16 @@ def training_config(cfg: DictConfig, seed: int, run_dir: Path, encoder_weights: 
     return compose_training_config("segmenter", overrides)
 
 
-def plan_runs(cfg: DictConfig, mixes: Sequence[Mix], encoder_weights: str | None) -> list[RunSpec]:
+def plan_runs(cfg: BenchConfig, mixes: Sequence[Mix], encoder_weights: str | None) -> list[RunSpec]:
     """One ``RunSpec`` per mix and seed, under ``<out>/runs/<mix>/seed<k>``."""
-    seeds = int(cfg.seeds)
-    if seeds < 1:
-        raise BenchConfigError(f"seeds must be >= 1, got {seeds}")
-    out = Path(str(cfg.out)).expanduser().resolve()
-    eval_store = str(Path(str(cfg.eval)).expanduser().resolve())
+    if cfg.seeds < 1:
+        raise BenchConfigError(f"seeds must be >= 1, got {cfg.seeds}")
+    out = Path(cfg.out).expanduser().resolve()
+    eval_store = str(evaluation_store(cfg).resolve())
     specs = []
     for mix in mixes:
-        stores = {role: str(Path(str(cfg.stores[role])).expanduser().resolve()) for role in mix.parts}
-        for seed in range(seeds):
+        stores = {role: str(Path(cfg.stores[role]).expanduser().resolve()) for role in mix.parts}
+        for seed in range(cfg.seeds):
             run_dir = out / "runs" / mix.name / f"seed{seed}"
             train_cfg = OmegaConf.to_container(training_config(cfg, seed, run_dir, encoder_weights), resolve=True)
             specs.append(
@@ -208,7 +216,7 @@ def run_fingerprint(train_config: Mapping[str, Any], mix: Mix, stores: Mapping[s
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def resolve_encoder_weights(cfg: DictConfig, decision_file: Path | None = None) -> tuple[str | None, str]:
+def resolve_encoder_weights(cfg: BenchConfig, decision_file: Path | None = None) -> tuple[str | None, str]:
     """The encoder weights every run starts from, and a sentence for the report saying which.
 
     ImageNet (or any named) weights are tried once; when they cannot be obtained (offline, no
@@ -218,28 +226,28 @@ def resolve_encoder_weights(cfg: DictConfig, decision_file: Path | None = None) 
     """
     from simreal.models.segmenter import WeightsUnavailableError, build_segmenter
 
-    requested = cfg.segmenter.get("encoder_weights")
-    if requested is None or str(requested).lower() in ("", "none", "null"):
+    requested = cfg.segmenter.encoder_weights
+    if requested is None or requested.lower() in ("", "none", "null"):
         return None, "no: trained from scratch (segmenter.encoder_weights=null)"
     if decision_file is not None and decision_file.is_file():
         decision = json.loads(decision_file.read_text(encoding="utf-8"))
-        if decision.get("requested") == str(requested):
+        if decision.get("requested") == requested:
             return decision["used"], decision["note"]
-    model = training_config(cfg, 0, Path("unused"), str(requested)).model
+    model = training_config(cfg, 0, Path("unused"), requested).model
     try:
         build_segmenter(
             str(model.architecture),
             2,
-            encoder_weights=str(requested),
+            encoder_weights=requested,
             encoder_name=model.encoder_name,
             encoder_depth=model.encoder_depth,
         )
-        used, note = str(requested), f"yes: {requested} encoder weights"
+        used, note = requested, f"yes: {requested} encoder weights"
     except WeightsUnavailableError as err:
         reason = type(err.__cause__).__name__ if err.__cause__ is not None else str(err)
         used, note = None, f"no: {requested} encoder weights could not be obtained ({reason}); trained from scratch"
     if decision_file is not None:
         decision_file.parent.mkdir(parents=True, exist_ok=True)
-        decision = {"requested": str(requested), "used": used, "note": note}
+        decision = {"requested": requested, "used": used, "note": note}
         decision_file.write_text(json.dumps(decision, indent=2), encoding="utf-8")
     return used, note

@@ -64,12 +64,12 @@ def execute_run(spec: RunSpec, threads: int | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     result = train(cfg)
     train_seconds = time.perf_counter() - start
-    if result.step < int(cfg.steps):
+    if result.step < cfg.steps:
         raise BenchRunError(f"{spec.mix.name} seed {spec.seed} stopped at step {result.step} of {cfg.steps}")
-    device = torch.device("cuda" if torch.cuda.is_available() and str(cfg.device) != "cpu" else "cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
     net = load_segmenter(run_dir, device)
     scores = evaluate_on_store(
-        net, spec.eval_store, net.spec.num_classes, batch_size=int(cfg.eval_batch_size), device=device
+        net, spec.eval_store, net.spec.num_classes, batch_size=cfg.eval_batch_size, device=device
     )
     record = {
         "mix": spec.mix.name,

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from simreal.cli.errors import fail, user_errors
-from simreal.config import compose_config
+from simreal.collect.config import compose_collect_config
 
 console = Console()
 
@@ -36,8 +36,8 @@ def collect(
     for key, value in (("frames", frames), ("out", out), ("backend", backend), ("seed", seed), ("address", address)):
         if value is not None:
             flags.append(f"{key}={value}")
-    cfg = compose_config("collect", [*(overrides or []), *flags])
-    if int(cfg.frames) <= 0:
+    cfg = compose_collect_config([*(overrides or []), *flags])
+    if cfg.frames <= 0:
         raise fail("--frames must be positive")
     result = run_collect(collect_job(cfg), address=cfg.address)
     for lost in result.lost:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from simreal.cli.errors import user_errors
-from simreal.config import compose_config
+from simreal.demo import compose_demo_config
 
 console = Console()
 
@@ -26,7 +26,7 @@ def demo(
     from pipelines.demo import FID_WEIGHTS_HINT, run_demo
 
     flags = [f"out={out}"] if out is not None else []
-    result = run_demo(compose_config("demo", [*(overrides or []), *flags], what="demo"))
+    result = run_demo(compose_demo_config([*(overrides or []), *flags]))
     if result.scores["fid_skipped"]:
         console.print(f"\nFID/KID not computed: {FID_WEIGHTS_HINT}", highlight=False)
     readme = result.out / "README.md"

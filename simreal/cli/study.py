@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from simreal.cli.errors import user_errors
-from simreal.config import compose_config
+from simreal.study import compose_study_config
 
 console = Console()
 
@@ -28,6 +28,6 @@ def study(
     from pipelines.study import run_study
 
     flags = [f"out={out}"] if out is not None else []
-    cfg = compose_config("study/default", [*(overrides or []), *flags], what="study")
+    cfg = compose_study_config([*(overrides or []), *flags])
     result = run_study(cfg, command=shlex.join(["simreal", *sys.argv[1:]]))
     console.print(f"\n[bold green]done[/]: {result.markdown}")
