@@ -236,7 +236,7 @@ def resolve_encoder_weights(cfg: BenchConfig, decision_file: Path | None = None)
     model = training_config(cfg, 0, Path("unused"), requested).model
     try:
         build_segmenter(
-            str(model.architecture),
+            model.architecture,
             2,
             encoder_weights=requested,
             encoder_name=model.encoder_name,

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
 from simreal.benchmark.definition import RunSpec
 from simreal.benchmark.mix import write_mix_file
@@ -51,6 +50,7 @@ def finished_result(spec: RunSpec) -> dict[str, Any] | None:
 def execute_run(spec: RunSpec, threads: int | None = None) -> dict[str, Any]:
     """Train and score one run (or return its finished record); writes ``result.json`` and returns it."""
     from simreal.inference import load_segmenter
+    from simreal.training.config import typed_training_config
     from simreal.training.loop import train
 
     done = finished_result(spec)
@@ -60,7 +60,7 @@ def execute_run(spec: RunSpec, threads: int | None = None) -> dict[str, Any]:
         torch.set_num_threads(threads)
     run_dir = Path(spec.run_dir)
     write_mix_file(run_dir / "mix.yaml", spec.mix_parts)
-    cfg = OmegaConf.create(spec.train_config)
+    cfg = typed_training_config(spec.train_config)
     start = time.perf_counter()
     result = train(cfg)
     train_seconds = time.perf_counter() - start
