@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from omegaconf import MISSING, DictConfig
 
 from simreal.config import compose_config, register_schema
+from simreal.study import SegmenterPairConfig
 
 
 @dataclass
@@ -17,12 +18,6 @@ class DemoFramesConfig:
     sim: int = MISSING
     real: int = MISSING
     eval: int = MISSING
-
-
-@dataclass
-class DemoSegmentersConfig:  # overrides of `simreal train segmenter`
-    outer: list[str] = MISSING
-    heldout: list[str] = MISSING
 
 
 @dataclass
@@ -42,7 +37,7 @@ class DemoConfig:
     address: str | None = MISSING
     size: list[int] = MISSING
     frames: DemoFramesConfig = MISSING
-    segmenters: DemoSegmentersConfig = MISSING
+    segmenters: SegmenterPairConfig = MISSING
     lcsae: list[str] = MISSING  # overrides of `simreal train lcsae`
     translate: DemoTranslateConfig = MISSING
 

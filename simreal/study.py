@@ -65,7 +65,7 @@ class StudyRealConfig:
 
 
 @dataclass
-class StudySegmentersConfig:  # overrides of `simreal train segmenter`
+class SegmenterPairConfig:  # overrides of `simreal train segmenter` (the study's and the demo's)
     outer: list[str] = MISSING
     heldout: list[str] = MISSING
 
@@ -107,7 +107,7 @@ class StudyConfig:
     sim: StudySimConfig = MISSING
     real: StudyRealConfig = MISSING
     eval: str | None = MISSING
-    segmenters: StudySegmentersConfig = MISSING
+    segmenters: SegmenterPairConfig = MISSING
     translators: StudyTranslatorsConfig = MISSING
     best: str = MISSING
     translate: StudyTranslateConfig = MISSING
