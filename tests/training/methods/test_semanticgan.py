@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from stores import make_procedural_store
 
 from simreal.data.store import FrameStore
 from simreal.errors import ConfigError
@@ -18,24 +17,6 @@ from simreal.training.loop import run_phase, train
 from simreal.training.method import TrainContext
 from simreal.training.methods.semanticgan import SIPLSegmenterError
 from simreal.training.registry import get_method
-
-
-@pytest.fixture(scope="module")
-def real_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_procedural_store(tmp_path_factory.mktemp("real") / "store", "textured", frames=16)
-
-
-@pytest.fixture(scope="module")
-def segmenter(real_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny segmenter trained on the real store (measured CE 1.9 -> 0.3 in 200 steps, tests/test_learning.py)."""
-    out = tmp_path_factory.mktemp("segmenter") / "run"
-    cfg = compose_training_config(
-        "segmenter",
-        ["preset=tiny", f"data={real_store}", "steps=200", "crop=[64,64]", "batch_size=4", "log_every=50",
-         "sample_every=0", "checkpoint_every=1000", f"out={out}"],
-    )  # fmt: skip
-    train(cfg)
-    return out
 
 
 def build_method(store: Path, *overrides: str):  # noqa: ANN201
@@ -50,24 +31,24 @@ def real_batch(method) -> dict:  # noqa: ANN001
     return {"real": {key: torch.stack([torch.as_tensor(s[key]) for s in samples]) for key in ("image", "label")}}
 
 
-def test_sipl_needs_a_segmenter_unless_switched_off(real_store: Path) -> None:
+def test_sipl_needs_a_segmenter_unless_switched_off(textured_store: Path) -> None:
     with pytest.raises(SIPLSegmenterError, match="outer_segmenter=RUN_DIR_OR_CHECKPOINT.*loss.sipl=0"):
-        build_method(real_store)
-    method = build_method(real_store, "loss.sipl=0")
+        build_method(textured_store)
+    method = build_method(textured_store, "loss.sipl=0")
     assert method.segmenter is None
     assert "sipl" not in run_phase(method, "G", real_batch(method), 0)
 
 
-def test_a_segmenter_of_another_class_set_is_refused(segmenter: Path, tmp_path: Path) -> None:
+def test_a_segmenter_of_another_class_set_is_refused(textured_segmenter: Path, tmp_path: Path) -> None:
     store = FrameStore.create(tmp_path / "c19", height=64, width=64, class_set="cityscapes19")
     store.append(np.zeros((2, 64, 64, 3), np.uint8), np.zeros((2, 64, 64), np.uint8), [{}, {}])
     with pytest.raises(SIPLSegmenterError, match="predicts 16 classes but the store uses 19"):
-        build_method(tmp_path / "c19", f"outer_segmenter={segmenter}")
+        build_method(tmp_path / "c19", f"outer_segmenter={textured_segmenter}")
 
 
-def test_generator_step_trains_through_the_frozen_segmenter(real_store: Path, segmenter: Path) -> None:
+def test_generator_step_trains_through_the_frozen_segmenter(textured_store: Path, textured_segmenter: Path) -> None:
     torch.manual_seed(0)
-    method = build_method(real_store, f"outer_segmenter={segmenter}", "loss.gan=0", "loss.feat=0")
+    method = build_method(textured_store, f"outer_segmenter={textured_segmenter}", "loss.gan=0", "loss.feat=0")
     frozen = [p.detach().clone() for p in method.segmenter.parameters()]
     generator_before = [p.detach().clone() for p in method.generator.parameters()]
     losses = run_phase(method, "G", real_batch(method), 0)
@@ -79,8 +60,8 @@ def test_generator_step_trains_through_the_frozen_segmenter(real_store: Path, se
     assert not method.segmenter.training
 
 
-def test_learning_rate_is_constant_for_half_the_steps_then_falls_linearly_to_zero(real_store: Path) -> None:
-    method = build_method(real_store, "loss.sipl=0", "steps=20")
+def test_learning_rate_is_constant_for_half_the_steps_then_falls_linearly_to_zero(textured_store: Path) -> None:
+    method = build_method(textured_store, "loss.sipl=0", "steps=20")
     batch = real_batch(method)
     for step, factor in ((0, 1.0), (9, 1.0), (10, 1.0), (15, 0.5), (19, 0.1)):
         for phase in method.phases():
@@ -89,10 +70,10 @@ def test_learning_rate_is_constant_for_half_the_steps_then_falls_linearly_to_zer
         assert [g["lr"] for g in method.opt_d.param_groups] == pytest.approx([2e-4 * factor])
 
 
-def test_sipl_falls_as_the_generator_learns(real_store: Path, segmenter: Path, tmp_path: Path) -> None:
+def test_sipl_falls_as_the_generator_learns(textured_store: Path, textured_segmenter: Path, tmp_path: Path) -> None:
     cfg = compose_training_config(
         "semanticgan",
-        ["preset=tiny", f"real={real_store}", f"outer_segmenter={segmenter}", "steps=150", "log_every=10",
+        ["preset=tiny", f"real={textured_store}", f"outer_segmenter={textured_segmenter}", "steps=150", "log_every=10",
          "sample_every=0", "checkpoint_every=1000", "seed=0", f"out={tmp_path}/run"],
     )  # fmt: skip
     records = [json.loads(line) for line in (train(cfg).run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -101,23 +82,31 @@ def test_sipl_falls_as_the_generator_learns(real_store: Path, segmenter: Path, t
     assert np.mean(sipl[-3:]) < 0.6 * sipl[0], sipl  # measured: 2.78 -> 0.51 (windows of 10 steps)
 
 
-def test_checkpoint_rebuilds_a_noise_free_label_painter(real_store: Path, tmp_path: Path) -> None:
+def test_checkpoint_rebuilds_a_noise_free_label_painter(textured_store: Path, tmp_path: Path) -> None:
     run = train(
         compose_training_config(
-            "semanticgan", ["preset=tiny", f"real={real_store}", "loss.sipl=0", "steps=2", f"out={tmp_path}/run"]
+            "semanticgan", ["preset=tiny", f"real={textured_store}", "loss.sipl=0", "steps=2", f"out={tmp_path}/run"]
         )
     ).run_dir
     painter = load_inference(run, kind=LABEL_TO_IMAGE)
     assert painter.method == "semanticgan" and painter.z_dim == 0 and painter.size_multiple == 4
-    store = FrameStore.open(real_store)
+    store = FrameStore.open(textured_store)
     labels = torch.as_tensor(np.stack([store.label(0), store.label(1)]))
     images = painter.paint(labels)
     assert images.shape == (2, 3, 64, 128) and float(images.abs().max()) <= 1
     torch.testing.assert_close(painter.paint(labels), images)  # deterministic: no noise
 
 
-def test_a_resumed_run_repeats_an_uninterrupted_one(real_store: Path, segmenter: Path, tmp_path: Path) -> None:
-    common = ["preset=tiny", f"real={real_store}", f"outer_segmenter={segmenter}", "steps=4", "checkpoint_every=2"]
+def test_a_resumed_run_repeats_an_uninterrupted_one(
+    textured_store: Path, textured_segmenter: Path, tmp_path: Path
+) -> None:
+    common = [
+        "preset=tiny",
+        f"real={textured_store}",
+        f"outer_segmenter={textured_segmenter}",
+        "steps=4",
+        "checkpoint_every=2",
+    ]
     straight = train(compose_training_config("semanticgan", [*common, f"out={tmp_path}/a"])).run_dir
     train(compose_training_config("semanticgan", [*common, "steps=2", f"out={tmp_path}/b"]))
     resumed = train(compose_training_config("semanticgan", [*common, f"out={tmp_path}/b", "resume=true"])).run_dir

@@ -8,24 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from stores import make_procedural_store
 
 from simreal.training.config import compose_training_config
 from simreal.training.loop import train
 from simreal.training.methods.semguided import TaskSegmenterError, jitter_and_crop
-
-
-@pytest.fixture(scope="module")
-def real_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_procedural_store(tmp_path_factory.mktemp("real") / "store.zarr", "textured", frames=8)
-
-
-@pytest.fixture(scope="module")
-def segmenter(real_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("segmenter") / "run"
-    overrides = ["preset=tiny", "steps=60", "crop=[64,64]", "batch_size=4", "seed=0", f"data={real_store}"]
-    train(compose_training_config("segmenter", [*overrides, "sample_every=0", f"out={out}"]))
-    return out
 
 
 def semguided_config(real_store: Path, out: Path, *extra: str):
@@ -47,12 +33,12 @@ def test_jitter_keeps_the_size_and_labels_aligned_with_their_pixels() -> None:
     assert same is images and same_labels is labels
 
 
-def test_without_a_task_segmenter_the_run_stops_and_says_what_to_pass(real_store: Path, tmp_path: Path) -> None:
+def test_without_a_task_segmenter_the_run_stops_and_says_what_to_pass(textured_store: Path, tmp_path: Path) -> None:
     with pytest.raises(TaskSegmenterError, match="outer_segmenter=RUN_DIR_OR_CHECKPOINT"):
-        train(semguided_config(real_store, tmp_path / "run"))
+        train(semguided_config(textured_store, tmp_path / "run"))
 
 
-def test_a_segmenter_of_other_classes_is_refused(real_store: Path, tmp_path: Path) -> None:
+def test_a_segmenter_of_other_classes_is_refused(textured_store: Path, tmp_path: Path) -> None:
     from simreal.models.segmenter import build_segmenter
 
     net = build_segmenter("tiny", num_classes=5)
@@ -61,14 +47,14 @@ def test_a_segmenter_of_other_classes_is_refused(real_store: Path, tmp_path: Pat
         {"method_name": "segmenter", "method": {"model_spec": net.spec.to_dict(), "model": net.state_dict()}}, other
     )
     with pytest.raises(TaskSegmenterError, match="predicts 5 classes"):
-        train(semguided_config(real_store, tmp_path / "run", f"outer_segmenter={other}"))
+        train(semguided_config(textured_store, tmp_path / "run", f"outer_segmenter={other}"))
 
 
 def test_the_frozen_segmenter_recognises_more_of_what_the_generator_paints(
-    real_store: Path, segmenter: Path, tmp_path: Path
+    textured_store: Path, textured_segmenter: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    train(semguided_config(real_store, run, f"outer_segmenter={segmenter}", "steps=60", "eval_every=1",
+    train(semguided_config(textured_store, run, f"outer_segmenter={textured_segmenter}", "steps=60", "eval_every=1",
                            "eval_frames=8", "log_every=10", "model.g_channels=8", "batch_size=4"))  # fmt: skip
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     semantic = [r["train/G/semantic"] for r in records if "train/G/semantic" in r]
@@ -77,20 +63,22 @@ def test_the_frozen_segmenter_recognises_more_of_what_the_generator_paints(
     assert np.mean(accuracy[-5:]) > accuracy[0] + 0.2, accuracy[::10]
 
 
-def test_synthesize_and_translate_paint_with_its_checkpoint(real_store: Path, segmenter: Path, tmp_path: Path) -> None:
+def test_synthesize_and_translate_paint_with_its_checkpoint(
+    textured_store: Path, textured_segmenter: Path, tmp_path: Path
+) -> None:
     from simreal.data.store import FrameStore
     from simreal.synthesize import load_synthesizer, open_synthesis_job
     from simreal.translate import load_translator
 
     run = tmp_path / "run"
-    train(semguided_config(real_store, run, f"outer_segmenter={segmenter}", "steps=2"))
+    train(semguided_config(textured_store, run, f"outer_segmenter={textured_segmenter}", "steps=2"))
     synthesizer = load_synthesizer(run)
     assert not synthesizer.stochastic
-    job = open_synthesis_job(synthesizer, real_store, tmp_path / "painted.zarr")
-    assert job.run(batch_size=4) == 8
+    job = open_synthesis_job(synthesizer, textured_store, tmp_path / "painted.zarr")
+    assert job.run(batch_size=4) == 16
     painted = FrameStore.open(tmp_path / "painted.zarr")
-    source = FrameStore.open(real_store)
-    assert len(painted) == 8 and np.array_equal(painted.label(3), source.label(3))
+    source = FrameStore.open(textured_store)
+    assert len(painted) == 16 and np.array_equal(painted.label(3), source.label(3))
     assert painted.rgb(3).shape == (64, 128, 3) and painted.rgb(3).std() > 0
     translator = load_translator(run, torch.device("cpu"))
     images, provenance = translator.translate(source.array("rgb")[:2], source.array("label")[:2], [(0, 0), (1, 0)], 0)
@@ -100,13 +88,13 @@ def test_synthesize_and_translate_paint_with_its_checkpoint(real_store: Path, se
 
 @pytest.mark.parametrize("method", ["dpgan", "oasis", "spade"])
 def test_the_per_class_discriminator_drops_into_the_other_label_to_image_methods(
-    method: str, real_store: Path, tmp_path: Path
+    method: str, textured_store: Path, tmp_path: Path
 ) -> None:
     from simreal.data.store import FrameStore
     from simreal.synthesize import load_synthesizer
 
     run = tmp_path / "run"
-    overrides = ["preset=tiny", f"real={real_store}", "steps=2", "device=cpu", f"out={run}"]
+    overrides = ["preset=tiny", f"real={textured_store}", "steps=2", "device=cpu", f"out={run}"]
     overrides.append("model.discriminator=semantic")
     result = train(compose_training_config(method, overrides))
     assert {"G/adv", "D/gan"} <= set(result.losses), sorted(result.losses)
@@ -115,15 +103,15 @@ def test_the_per_class_discriminator_drops_into_the_other_label_to_image_methods
     saved = torch.load(run / "checkpoint.pt", weights_only=True)["method"]["discriminator"]
     convs = [v for k, v in saved.items() if k.endswith("weight") and v.ndim == 4]
     assert convs[0].shape[1] == 17 + 3 and convs[-1].shape[0] == 16  # one-hot shared16 + RGB in, a map per class
-    labels = FrameStore.open(real_store).label(0)[None, :64, :64]
+    labels = FrameStore.open(textured_store).label(0)[None, :64, :64]
     images, _ = load_synthesizer(run).paint_frames(labels, [(0, 0)], seed=0)
     assert images.shape == (1, 64, 64, 3)
 
 
-def test_an_unknown_discriminator_choice_is_refused(real_store: Path, tmp_path: Path) -> None:
+def test_an_unknown_discriminator_choice_is_refused(textured_store: Path, tmp_path: Path) -> None:
     from simreal.errors import ConfigError
 
-    overrides = ["preset=tiny", f"real={real_store}", "device=cpu", f"out={tmp_path}", "model.discriminator=global"]
+    overrides = ["preset=tiny", f"real={textured_store}", "device=cpu", f"out={tmp_path}", "model.discriminator=global"]
     with pytest.raises(ConfigError, match="own or semantic"):
         train(compose_training_config("oasis", overrides))
 
