@@ -23,7 +23,15 @@ from omegaconf import OmegaConf
 
 from pipelines.collect_workers import RestartPolicy, SourceWorker, placement_options
 from pipelines.commit import OrderedCommitter
-from pipelines.ray_runtime import Demand, ray_session, require_resources, require_shared_folder, task_error_cause
+from pipelines.ray_runtime import (
+    Demand,
+    current_node,
+    merge_writers,
+    ray_session,
+    require_resources,
+    require_shared_folder,
+    task_error_cause,
+)
 from simreal.collect.backend import choose_backend
 from simreal.collect.carla_settings import check_run_ports
 from simreal.collect.collector import Batch, SourceSpec
@@ -177,10 +185,10 @@ def collect_job(cfg: CollectConfig) -> CollectJob:
     )
 
 
-def _write_batch(path: str, start: int, batch: Batch) -> tuple[int, int]:
+def _write_batch(path: str, start: int, batch: Batch) -> tuple[int, int, str]:
     store = FrameStore.open(path, mode="a")
     store.write_frames(start, batch.rgb, batch.label, batch.provenance, batch.source_label)
-    return start, start + len(batch.rgb)
+    return start, start + len(batch.rgb), current_node()
 
 
 def _open_store(job: CollectJob) -> FrameStore:
@@ -300,6 +308,7 @@ def run_collect(job: CollectJob, address: str | None = None, num_cpus: int | Non
         finally:
             _close(workers)
             store.update_attrs(
+                written_by=merge_writers(store.attrs, committer.rows_by_writer),
                 filter_report=report(),
                 collect={
                     "config": job.config,
@@ -360,8 +369,8 @@ def _drive(
         ref = ready[0]
         if ref in writing:
             writing.pop(ref)
-            start, stop = _get(ref)
-            committer.written(start, stop)
+            start, stop, node = _get(ref)
+            committer.written(start, stop, node)
             bar.advance(stop - start)
             continue
         worker = watched[ref]
