@@ -125,14 +125,14 @@ def compose_study_config(overrides: list[str] | None = None) -> DictConfig:
 
 @dataclass(frozen=True)
 class Translator:
-    """One row of the study: a method and its loss settings."""
+    """One row of the study: a named, checked ``TranslatorRun`` (whose defaults fill the keys an entry leaves out)."""
 
     name: str
     method: str
-    lambda_outer: float = 0.0
-    lambda_inner: float = 0.0
-    outer_loss: str = "ce"
-    class_weights: bool = False
+    lambda_outer: float
+    lambda_inner: float
+    outer_loss: str
+    class_weights: bool
 
     @classmethod
     def from_entry(cls, name: str, entry: TranslatorRun) -> Translator:

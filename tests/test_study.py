@@ -10,7 +10,13 @@ import pytest
 
 from pipelines.study import run_study
 from simreal.data.store import FrameStore
-from simreal.study import Translator, check_targets, compose_study_config, inverse_frequency_weights
+from simreal.study import (
+    Translator,
+    TranslatorRun,
+    check_targets,
+    compose_study_config,
+    inverse_frequency_weights,
+)
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -59,7 +65,10 @@ def test_class_weights_are_inverse_frequencies_capped(tmp_path: Path) -> None:
 
 
 def test_targets_read_the_tables() -> None:
-    translators = [Translator("sae", "sae"), Translator("lc", "lcsae", lambda_outer=2, lambda_inner=2)]
+    translators = [
+        Translator.from_entry("sae", TranslatorRun(method="sae")),
+        Translator.from_entry("lc", TranslatorRun(method="lcsae", lambda_outer=2, lambda_inner=2)),
+    ]
     row = {"kid": None}
     rows = [
         {**row, "name": "raw sim frames", "miou": 0.20, "fid": 150.0},
