@@ -95,7 +95,7 @@ class LCSAEMethod(TrainingMethod):
     def make_dataset(cls, cfg: LCSAETrainConfig, role: str, store_path: str) -> Dataset:
         from simreal.data.dataset import FrameDataset
 
-        return FrameDataset(store_path, crop=tuple(cfg.crop), random_crop=True, hflip=cfg.hflip, normalize="tanh")
+        return FrameDataset(store_path, crop=cfg.crop, random_crop=True, hflip=cfg.hflip, normalize="tanh")
 
     def __init__(self, cfg: LCSAETrainConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
