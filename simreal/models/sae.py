@@ -100,14 +100,16 @@ class SAEConfig:
     @classmethod
     def preset(cls, name: str, **overrides: object) -> SAEConfig:
         """``full``: the LC-SAE report (256 crops of 512x256 frames, reference widths); ``small``: about an eighth
-        of the widths on 128 crops of 256x128 frames, what trains to a useful point on a CPU; ``tiny``: tests."""
+        of the widths on 128 crops of 256x128 frames with the reference's structure grid, what trains to a useful
+        point on a CPU; ``tiny``: tests."""
         if name == "full":
             cfg = cls()
         elif name == "small":
             cfg = cls(
                 crop_size=128,
                 frame_size=(128, 256),
-                encoder=EncoderConfig(base_channels=16, max_channels=256, texture_dim=256),
+                # One downsampling fewer keeps the reference's structure grid: 16x16 per crop, 32x16 per frame.
+                encoder=EncoderConfig(base_channels=16, max_channels=256, structure_downsamplings=3, texture_dim=256),
                 generator=GeneratorConfig(base_channels=32, max_channels=128),
                 discriminator=DiscriminatorConfig(base_channels=32, max_channels=128),
                 patch_discriminator=PatchDiscriminatorConfig(
@@ -152,6 +154,8 @@ class SAEConfig:
             ) from err
 
     def validate(self) -> None:
+        if self.encoder.structure_downsamplings < 1:
+            raise SAEConfigError(f"structure_downsamplings must be >= 1, got {self.encoder.structure_downsamplings}")
         factor = 2**self.encoder.structure_downsamplings
         for side in (self.crop_size, *self.frame_size):
             if side % factor:

@@ -52,6 +52,7 @@ class OuterSegmenterError(TrainingError):
 @dataclass
 class SAEModelChoice:
     preset: str = MISSING  # an SAEConfig preset: full | small | tiny
+    structure_downsamplings: int | None = MISSING  # None: the preset's
 
 
 @dataclass
@@ -137,7 +138,15 @@ class LCSAEMethod(TrainingMethod):
         if height != width:
             raise TrainingError(f"crop must be square (the image discriminator is built for one size), got {cfg.crop}")
         base = SAEConfig.preset(cfg.model.preset)
-        return replace(base, crop_size=height, semantic_head=replace(base.semantic_head, n_classes=self.num_classes))
+        encoder = base.encoder
+        if cfg.model.structure_downsamplings is not None:
+            encoder = replace(encoder, structure_downsamplings=cfg.model.structure_downsamplings)
+        return replace(
+            base,
+            crop_size=height,
+            encoder=encoder,
+            semantic_head=replace(base.semantic_head, n_classes=self.num_classes),
+        )
 
     def _loss_config(self, cfg: LCSAETrainConfig) -> SAELossConfig:
         loss_cfg = replace(to_object(cfg.loss, "loss"), ignore_index=self.class_set.ignore_index)

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import torch
 from stores import make_procedural_store
+from typer.testing import CliRunner
 
+from simreal.cli.train import train_app
+from simreal.inference import load_inference
 from simreal.training.config import compose_training_config
 from simreal.training.method import TrainContext
 from simreal.training.registry import get_method
@@ -35,3 +38,19 @@ def test_lazy_r1_runs_every_interval_d_steps_with_the_interval_as_gain(tmp_path:
         id(method.nets.generator),
         id(method.nets.semantic_head),
     }
+
+
+def test_structure_code_grid_is_configurable_and_rebuilt_for_inference(tmp_path: Path) -> None:
+    sim = make_procedural_store(tmp_path / "sim", "flat")
+    real = make_procedural_store(tmp_path / "real", "textured")
+    image = torch.zeros(1, 3, 64, 128)
+    for downsamplings, grid in ((None, (4, 8)), (3, (8, 16))):
+        out = tmp_path / f"sae-{downsamplings}"
+        overrides = [f"sim={sim}", f"real={real}", "preset=tiny", "steps=2", f"out={out}"]
+        if downsamplings is not None:
+            overrides.append(f"model.structure_downsamplings={downsamplings}")
+        result = CliRunner().invoke(train_app, ["sae", *overrides])
+        assert result.exit_code == 0, result.output
+        encoder = load_inference(out, "cpu").encoder
+        structure, _ = encoder(image)
+        assert tuple(structure.shape[2:]) == grid  # 1/16 of 64x128 by default (the reference), 1/8 when asked
