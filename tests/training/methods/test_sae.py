@@ -1,4 +1,4 @@
-"""The sae / lcsae phases on the method contract: D and G alternate, lazy R1 gains its interval."""
+"""sae / lcsae on the method contract: D and G alternate, lazy R1 gains its interval, the structure grid is kept."""
 
 from __future__ import annotations
 
