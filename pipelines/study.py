@@ -66,8 +66,11 @@ def run_study(cfg: StudyConfig, command: str = "simreal study") -> StudyResult:
     out = Path(cfg.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     translators = selected_translators(cfg.translators.runs, cfg.translators.only)
-    if cfg.best not in {t.name for t in translators}:
-        raise SimrealError(f"best={cfg.best} is not one of the translators: {', '.join(t.name for t in translators)}")
+    names = {t.name for t in translators}
+    for key, name in (("best", cfg.best), ("best_cut", cfg.best_cut)):
+        if name is not None and name not in names:
+            raise SimrealError(f"{key}={name} is not one of the translators: {', '.join(t.name for t in translators)}")
+    variants = {t.name: cfg.translate.styles if t.family == "sae" else 1 for t in translators}
     clock = StageClock(out)
     with ray_session(cfg.address):
         with clock.stage("1/7 simulator frames: train, and a held-out test set (other seed, other towns)"):
@@ -78,15 +81,10 @@ def run_study(cfg: StudyConfig, command: str = "simreal study") -> StudyResult:
             heldout = train_run("segmenter", [*cfg.segmenters.heldout, *common, f"out={out / 'segmenter-heldout'}"])
         with clock.stage(f"3/7 {len(translators)} translators on one budget", key="3/7 translators on one budget"):
             runs = _train_translators(cfg, out, translators, stores, outer)
-        with clock.stage("4/7 translate the held-out sim frames with real styles"):
+        with clock.stage("4/7 translate the held-out sim frames (with real styles for the swapping autoencoders)"):
             translated = {
                 name: _translate(
-                    cfg,
-                    run,
-                    stores.sim_test,
-                    out / "translated" / f"{name}.zarr",
-                    cfg.translate.styles,
-                    stores.real_train,
+                    cfg, run, stores.sim_test, out / "translated" / f"{name}.zarr", variants[name], stores.real_train
                 )
                 for name, run in runs.items()
             }
@@ -97,12 +95,12 @@ def run_study(cfg: StudyConfig, command: str = "simreal study") -> StudyResult:
                 name: _translate(
                     cfg, runs[name], stores.sim_train, out / "downstream" / f"{name}.zarr", 1, stores.real_train
                 )
-                for name in ("sae", cfg.best)
+                for name in ("sae", cfg.best, cfg.best_cut)
                 if name in runs
             }
             bench = _bench(cfg, out, stores, downstream)
         with clock.stage("7/7 results"):
-            grid = _samples(out, stores.sim_test, translated, cfg.best, heldout)
+            grid = _samples(out, stores.sim_test, translated, cfg.best, cfg.best_cut, heldout)
         # written after the last stage closed, so the page's budget includes the sample grid's time too
         results = _results(cfg, command, out, stores, translators, scores, bench, heldout, clock)
         markdown = out / "results.md"
@@ -214,7 +212,8 @@ def _score(
 
 def _bench(cfg: StudyConfig, out: Path, stores: StudyStores, downstream: dict[str, Path]) -> dict[str, Any]:
     roles = {"sim": stores.sim_train, "real": stores.real_train, "translated_sae": downstream.get("sae"),
-             "translated": downstream.get(cfg.best)}  # fmt: skip
+             "translated": downstream.get(cfg.best),
+             "translated_lccut": downstream.get(cfg.best_cut) if cfg.best_cut else None}  # fmt: skip
     overrides = [
         *(f"{role}={path}" for role, path in roles.items() if path is not None), f"eval={stores.eval}",
         f"seeds={cfg.bench.seeds}", f"only=[{','.join(cfg.bench.mixes)}]", f"out={out / 'bench'}",
@@ -223,24 +222,31 @@ def _bench(cfg: StudyConfig, out: Path, stores: StudyStores, downstream: dict[st
     return run_benchmark(compose_bench_config("default", overrides)).results
 
 
-def _samples(out: Path, sim_test: Path, translated: dict[str, Path], best: str, heldout: Path) -> Path | None:
-    """sim | SAE | LC-SAE (best) | label | the scorer's prediction on the LC-SAE frame, for a few test frames."""
+def _samples(
+    out: Path, sim_test: Path, translated: dict[str, Path], best: str, best_cut: str | None, heldout: Path
+) -> Path | None:
+    """sim | SAE | LC-SAE (best) | [LC-CUT (best_cut)] | label | the scorer's prediction on the last translation,
+    for a few test frames."""
     if "sae" not in translated or best not in translated:
         return None
-    sim, sae, lcsae = FrameStore.open(sim_test), FrameStore.open(translated["sae"]), FrameStore.open(translated[best])
-    variants = len(lcsae) // len(sim)
+    sim = FrameStore.open(sim_test)
+    columns = [("SAE", "sae"), (f"LC-SAE ({best})", best)]
+    if best_cut in translated:
+        columns.append((f"LC-CUT ({best_cut})", best_cut))
+    opened = [FrameStore.open(translated[name]) for _, name in columns]
     scorer = load_segmenter(heldout)
     rows = []
     # frames spread over the test set: consecutive frames of one stream look alike
     for index in np.unique(np.linspace(0, len(sim) - 1, SAMPLE_ROWS).round().astype(int)).tolist():
-        lcsae_rgb = lcsae.rgb(index * variants)
+        images = [store.rgb(index * (len(store) // len(sim))) for store in opened]
         with torch.no_grad():
-            image = torch.from_numpy(lcsae_rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
+            image = torch.from_numpy(images[-1]).permute(2, 0, 1)[None].float() / 127.5 - 1
             prediction = scorer(image).argmax(1)[0].numpy().astype(np.uint8)
-        rows.append([sim.rgb(index), sae.rgb(index * variants), lcsae_rgb, sim.class_set.colorize(sim.label(index)),
+        rows.append([sim.rgb(index), *images, sim.class_set.colorize(sim.label(index)),
                      sim.class_set.colorize(prediction)])  # fmt: skip
     path = out / "samples.png"
-    save_png(image_grid(rows, ["sim", "SAE", f"LC-SAE ({best})", "label", "scorer on LC-SAE"]), path)
+    titles = ["sim", *(title for title, _ in columns), "label", f"scorer on {columns[-1][0].split(' ')[0]}"]
+    save_png(image_grid(rows, titles), path)
     return path
 
 

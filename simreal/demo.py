@@ -38,8 +38,10 @@ class DemoConfig:
     size: list[int] = MISSING
     frames: DemoFramesConfig = MISSING
     segmenters: SegmenterPairConfig = MISSING
-    lcsae: list[str] = MISSING  # overrides of `simreal train lcsae`
+    translator: str = MISSING  # the method trained and translated with (a key of ``translators``)
+    translators: dict[str, list[str]] = MISSING  # overrides of `simreal train <method>`, by method
     translate: DemoTranslateConfig = MISSING
+    floor_split: str | None = MISSING  # split of a registered real dataset held out as the FID floor
 
 
 register_schema("demo", DemoConfig)

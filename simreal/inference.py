@@ -8,6 +8,8 @@ inference model follows, and its ``build_inference(saved, device)`` rebuilds it 
 - ``structure_texture``: a ``TextureModel``: encoder (image -> structure, texture codes) and generator
   (structure, texture, noise_seeds) -> image, a sim frame translated with the texture of a real frame
   (``translate``);
+- ``image_to_image``: an ``ImageModel``: a generator editing a frame into the target domain as a whole, no style
+  frame (``translate``);
 - ``segmenter``: a ``SegmenterModel``: a network taking [-1, 1] RGB to class logits (``score``, ``bench``, the
   LC-SAE outer loss).
 
@@ -35,8 +37,9 @@ if TYPE_CHECKING:
 
 LABEL_TO_IMAGE = "label_to_image"
 STRUCTURE_TEXTURE = "structure_texture"
+IMAGE_TO_IMAGE = "image_to_image"
 SEGMENTER = "segmenter"
-INFERENCE_KINDS = (LABEL_TO_IMAGE, STRUCTURE_TEXTURE, SEGMENTER)
+INFERENCE_KINDS = (LABEL_TO_IMAGE, STRUCTURE_TEXTURE, IMAGE_TO_IMAGE, SEGMENTER)
 
 
 class InferenceModelError(ModelError):
@@ -58,6 +61,21 @@ class TextureModel:
 
 
 @dataclass
+class ImageModel:
+    """A whole-domain translator: ``generator(images, labels=None, noise=None) -> images`` in [-1, 1], eval mode.
+
+    ``generator.spec.label_channels`` (0 or the one-hot channels) and ``generator.spec.noise_channels`` say which
+    extra inputs it reads; frame sides must be multiples of ``generator.spec.size_multiple``."""
+
+    method: str
+    generator: nn.Module
+    class_set: LabelTable
+    device: torch.device
+    checkpoint: Path | None = None
+    checkpoint_hash: str = ""
+
+
+@dataclass
 class SegmenterModel:
     """A segmenter: ``net(images in [-1, 1]) -> (B, num_classes, H, W)`` logits, in eval mode."""
 
@@ -70,7 +88,7 @@ class SegmenterModel:
 
 
 if TYPE_CHECKING:
-    InferenceModel = Synthesizer | TextureModel | SegmenterModel
+    InferenceModel = Synthesizer | TextureModel | ImageModel | SegmenterModel
 
 
 def file_digest(path: Path, length: int = 16) -> str:

@@ -71,6 +71,10 @@ class ScoreJob:
     grid_rows: int = 4
     fid: str = "require"  # one of FID_MODES
     offline: bool = False  # never download the Inception weights (also: $SIMREAL_OFFLINE=1)
+    # names of scored stores: the untranslated frames, and the floors (real frames held out of training, the same
+    # sim frames in the real look) against which each translation's share of the FID gap closed is stated
+    raw: str | None = None
+    floors: Sequence[str] = ()
 
 
 @dataclass
@@ -163,6 +167,7 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
         "figures": {"iou_chart": "per_class_iou.png"},
         "fid_skipped": inception.skipped,
         "warnings": warnings,
+        "gap": fid_gap(results, job.raw, job.floors),
     }
     write_report(scores, out)
     return scores
@@ -240,6 +245,28 @@ def _check_object_classes(names: Sequence[str]) -> None:
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ScoreError(f"unknown object class(es) {unknown}; class sets define: {', '.join(sorted(known))}")
+
+
+def fid_gap(results: Sequence[dict[str, Any]], raw: str | None, floors: Sequence[str]) -> dict[str, Any] | None:
+    """Each other store's share of the FID gap closed, (FID_raw - FID) / (FID_raw - FID_floor), for every floor.
+
+    1 reaches the floor, 0 is no better than the raw frames, below 0 worse. None without FID or a raw store.
+    """
+    fids = {r["name"]: r["fid"] for r in results}
+    if raw is None or fids.get(raw) is None:
+        return None
+    missing = [name for name in (raw, *floors) if name not in fids]
+    if missing:
+        raise ScoreError(f"gap: no scored store named {', '.join(missing)} (scored: {', '.join(fids)})")
+    closed = {
+        name: {
+            floor: (fids[raw] - fid) / (fids[raw] - fids[floor]) if fids[raw] != fids[floor] else None
+            for floor in floors
+        }
+        for name, fid in fids.items()
+        if name != raw and name not in floors and fid is not None
+    }
+    return {"raw": raw, "floors": list(floors), "closed": closed}
 
 
 def _unique_names(paths: Sequence[StoreLocation]) -> list[str]:
@@ -346,6 +373,11 @@ def scores_summary(scores: dict[str, Any]) -> str:
         )
     if scores["fid_skipped"]:
         lines.append(f"FID/KID and object-level KID/FID skipped: {scores['fid_skipped']}")
+    gap = scores.get("gap")
+    for name, shares in (gap or {}).get("closed", {}).items():
+        parts = [f"{100 * v:.1f}% to {floor}" for floor, v in shares.items() if v is not None]
+        if parts:
+            lines.append(f"{name}: FID gap to {gap['raw']} closed {', '.join(parts)}")
     return "\n".join(lines)
 
 

@@ -4,7 +4,7 @@ the targets, the results page. The orchestration (which run when, on which worke
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +34,20 @@ TARGETS = {
 }
 
 
+STUDY_METHODS = ("sae", "lcsae", "cut", "fastcut", "lccut")
+LABEL_LOSS_METHODS = ("lcsae", "lccut")  # the methods with the report's outer loss (and an outer segmenter)
+
+
 @dataclass
 class TranslatorRun:
     """One entry of ``translators.runs``: a method and its loss settings (a key left out takes the value below)."""
 
-    method: str = MISSING  # sae | lcsae
+    method: str = MISSING  # one of STUDY_METHODS
     lambda_outer: float = 0.0
-    lambda_inner: float = 0.0
+    lambda_inner: float = 0.0  # LC-SAE only
     outer_loss: str = "ce"
     class_weights: bool = False
+    overrides: list[str] = field(default_factory=list)  # this row's own training overrides (after the common ones)
 
 
 # The typed keys of configs/study/default.yaml and its presets (values and their documentation live in the YAML).
@@ -110,6 +115,7 @@ class StudyConfig:
     segmenters: SegmenterPairConfig = MISSING
     translators: StudyTranslatorsConfig = MISSING
     best: str = MISSING
+    best_cut: str | None = MISSING
     translate: StudyTranslateConfig = MISSING
     score: StudyScoreConfig = MISSING
     bench: StudyBenchConfig = MISSING
@@ -133,26 +139,41 @@ class Translator:
     lambda_inner: float
     outer_loss: str
     class_weights: bool
+    extra: tuple[str, ...] = ()
 
     @classmethod
     def from_entry(cls, name: str, entry: TranslatorRun) -> Translator:
-        if entry.method not in ("sae", "lcsae"):
-            raise ConfigError(f"translators.runs.{name}: method must be sae or lcsae, got {entry.method!r}")
-        return cls(name, entry.method, entry.lambda_outer, entry.lambda_inner, entry.outer_loss, entry.class_weights)
+        if entry.method not in STUDY_METHODS:
+            raise ConfigError(
+                f"translators.runs.{name}: method must be one of {', '.join(STUDY_METHODS)}, got {entry.method!r}"
+            )
+        if entry.lambda_inner and entry.method != "lcsae":
+            raise ConfigError(f"translators.runs.{name}: lambda_inner is LC-SAE's; {entry.method} has no inner loss")
+        if (entry.lambda_outer or entry.class_weights) and entry.method not in LABEL_LOSS_METHODS:
+            raise ConfigError(
+                f"translators.runs.{name}: {entry.method} has no label loss; use one of {', '.join(LABEL_LOSS_METHODS)}"
+            )
+        return cls(
+            name, entry.method, entry.lambda_outer, entry.lambda_inner, entry.outer_loss, entry.class_weights,
+            tuple(entry.overrides),
+        )  # fmt: skip
 
     @property
     def uses_outer_segmenter(self) -> bool:
-        return self.method == "lcsae" and self.lambda_outer > 0
+        return self.method in LABEL_LOSS_METHODS and self.lambda_outer > 0
+
+    @property
+    def family(self) -> str:
+        """``sae`` for the swapping autoencoders (a style frame per translation), ``cut`` for the CUT family."""
+        return "sae" if self.method in ("sae", "lcsae") else "cut"
 
     def overrides(self, outer_segmenter: Path, class_weights: Sequence[float] | None) -> list[str]:
         """The training overrides that make this row (besides data, budget and output)."""
-        if self.method == "sae":
-            return []
-        overrides = [
-            f"loss.lambda_outer={self.lambda_outer}",
-            f"loss.lambda_inner={self.lambda_inner}",
-            f"loss.outer_loss={self.outer_loss}",
-        ]
+        if self.method not in LABEL_LOSS_METHODS:
+            return list(self.extra)
+        overrides = [*self.extra, f"loss.lambda_outer={self.lambda_outer}", f"loss.outer_loss={self.outer_loss}"]
+        if self.method == "lcsae":
+            overrides.append(f"loss.lambda_inner={self.lambda_inner}")
         if self.uses_outer_segmenter:
             overrides.append(f"outer_segmenter={outer_segmenter}")
         if self.class_weights:
@@ -162,8 +183,8 @@ class Translator:
         return overrides
 
     def report_row(self) -> tuple[float, float, float, float] | None:
-        """The report's Table 4.3 numbers for these lambdas (plain CE only)."""
-        if self.outer_loss != "ce" or self.class_weights:
+        """The report's Table 4.3 numbers for these lambdas (plain CE only; LC-SAE's rows)."""
+        if self.family != "sae" or self.outer_loss != "ce" or self.class_weights:
             return None
         return REPORT_TABLE_4_3.get((self.lambda_outer, self.lambda_inner))
 
@@ -210,9 +231,9 @@ def _row(name: str, translator: Translator | None, store: Mapping[str, Any] | No
         "name": name,
         "method": translator.method if translator else "-",
         "lambda_outer": translator.lambda_outer if translator else None,
-        "lambda_inner": translator.lambda_inner if translator else None,
+        "lambda_inner": translator.lambda_inner if translator and translator.method == "lcsae" else None,
         "outer_loss": (translator.outer_loss + (" (class-weighted)" if translator.class_weights else ""))
-        if translator and translator.method == "lcsae"
+        if translator and translator.method in LABEL_LOSS_METHODS
         else "-",
         "pixel_acc": consistency.get("pixel_acc"),
         "mean_acc": consistency.get("mean_acc"),
@@ -276,7 +297,48 @@ def check_targets(
             "met": None if gain is None else gain >= TARGETS["downstream_gain"] and apart,
         }
     )
-    return targets
+    return targets + _cut_targets(by_name, translators, mixes)
+
+
+def _cut_targets(by_name: Mapping[str, dict], translators: Sequence[Translator], mixes: Mapping[str, dict]) -> list:
+    """LC-CUT's targets (issue 27), when the study has an LC-CUT row."""
+    lccut = next((by_name[t.name] for t in translators if t.method == "lccut"), None)
+    if lccut is None:
+        return []
+    sim = by_name["raw sim frames"]
+    cut = next((by_name[t.name] for t in translators if t.method == "cut"), None)
+
+    def below(a: float | None, b: float | None) -> bool | None:
+        return None if a is None or b is None else a < b
+
+    def at_least(a: float | None, *others: float | None) -> bool | None:
+        return None if a is None or any(o is None for o in others) else all(a >= o for o in others)
+
+    def mean(name: str) -> float | None:
+        return mixes[name]["miou"]["mean"] if name in mixes else None
+
+    return [
+        {
+            "target": "FID(LC-CUT translated, real) < FID(raw sim, real)",
+            "measured": f"{_fmt(lccut['fid'], 1)} vs {_fmt(sim['fid'], 1)}",
+            "met": below(lccut["fid"], sim["fid"]),
+        },
+        {
+            "target": "LC-CUT mIoU >= CUT's and >= raw sim's",
+            "measured": f"{_fmt(lccut['miou'])} vs CUT {_fmt(cut['miou'] if cut else None)}, sim {_fmt(sim['miou'])}",
+            "met": at_least(lccut["miou"], cut["miou"] if cut else None, sim["miou"]),
+        },
+        {
+            "target": "downstream: LC-CUT mix >= LC-SAE mix",
+            "measured": f"{_fmt(mean('lccut'))} vs {_fmt(mean('lcsae'))}",
+            "met": at_least(mean("lccut"), mean("lcsae")),
+        },
+        {
+            "target": "downstream: real + LC-CUT >= real only",
+            "measured": f"{_fmt(mean('real_lccut_50'))} vs {_fmt(mean('real_only'))}",
+            "met": at_least(mean("real_lccut_50"), mean("real_only")),
+        },
+    ]
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -302,8 +364,10 @@ def results_markdown(results: Mapping[str, Any], grid: str | None) -> str:
         "",
         "## Label consistency and realism (Table 4.3 analogue)",
         "",
-        f"{setup['translated_images']} translated images per translator ({setup['test_frames']} held-out sim frames x "
-        f"{setup['styles']} real style frames), segmented by the held-out scorer (DeepLabV3+ "
+        f"{setup['translated_images']} translated images per swapping autoencoder ({setup['test_frames']} held-out sim "
+        f"frames x {setup['styles']} real style frames) and {setup['test_frames']} per CUT-family translator (one "
+        "translation per frame: CUT translates into the real domain as a whole, with no style frame), segmented by "
+        "the held-out scorer (DeepLabV3+ "
         f"{setup['heldout_encoder']}, mIoU {_fmt(setup['heldout_miou'])} on the evaluation store) and compared with "
         "the sim labels; FID/KID against the real training frames. In brackets: the report's numbers (CARLA -> "
         "Cityscapes, full scale, 400 images), where it has the row.",

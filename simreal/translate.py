@@ -1,11 +1,13 @@
 """The inference side of every translation method, behind one interface that bulk translation drives.
 
-Two families, by the method's inference kind (``simreal.inference``; the method registry says which):
+Three families, by the method's inference kind (``simreal.inference``; the method registry says which):
 
 - structure + texture (e.g. ``lcsae``, ``sae``): a sim frame gives the structure code, a real frame of the
   ``--style`` store gives the texture code (``random``: a seeded random real frame per output frame, ``fixed``:
   one frame, ``mean``: the mean texture code of the store);
-- label-to-image (e.g. ``dpgan``, ``oasis``, ``spade``): the frame's label map is painted with per-frame noise.
+- label-to-image (e.g. ``dpgan``, ``oasis``, ``spade``): the frame's label map is painted with per-frame noise;
+- image-to-image (e.g. ``lccut``, ``cut``): the frame itself is edited into the real domain as a whole (no style
+  frame; its label map and per-frame noise as the generator's extra inputs when it reads them).
 
 Output frame ``j`` is input frame ``j // variants`` with variant ``j % variants``; every random choice depends
 only on (seed, input index, variant), so pixels do not depend on batching, actors or resuming.
@@ -24,12 +26,20 @@ from simreal.data.images import tensor_to_uint8, uint8_to_tensor
 from simreal.data.store import FrameStore
 from simreal.device import autocast
 from simreal.errors import TranslationError
-from simreal.inference import LABEL_TO_IMAGE, STRUCTURE_TEXTURE, TextureModel, load_inference, read_checkpoint
+from simreal.inference import (
+    IMAGE_TO_IMAGE,
+    LABEL_TO_IMAGE,
+    STRUCTURE_TEXTURE,
+    ImageModel,
+    TextureModel,
+    load_inference,
+    read_checkpoint,
+)
 from simreal.labels import LabelTable
 from simreal.synthesize import Synthesizer, frame_noise_seed
 
 STYLE_POLICIES = ("random", "fixed", "mean")
-TRANSLATING_KINDS = (STRUCTURE_TEXTURE, LABEL_TO_IMAGE)
+TRANSLATING_KINDS = (STRUCTURE_TEXTURE, LABEL_TO_IMAGE, IMAGE_TO_IMAGE)
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,45 @@ class LabelTranslator:
         return images, [{"noise_seed": s} for s in seeds]
 
 
+class ImageTranslator:
+    """Whole-domain inference: the frame edited by the generator, with its label map and per-frame noise."""
+
+    def __init__(self, model: ImageModel, bf16: bool = False) -> None:
+        self.generator = model.generator.eval()
+        self.method, self.class_set, self.checkpoint_hash = model.method, model.class_set, model.checkpoint_hash
+        self.device, self.bf16 = model.device, bf16
+        self.spec = self.generator.spec
+        self.num_classes = max(self.class_set.ids) + 1
+
+    @torch.no_grad()
+    def translate(
+        self, rgb: np.ndarray, label: np.ndarray, jobs: list[tuple[int, int]], seed: int
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        from simreal.models.spade_blocks import one_hot_labels
+
+        h, w = rgb.shape[1:3]
+        if h % self.spec.size_multiple or w % self.spec.size_multiple:
+            raise TranslationError(
+                f"{self.method} translates frames whose sides are multiples of {self.spec.size_multiple}; the input "
+                f"store's are {w}x{h}: resize it (datasets import/collect store.size=[W,H])"
+            )
+        images = uint8_to_tensor(rgb, self.device)
+        segmap = None
+        if self.spec.label_channels:
+            segmap = one_hot_labels(torch.from_numpy(np.ascontiguousarray(label)).to(self.device), self.num_classes)
+        noise_seeds = [frame_noise_seed(seed, index, variant) for index, variant in jobs]
+        noise = None
+        if self.spec.noise_channels:
+            noise = torch.stack([
+                torch.randn(self.spec.noise_channels, h, w, generator=torch.Generator().manual_seed(s))
+                for s in noise_seeds
+            ]).to(self.device)  # fmt: skip
+        with autocast(self.device, self.bf16):
+            out = self.generator(images, segmap, noise)
+        extras = [{"noise_seed": s} if noise is not None else {} for s in noise_seeds]
+        return tensor_to_uint8(out), extras
+
+
 def checkpoint_method(path: str | Path) -> tuple[Path, str, dict]:
     """(checkpoint file, method name, saved method state) of a run directory or checkpoint."""
     file, saved = read_checkpoint(path)
@@ -171,4 +220,6 @@ def load_translator(
     model = load_inference(checkpoint, device)
     if isinstance(model, Synthesizer):
         return LabelTranslator(model, bf16=bf16)
+    if isinstance(model, ImageModel):
+        return ImageTranslator(model, bf16=bf16)
     return TextureTranslator(model, style, bf16=bf16)

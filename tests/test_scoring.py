@@ -231,6 +231,38 @@ def test_fid_auto_with_weights_computes_fid(world: dict[str, Path], tmp_path: Pa
     assert scores["settings"]["inception_weights"] == str(world["weights"])
 
 
+def test_the_share_of_the_fid_gap_closed_is_stated_against_every_floor(world: dict[str, Path], tmp_path: Path) -> None:
+    job = ScoreJob(
+        stores=[world["sim"], world["translated"], world["real"]],
+        reference=world["real"],
+        segmenter=world["segmenter"],
+        out=tmp_path / "gap",
+        inception_weights=world["weights"],
+        inception_dims=64,
+        kid_subsets=2,
+        fid="auto",
+        raw="sim",
+        floors=["real"],
+    )
+    scores = run_score(job)
+    fid = {store["name"]: store["fid"] for store in scores["stores"]}
+    assert fid["real"] == pytest.approx(0.0, abs=1e-6) and fid["sim"] > 0
+    share = scores["gap"]["closed"]["translated"]["real"]
+    assert share == pytest.approx((fid["sim"] - fid["translated"]) / (fid["sim"] - fid["real"]))
+    assert share == pytest.approx(1.0)  # the "translation" is the real frames themselves
+    report = (tmp_path / "gap" / "report.md").read_text()
+    assert "Share of the FID gap closed" in report and "100.0%" in report
+
+
+def test_fid_gap_refuses_unknown_names_and_needs_fid() -> None:
+    results = [{"name": "sim", "fid": 100.0}, {"name": "t", "fid": 80.0}, {"name": "floor", "fid": 60.0}]
+    gap = scoring.fid_gap(results, "sim", ["floor"])
+    assert gap["closed"] == {"t": {"floor": pytest.approx(0.5)}}
+    assert scoring.fid_gap([{**r, "fid": None} for r in results], "sim", ["floor"]) is None
+    with pytest.raises(ScoreError, match="no scored store named oracle"):
+        scoring.fid_gap(results, "sim", ["oracle"])
+
+
 def test_cli_rejects_bad_inputs(world: dict[str, Path], tmp_path: Path) -> None:
     common = ["--segmenter", str(world["segmenter"]), "--inception-weights", str(world["weights"])]
     code, output = invoke(str(tmp_path / "missing"), "--reference", str(world["real"]), *common)

@@ -10,6 +10,7 @@ import pytest
 
 from pipelines.study import run_study
 from simreal.data.store import FrameStore
+from simreal.errors import ConfigError
 from simreal.study import (
     Translator,
     TranslatorRun,
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 def tiny_study(out: Path, *extra: str):  # type: ignore[no-untyped-def]
-    only = "translators.only=[sae,lcsae_out2_in2,lcsae_out2_in2_wce]"
+    only = "translators.only=[sae,lcsae_out2_in2,lcsae_out2_in2_wce,lccut]"
     overrides = ["preset=tiny", "real.dataset=null", f"out={out}", only, *extra]
     return run_study(compose_study_config(overrides))
 
@@ -31,17 +32,23 @@ def test_tiny_study_runs_every_piece_and_reruns_skip_them(tmp_path: Path) -> Non
     result = tiny_study(tmp_path / "s")
     out = result.out
     rows = {row["name"]: row for row in result.results["consistency"]}
-    assert set(rows) == {"raw sim frames", "sae", "lcsae_out2_in2", "lcsae_out2_in2_wce"}
+    assert set(rows) == {"raw sim frames", "sae", "lcsae_out2_in2", "lcsae_out2_in2_wce", "lccut"}
     for row in rows.values():
         assert 0.0 <= row["miou"] <= 1.0
     assert rows["lcsae_out2_in2"]["report"] == (0.675, 0.351, 0.237, 66.26)  # Table 4.3's (2, 2) row beside ours
     assert rows["lcsae_out2_in2_wce"]["report"] is None  # the report has no class-weighted row
     test_frames = len(FrameStore.open(out / "sim_test.zarr"))
     assert len(FrameStore.open(out / "translated" / "lcsae_out2_in2.zarr")) == 2 * test_frames  # 2 styles each
-    assert {mix["name"] for mix in result.results["downstream"]} == {"sim_only", "sae", "lcsae", "real_only",
-                                                                     "real_lcsae_50"}  # fmt: skip
+    assert len(FrameStore.open(out / "translated" / "lccut.zarr")) == test_frames  # no style frame: one each
+    assert rows["lccut"]["report"] is None and rows["lccut"]["lambda_inner"] is None
+    assert {mix["name"] for mix in result.results["downstream"]} == {"sim_only", "sae", "lcsae", "lccut", "real_only",
+                                                                     "real_lcsae_50", "real_lccut_50"}  # fmt: skip
+    targets = [t["target"] for t in result.results["targets"]]
+    assert "FID(LC-CUT translated, real) < FID(raw sim, real)" in targets
+    assert "downstream: real + LC-CUT >= real only" in targets
     page = result.markdown.read_text()
     assert "Table 4.3 analogue" in page and "| lcsae_out2_in2 | 2 | 2 |" in page and "samples.png" in page
+    assert "| lccut | 1 | - | ce |" in page and "one translation per frame" in page
     assert json.loads((out / "results.json").read_text())["targets"][0]["target"].startswith("held-out scorer")
     config = (out / "translators" / "lcsae_out2_in2_wce" / "config.yaml").read_text()
     assert "outer_class_weights:" in config and "outer_class_weights: null" not in config
@@ -83,3 +90,42 @@ def test_targets_read_the_tables() -> None:
     downstream[1]["miou"] = {"mean": 0.31, "std": 0.02}
     met = [target["met"] for target in check_targets(rows, translators, None, downstream)]
     assert met == [None, True, False, False]
+
+
+def test_lc_cut_targets_read_the_tables() -> None:
+    translators = [
+        Translator.from_entry("cut", TranslatorRun(method="cut")),
+        Translator.from_entry("lccut", TranslatorRun(method="lccut", lambda_outer=1)),
+    ]
+    rows = [
+        {"kid": None, "name": "raw sim frames", "miou": 0.20, "fid": 150.0},
+        {"kid": None, "name": "cut", "miou": 0.18, "fid": 140.0},
+        {"kid": None, "name": "lccut", "miou": 0.21, "fid": 130.0},
+    ]
+    downstream = [
+        {"name": "lcsae", "miou": {"mean": 0.20, "std": 0.01}},
+        {"name": "lccut", "miou": {"mean": 0.25, "std": 0.01}},
+        {"name": "real_only", "miou": {"mean": 0.40, "std": 0.01}},
+        {"name": "real_lccut_50", "miou": {"mean": 0.38, "std": 0.01}},
+    ]
+    cut = {t["target"]: t["met"] for t in check_targets(rows, translators, 0.4, downstream) if "LC-CUT" in t["target"]}
+    assert list(cut.values()) == [True, True, True, False]
+    rows[2] = {**rows[2], "miou": 0.19}  # below the raw frames
+    cut = {
+        t["target"]: t["met"] for t in check_targets(rows, translators, 0.4, downstream[:1]) if "LC-CUT" in t["target"]
+    }
+    assert list(cut.values()) == [True, False, None, None]
+
+
+def test_study_rows_refuse_losses_their_method_lacks() -> None:
+    with pytest.raises(ConfigError, match="no label loss"):
+        Translator.from_entry("x", TranslatorRun(method="cut", lambda_outer=1))
+    with pytest.raises(ConfigError, match="lambda_inner is LC-SAE's"):
+        Translator.from_entry("x", TranslatorRun(method="lccut", lambda_outer=1, lambda_inner=1))
+    lccut = Translator.from_entry("x", TranslatorRun(method="lccut", lambda_outer=2, overrides=["steps=5"]))
+    assert lccut.overrides(Path("seg"), None) == [
+        "steps=5",
+        "loss.lambda_outer=2.0",
+        "loss.outer_loss=ce",
+        "outer_segmenter=seg",
+    ]

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simreal.errors import TrainingError
+from simreal.losses.label_consistency import LabelConsistencyLoss, cross_entropy_loss
 from simreal.models.sae import SAENetworks
 
 PHASES = ("G", "D", "Dreg")
@@ -126,33 +127,6 @@ def nonsaturating_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.softplus(-logits).mean() if real else F.softplus(logits).mean()
 
 
-def cross_entropy_loss(
-    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, weight: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Per-pixel NLL of softmax(logits), (weighted) mean over labelled pixels; 0 when none is labelled."""
-    total = F.cross_entropy(logits.float(), labels, weight=weight, ignore_index=ignore_index, reduction="sum")
-    valid = labels != ignore_index
-    # Normalise without a host sync (no `.any()`), matching F.cross_entropy's "mean" when pixels exist.
-    if weight is None:
-        count = valid.sum()
-    else:
-        count = (weight[labels.clamp(0, logits.shape[1] - 1)] * valid).sum()
-    return total / count.clamp_min(1e-6)
-
-
-def dice_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, eps: float = 1.0) -> torch.Tensor:
-    """1 - mean soft Dice over classes, ignored pixels masked out of both prediction and target."""
-    n_classes = logits.shape[1]
-    valid = (labels != ignore_index)[:, None].float()
-    probs = logits.float().softmax(dim=1) * valid
-    target = F.one_hot(labels.clamp(0, n_classes - 1) * (labels != ignore_index), n_classes)
-    target = target.permute(0, 3, 1, 2).float() * valid
-    dims = (0, 2, 3)
-    intersection = (probs * target).sum(dims)
-    total = probs.sum(dims) + target.sum(dims)
-    return 1.0 - ((2 * intersection + eps) / (total + eps)).mean()
-
-
 @contextlib.contextmanager
 def frozen(*modules: nn.Module) -> Iterator[None]:
     """Temporarily stop gradients into the parameters of ``modules`` (inputs still get gradients)."""
@@ -187,8 +161,7 @@ class SAELoss:
             # Frozen for good: eval mode (fixed BN statistics) and no parameter gradients.
             segmenter.eval().requires_grad_(False)
         self.segmenter = segmenter
-        weights = self.cfg.outer_class_weights
-        self.outer_weights = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
+        self.outer_loss = LabelConsistencyLoss(self.cfg.outer_loss, self.cfg.ignore_index, self.cfg.outer_class_weights)
 
     # ------------------------------------------------------------------ synthesis
     def synthesize(self, batch: SimRealBatch, with_trunk: bool = False) -> Synthesis:
@@ -275,21 +248,7 @@ class SAELoss:
         """Frozen segmenter on the hybrids vs the labels of their sim structure source (full resolution)."""
         if self.segmenter is None:
             raise SAELossError("outer semantic loss needs a segmenter")
-        logits = self.segmenter(syn.hybrids)
-        labels = batch.sim_labels[syn.structure_index]
-        if tuple(logits.shape[-2:]) != tuple(labels.shape[-2:]):
-            logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        if self.cfg.outer_loss == "dice":
-            return dice_loss(logits, labels, self.cfg.ignore_index)
-        weight = None
-        if self.outer_weights is not None:
-            if self.outer_weights.numel() != logits.shape[1]:
-                raise SAELossError(
-                    f"outer_class_weights has {self.outer_weights.numel()} entries but the segmenter "
-                    f"predicts {logits.shape[1]} classes"
-                )
-            weight = self.outer_weights.to(logits.device)
-        return cross_entropy_loss(logits, labels, self.cfg.ignore_index, weight)
+        return self.outer_loss(self.segmenter(syn.hybrids), batch.sim_labels[syn.structure_index])
 
     def discriminator_losses(self, batch: SimRealBatch) -> dict[str, torch.Tensor]:
         """Sim and real images count as real, reconstructions and hybrids as fake; patch D on real images."""

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simreal.losses.sae import cross_entropy_loss
+from simreal.losses.label_consistency import cross_entropy_loss
 
 
 def lsgan_d_loss(real_scores: Sequence[torch.Tensor], fake_scores: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from simreal.errors import ModelError
+from simreal.models.patchgan import MultiscalePatchGAN, PatchGAN
 from simreal.models.spade_blocks import check_divisible
 
 BLOCKS = ("crb", "res2", "res")
@@ -206,49 +206,10 @@ class SemanticGANGenerator(nn.Module):
         return self.model(segmap)
 
 
-class PatchGAN(nn.Module):
-    """pix2pixHD's ``NLayerDiscriminator``; ``forward`` returns every layer's output, the patch scores last."""
-
-    def __init__(self, in_channels: int, base: int, n_layers: int) -> None:
-        super().__init__()
-        layers = [nn.Sequential(nn.Conv2d(in_channels, base, 4, stride=2, padding=2), nn.LeakyReLU(0.2))]
-        width = base
-        for n in range(1, n_layers + 1):
-            previous, width = width, min(width * 2, 512)
-            layers.append(
-                nn.Sequential(
-                    nn.Conv2d(previous, width, 4, stride=2 if n < n_layers else 1, padding=2),
-                    instance_norm(width),
-                    nn.LeakyReLU(0.2),
-                )
-            )
-        layers.append(nn.Sequential(nn.Conv2d(width, 1, 4, padding=2)))
-        self.layers = nn.ModuleList(layers)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs = []
-        for layer in self.layers:
-            x = layer(x)
-            outputs.append(x)
-        return outputs
-
-
-class MultiscalePatchGAN(nn.Module):
-    """``forward(segmap, image)`` -> per scale (x1, x1/2, x1/4, ...), the list of layer outputs, logits last."""
+class SemanticGANDiscriminator(MultiscalePatchGAN):
+    """pix2pixHD's multi-scale PatchGAN on concat(labels, image), pix2pixHD's init."""
 
     def __init__(self, spec: MultiscalePatchGANSpec) -> None:
-        super().__init__()
+        super().__init__(PatchGAN(spec.input_channels, spec.base_channels, spec.n_layers) for _ in range(spec.num_d))
         self.spec = spec
-        self.scales = nn.ModuleList(
-            PatchGAN(spec.input_channels, spec.base_channels, spec.n_layers) for _ in range(spec.num_d)
-        )
         init_weights(self)
-
-    def forward(self, segmap: torch.Tensor, image: torch.Tensor) -> list[list[torch.Tensor]]:
-        x = torch.cat([segmap.to(image.dtype), image], 1)
-        outputs = []
-        for i, scale in enumerate(self.scales):
-            if i > 0:
-                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
-            outputs.append(scale(x))
-        return outputs

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simreal.errors import ModelError
+from simreal.models.patchgan import MultiscalePatchGAN, PatchGAN
 from simreal.models.spade_blocks import SN_INIT_DEFAULT, SPADEResBlock, check_divisible, conv2d, linear
 
 UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
@@ -156,48 +157,18 @@ class PatchGANSpec:
         return asdict(self)
 
 
-class NLayerDiscriminator(nn.Module):
-    def __init__(self, in_channels: int, base: int, n_layers: int) -> None:
-        super().__init__()
-        layers = [nn.Sequential(conv2d(in_channels, base, 4, stride=2, padding=2), nn.LeakyReLU(0.2))]
-        width = base
-        for n in range(1, n_layers):
-            previous, width = width, min(width * 2, 512)
-            stride = 1 if n == n_layers - 1 else 2
-            layers.append(
-                nn.Sequential(
-                    conv2d(previous, width, 4, stride=stride, padding=2, sn=True, sn_init=SN_INIT_DEFAULT),
-                    nn.InstanceNorm2d(width),
-                    nn.LeakyReLU(0.2),
-                )
-            )
-        layers.append(nn.Sequential(conv2d(width, 1, 4, padding=2)))
-        self.layers = nn.ModuleList(layers)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs = []
-        for layer in self.layers:
-            x = layer(x)
-            outputs.append(x)
-        return outputs
+def _spade_patch_conv(in_channels: int, out_channels: int, stride: int, middle: bool) -> nn.Module:
+    """SPADE's discriminator convs: spectral norm on the middle ones, their raw weights as PyTorch inits them."""
+    return conv2d(in_channels, out_channels, 4, stride=stride, padding=2, sn=middle, sn_init=SN_INIT_DEFAULT)
 
 
-class MultiscalePatchDiscriminator(nn.Module):
+class MultiscalePatchDiscriminator(MultiscalePatchGAN):
     """``forward(segmap, image)`` -> per scale, the list of layer outputs (the last one is the patch logits)."""
 
     def __init__(self, spec: PatchGANSpec) -> None:
-        super().__init__()
-        self.spec = spec
         in_channels = spec.num_classes + 1 + spec.extra_input_channels + 3
-        self.scales = nn.ModuleList(
-            NLayerDiscriminator(in_channels, spec.base_channels, spec.n_layers) for _ in range(spec.num_d)
+        # the reference's n_layers_D counts the first conv
+        super().__init__(
+            PatchGAN(in_channels, spec.base_channels, spec.n_layers - 1, _spade_patch_conv) for _ in range(spec.num_d)
         )
-
-    def forward(self, segmap: torch.Tensor, image: torch.Tensor) -> list[list[torch.Tensor]]:
-        x = torch.cat([segmap.to(image.dtype), image], 1)
-        outputs = []
-        for i, scale in enumerate(self.scales):
-            if i > 0:
-                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
-            outputs.append(scale(x))
-        return outputs
+        self.spec = spec

@@ -58,7 +58,7 @@ def build_sections(scores: dict[str, Any]) -> list[Section]:
             )
         ],
     )
-    sections = [overview, _per_class_section(scores), _objects_section(scores)]
+    sections = [overview, *_gap_section(scores), _per_class_section(scores), _objects_section(scores)]
     for store in stores:
         sections.append(
             Section(
@@ -69,6 +69,34 @@ def build_sections(scores: dict[str, Any]) -> list[Section]:
         )
     sections.append(_method_section(scores))
     return sections
+
+
+def _gap_section(scores: dict[str, Any]) -> list[Section]:
+    gap = scores.get("gap")
+    if not gap or not gap["floors"]:
+        return []
+    fid = {store["name"]: store["fid"] for store in scores["stores"]}
+    floors = gap["floors"]
+    rows = [
+        [name, fmt(fid[name], 2), *[_share(shares[floor]) for floor in floors]]
+        for name, shares in gap["closed"].items()
+    ]
+    return [
+        Section(
+            "Share of the FID gap closed",
+            paragraphs=[
+                f"(FID of `{gap['raw']}` - FID) / (FID of `{gap['raw']}` - FID of the floor): 100% reaches the floor, "
+                f"0% is no better than the untranslated frames (FID {fmt(fid[gap['raw']], 2)}). Floors: "
+                + ", ".join(f"`{floor}` (FID {fmt(fid[floor], 2)})" for floor in floors)
+                + "."
+            ],
+            tables=[Table(["store", "FID", *[f"gap closed to {floor}" for floor in floors]], rows)],
+        )
+    ]
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def _scaled(value: float | None) -> float | None:

@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch import nn
 
+from simreal.errors import TrainingError
+from simreal.losses.label_consistency import cross_entropy_loss, dice_loss
 from simreal.losses.sae import (
     SAELoss,
     SAELossConfig,
     SAELossError,
     SimRealBatch,
     build_optimizers,
-    cross_entropy_loss,
-    dice_loss,
     downsample_labels,
 )
 from simreal.models.sae import SAEConfig, build_networks
@@ -178,7 +178,7 @@ def test_outer_loss_requires_a_segmenter_and_matching_weights():
         SAELoss(nets, SAELossConfig(lambda_outer=1.0))
     cfg = SAELossConfig(lambda_outer=1.0, outer_class_weights=(1.0, 2.0))
     loss = SAELoss(nets, cfg, segmenter=TinySegmenter())
-    with pytest.raises(SAELossError, match="outer_class_weights has 2 entries"):
+    with pytest.raises(TrainingError, match="outer_class_weights has 2 entries"):
         backward_phase(loss, "G", make_batch())
 
 

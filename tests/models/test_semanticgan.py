@@ -9,8 +9,8 @@ from torch import nn
 from simreal.errors import ModelError
 from simreal.models.semanticgan import (
     CorrelatedResidualBlock,
-    MultiscalePatchGAN,
     MultiscalePatchGANSpec,
+    SemanticGANDiscriminator,
     SemanticGANGenerator,
     SemanticGANGeneratorSpec,
     channel_shuffle,
@@ -49,12 +49,14 @@ def test_full_size_crb_generator_swaps_nine_residual_blocks_for_crbs(block: str)
 
 
 def test_full_size_discriminator_is_three_pix2pixhd_patchgans() -> None:
-    assert _count(lambda: MultiscalePatchGAN(MultiscalePatchGANSpec(**CITYSCAPES))) == 3 * PATCHGAN_39 == 8_404_803
+    assert (
+        _count(lambda: SemanticGANDiscriminator(MultiscalePatchGANSpec(**CITYSCAPES))) == 3 * PATCHGAN_39 == 8_404_803
+    )
 
 
 def test_shared16_full_size_counts() -> None:
     assert _count(lambda: SemanticGANGenerator(SemanticGANGeneratorSpec(16))) == 47_424_387
-    assert _count(lambda: MultiscalePatchGAN(MultiscalePatchGANSpec(16))) == 8_346_435
+    assert _count(lambda: SemanticGANDiscriminator(MultiscalePatchGANSpec(16))) == 8_346_435
 
 
 def test_full_size_generator_paints_256x512_on_meta() -> None:
@@ -72,7 +74,7 @@ def test_tiny_generator_and_discriminator_shapes() -> None:
         fake = generator(segmap)
     assert fake.shape == (2, 3, 32, 48)
     assert float(fake.abs().max()) <= 1
-    outputs = MultiscalePatchGAN(MultiscalePatchGANSpec(5, base_channels=4))(segmap, fake)
+    outputs = SemanticGANDiscriminator(MultiscalePatchGANSpec(5, base_channels=4))(segmap, fake)
     assert len(outputs) == 3
     # 5 layers per scale; 4x4 convs with padding 2: a stride-2 layer maps n to n // 2 + 1, a stride-1 one to n + 1
     assert [len(scale) for scale in outputs] == [5, 5, 5]

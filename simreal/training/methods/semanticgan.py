@@ -29,8 +29,8 @@ from simreal.labels import LabelTable
 from simreal.losses.semanticgan import lsgan_d_loss, lsgan_g_loss, semantic_information_preserved_loss
 from simreal.losses.synthesis import multiscale_feature_matching
 from simreal.models.semanticgan import (
-    MultiscalePatchGAN,
     MultiscalePatchGANSpec,
+    SemanticGANDiscriminator,
     SemanticGANGenerator,
     SemanticGANGeneratorSpec,
 )
@@ -117,7 +117,7 @@ class SemanticGANMethod(LabelToImageMethod):
                 groups=model.groups,
             )
         )
-        discriminator = MultiscalePatchGAN(
+        discriminator = SemanticGANDiscriminator(
             MultiscalePatchGANSpec(self.num_classes, model.d_channels, num_d=model.num_d, n_layers=model.d_layers)
         )
         return generator, discriminator
