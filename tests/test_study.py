@@ -125,7 +125,7 @@ def test_study_rows_refuse_losses_their_method_lacks() -> None:
     lccut = Translator.from_entry("x", TranslatorRun(method="lccut", lambda_outer=2, overrides=["steps=5"]))
     assert lccut.overrides(Path("seg"), None) == [
         "steps=5",
-        "loss.lambda_outer=2.0",
+        "loss.lambda_outer=2",
         "loss.outer_loss=ce",
         "outer_segmenter=seg",
     ]
