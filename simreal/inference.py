@@ -64,7 +64,7 @@ class TextureModel:
 class ImageModel:
     """A whole-domain translator: ``generator(images, labels=None, noise=None) -> images`` in [-1, 1], eval mode.
 
-    ``generator.spec.label_channels`` (0 or the one-hot channels) and ``generator.spec.noise_channels`` say which
+    ``generator.spec.label_channels`` (0 or the one-hot channels) and ``generator.spec.noise_inputs`` say which
     extra inputs it reads; frame sides must be multiples of ``generator.spec.size_multiple``."""
 
     method: str

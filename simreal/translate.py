@@ -194,9 +194,9 @@ class ImageTranslator:
             segmap = one_hot_labels(torch.from_numpy(np.ascontiguousarray(label)).to(self.device), self.num_classes)
         noise_seeds = [frame_noise_seed(seed, index, variant) for index, variant in jobs]
         noise = None
-        if self.spec.noise_channels:
+        if self.spec.noise_inputs:
             noise = torch.stack([
-                torch.randn(self.spec.noise_channels, h, w, generator=torch.Generator().manual_seed(s))
+                torch.randn(self.spec.noise_inputs, h, w, generator=torch.Generator().manual_seed(s))
                 for s in noise_seeds
             ]).to(self.device)  # fmt: skip
         with autocast(self.device, self.bf16):

@@ -14,11 +14,16 @@ Two changes make it an editor of the rendered frame rather than a painter:
   change; ``residual=False`` is the reference's ``tanh`` output.
 - The one-hot label map of the frame (``label_channels``, which the simulator gives for free) as extra input
   channels after the RGB ones.
-- ``noise_channels`` maps of per-pixel N(0, 1) noise, added (through a learned 1x1 projection, zero at the start)
+- ``noise_channels`` maps of per-pixel N(0, 1) noise, added (through a learned 1x1 projection)
   to the features of the last up stage, at full resolution, before its InstanceNorm and ReLU (StyleGAN's noise
   inputs). A flat-shaded region is constant, so without noise a convolutional generator can only paint it
-  constant, and noise fed at the input would not survive the anti-aliased down and up stages: sensor grain and
-  fine texture need it where the image is made. The ReLU after it lets the features gate its amplitude per class.
+  constant, and noise fed at the input would not survive the anti-aliased down and up stages: fine texture needs
+  it where the image is made. The ReLU after it lets the features gate its amplitude per class.
+- ``grain``: sensor grain, per-pixel N(0, 1) noise in each RGB channel added to the output with an amplitude per
+  class and channel (a 1x1 conv of the one-hot labels; one amplitude per channel without labels), zero at the
+  start. Every camera adds it and a flat-shaded renderer never does; Inception features, and so FID, are very
+  sensitive to it. ``forward(..., with_clean=True)`` also returns the frame before grain, which the content loss
+  (PatchNCE) reads: grain is not content.
 
 PatchNCE reads the generator's own encoder: ``encode(x, labels)`` returns the activations after the listed
 indices of ``self.model`` (the reference's ``nce_layers`` 0,4,8,12,16: the padded input, the two down-stage convs,
@@ -41,6 +46,7 @@ from torch import nn
 from simreal.errors import ModelError
 
 INIT_GAIN = 0.02
+NOISE_INIT_STD = 0.1  # the noise projection's weights: noise reaches the (zero) head from the first step
 NCE_LAYERS = (0, 4, 8, 12, 16)
 
 
@@ -52,6 +58,7 @@ class CUTGeneratorSpec:
     n_blocks: int = 9
     label_channels: int = 0  # one-hot label map channels (num_classes + 1), 0 = the image alone
     noise_channels: int = 0  # noise maps added at the full-resolution decoder stage
+    grain: bool = False  # per-class sensor grain added to the output (3 more noise maps)
     residual: bool = True
     nce_layers: tuple[int, ...] = field(default=NCE_LAYERS)
 
@@ -67,6 +74,11 @@ class CUTGeneratorSpec:
     @property
     def input_channels(self) -> int:
         return 3 + self.label_channels
+
+    @property
+    def noise_inputs(self) -> int:
+        """Noise maps ``forward`` takes: the decoder's, then three for the grain."""
+        return self.noise_channels + (3 if self.grain else 0)
 
     @property
     def size_multiple(self) -> int:
@@ -168,8 +180,12 @@ class CUTGenerator(nn.Module):
         self.noise_at = len(layers) - 4  # the last up stage's InstanceNorm: noise joins just before it
         self.noise = nn.Conv2d(spec.noise_channels, ngf, 1, bias=False) if spec.noise_channels else None
         xavier_init(self)
-        if self.noise is not None:
-            nn.init.zeros_(self.noise.weight)
+        self.grain = nn.Conv2d(max(spec.label_channels, 1), 3, 1) if spec.grain else None
+        if self.noise is not None:  # not zero: with the head at zero too, neither would ever get a gradient
+            nn.init.normal_(self.noise.weight, std=NOISE_INIT_STD)
+        if self.grain is not None:  # no grain at the start
+            nn.init.zeros_(self.grain.weight)
+            nn.init.zeros_(self.grain.bias)
         if spec.residual:  # the identity at step 0
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -196,17 +212,26 @@ class CUTGenerator(nn.Module):
         return torch.cat([image, labels.to(image.dtype)], 1) if labels is not None else image
 
     def forward(
-        self, image: torch.Tensor, labels: torch.Tensor | None = None, noise: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self,
+        image: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        with_clean: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The translated frame; ``with_clean``: (frame, frame before grain)."""
+        spec = self.spec
         x = self._input(image, labels)
-        _check_extra("noise", noise, self.spec.noise_channels, tuple(image.shape[-2:]))
+        _check_extra("noise", noise, spec.noise_inputs, tuple(image.shape[-2:]))
         for index, layer in enumerate(self.model):
             if index == self.noise_at and self.noise is not None:
-                x = x + self.noise(noise.to(x.dtype))
+                x = x + self.noise(noise[:, : spec.noise_channels].to(x.dtype))
             x = layer(x)
-        if self.spec.residual:
-            return (image + x).clamp(-1.0, 1.0)
-        return torch.tanh(x)
+        clean = (image + x).clamp(-1.0, 1.0) if spec.residual else torch.tanh(x)
+        out = clean
+        if self.grain is not None:
+            amplitude_of = labels if labels is not None else torch.ones_like(image[:, :1])
+            out = (clean + self.grain(amplitude_of.to(x.dtype)) * noise[:, spec.noise_channels :]).clamp(-1.0, 1.0)
+        return (out, clean) if with_clean else out
 
     def encode(self, image: torch.Tensor, labels: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The activations after each of ``spec.nce_layers`` (layer 0: the RGB channels of the padded input)."""

@@ -45,10 +45,10 @@ def test_patchgan_and_projection_counts_are_the_references() -> None:
 
 def test_residual_generator_starts_as_the_identity() -> None:
     torch.manual_seed(0)
-    spec = CUTGeneratorSpec(ngf=8, n_blocks=2, label_channels=5, noise_channels=2)
+    spec = CUTGeneratorSpec(ngf=8, n_blocks=2, label_channels=5, noise_channels=2, grain=True)
     image = torch.rand(2, 3, 32, 48) * 2 - 1
     labels = torch.nn.functional.one_hot(torch.randint(0, 5, (2, 32, 48)), 5).permute(0, 3, 1, 2).float()
-    out = CUTGenerator(spec)(image, labels, torch.randn(2, 2, 32, 48))
+    out = CUTGenerator(spec)(image, labels, torch.randn(2, 5, 32, 48))
     torch.testing.assert_close(out, image, atol=0, rtol=0)
     plain = CUTGenerator(CUTGeneratorSpec(ngf=8, n_blocks=2, residual=False))(image)
     assert plain.abs().max() < 0.5 and not torch.allclose(plain, image, atol=0.1)  # CUT's own start: near grey
@@ -94,10 +94,23 @@ def test_noise_enters_at_full_resolution_and_can_make_per_pixel_grain() -> None:
     generator = CUTGenerator(CUTGeneratorSpec(ngf=4, n_blocks=1, noise_channels=2))
     image = torch.zeros(1, 3, 32, 32)
     noise = torch.randn(1, 2, 32, 32)
-    torch.testing.assert_close(generator(image, noise=noise), image, atol=0, rtol=0)  # silent at the start
-    torch.nn.init.normal_(generator.noise.weight)
+    torch.testing.assert_close(generator(image, noise=noise), image, atol=0, rtol=0)  # the head is zero at the start
     torch.nn.init.normal_(generator.head.weight, std=0.1)
     out = generator(image, noise=noise)
     # grain: neighbouring pixels differ far more than a blurred (down-and-up) path could make them
     assert (out[..., 1:] - out[..., :-1]).abs().mean() > 0.01
     assert not torch.allclose(out, generator(image, noise=torch.randn(1, 2, 32, 32)))
+
+
+def test_grain_has_an_amplitude_per_class_and_stays_out_of_the_clean_frame() -> None:
+    generator = CUTGenerator(CUTGeneratorSpec(ngf=4, n_blocks=1, label_channels=2, grain=True))
+    image = torch.zeros(1, 3, 16, 16)
+    labels = torch.zeros(1, 2, 16, 16)
+    labels[:, 0, :8], labels[:, 1, 8:] = 1, 1  # top half class 0, bottom half class 1
+    with torch.no_grad():
+        generator.grain.weight[:, 1] = 0.2  # grain on class 1 only
+    out, clean = generator(image, labels, torch.randn(1, 3, 16, 16), with_clean=True)
+    torch.testing.assert_close(clean, image)  # the head is still zero: the content is untouched
+    assert out[..., :8, :].abs().max() == 0 and out[..., 8:, :].std() > 0.1
+    with pytest.raises(ModelError, match="needs 3 noise channels"):
+        generator(image, labels)

@@ -59,6 +59,7 @@ class CUTModelConfig:
     residual: bool = MISSING
     label_input: bool = MISSING
     noise_channels: int = MISSING
+    grain: bool = MISSING
     discriminator: str = MISSING  # patch | semantic
     ndf: int = MISSING
     d_layers: int = MISSING
@@ -147,6 +148,7 @@ class LCCUTMethod(TrainingMethod):
             n_blocks=model.n_blocks,
             label_channels=self.num_classes + 1 if model.label_input else 0,
             noise_channels=model.noise_channels,
+            grain=model.grain,
             residual=model.residual,
             nce_layers=tuple(model.nce_layers),
         )
@@ -203,9 +205,9 @@ class LCCUTMethod(TrainingMethod):
         """The generator's extra inputs for a batch: one-hot labels and fresh noise, as configured."""
         segmap = one_hot_labels(labels, self.num_classes) if self.spec.label_channels else None
         noise = None
-        if self.spec.noise_channels:
+        if self.spec.noise_inputs:
             b, h, w = labels.shape
-            noise = torch.randn(b, self.spec.noise_channels, h, w, device=labels.device)
+            noise = torch.randn(b, self.spec.noise_inputs, h, w, device=labels.device)
         return segmap, noise
 
     def _nce(self, source: torch.Tensor, output: torch.Tensor, aux: tuple, flipped: bool = False) -> torch.Tensor:
@@ -237,14 +239,15 @@ class LCCUTMethod(TrainingMethod):
             source_aux = tuple(t.flip(-1) if t is not None else None for t in aux)
         else:
             source, source_labels, source_aux = sim, labels, aux
-        fake = self.train_generator(source, *source_aux)
+        fake, clean = self.train_generator(source, *source_aux, with_clean=True)
         self._fake = (fake.detach(), source_labels)
         losses = {"gan": loss.lambda_gan * self._adversarial(fake, source_labels, real=True)}
-        nce = self._nce(sim, fake, aux, flipped)
+        nce = self._nce(sim, clean, aux, flipped)  # content: the frame before grain
         if loss.nce_idt:  # CUT: identity PatchNCE on the real batch, averaged with the sim one
             real = self.ctx.images_to_device(batch["real"]["image"])
             real_aux = self._aux(batch["real"]["label"].to(self.ctx.device))
-            nce = 0.5 * (nce + self._nce(real, self.train_generator(real, *real_aux), real_aux))
+            _, real_clean = self.train_generator(real, *real_aux, with_clean=True)
+            nce = 0.5 * (nce + self._nce(real, real_clean, real_aux))
         losses["nce"] = loss.lambda_nce * nce
         if self.segmenter is not None:
             losses["label"] = loss.lambda_outer * self.label_loss(self.segmenter(fake), source_labels)
