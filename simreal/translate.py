@@ -191,7 +191,7 @@ class ImageTranslator:
         images = uint8_to_tensor(rgb, self.device)
         segmap = None
         if self.spec.label_channels:
-            segmap = one_hot_labels(torch.from_numpy(np.ascontiguousarray(label)).to(self.device), self.num_classes)
+            segmap = one_hot_labels(torch.from_numpy(np.array(label, dtype=np.int64)).to(self.device), self.num_classes)
         noise_seeds = [frame_noise_seed(seed, index, variant) for index, variant in jobs]
         noise = None
         if self.spec.noise_inputs:

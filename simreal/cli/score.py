@@ -6,6 +6,8 @@ Examples::
         --segmenter runs/segmenter-heldout
     simreal score stores/translated --reference stores/real --segmenter runs/seg --inception-weights pt_inception.pth
     simreal score stores/translated --reference stores/real --segmenter runs/seg --fid auto --offline
+    simreal score stores/translated stores/sim stores/real-heldout --reference stores/real-val --segmenter runs/seg \
+        --raw sim --floor real-heldout           # also: the share of the FID gap to the floor each store closed
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ def score(
         min=2,
         help="Object crops needed on both sides for an object-level KID (FID needs 2048).",
     ),
+    raw: str | None = typer.Option(
+        None, "--raw", help="Name of the scored store holding the untranslated frames (its folder name without .zarr)."
+    ),
+    floors: list[str] = typer.Option(
+        [], "--floor", help="A scored store that is a floor (real frames held out of training); repeatable."
+    ),
 ) -> None:
     """FID/KID against real images, label consistency under a held-out segmenter, object-level KID/FID."""
     from simreal.scoring import ScoreJob, run_score, scores_summary  # torch and friends load only when run
@@ -83,6 +91,8 @@ def score(
         objects=ObjectCropSpec(class_names=_class_names(object_classes)),
         fid=fid.value,
         offline=offline,
+        raw=raw,
+        floors=tuple(floors),
     )
     scores = run_score(job)
     typer.echo(scores_summary(scores))
