@@ -64,7 +64,7 @@ def test_patch_nce_falls_and_the_start_was_the_identity(
     )  # fmt: skip
     nce = curve(train(cfg).run_dir, "train/G/nce")
     assert len(nce) == 30
-    assert np.mean(nce[-5:]) < 0.7 * np.mean(nce[:2]), nce  # measured: see the closing note of issue 27
+    assert np.mean(nce[-5:]) < 0.7 * np.mean(nce[:2]), nce  # measured: 29.0 -> 14.4 (lambda_NCE 10 included)
 
 
 def test_the_label_loss_reaches_the_generator_and_only_when_weighted(
