@@ -18,7 +18,7 @@ def demo(
     overrides: list[str] = typer.Argument(None, help="Overrides of configs/demo.yaml, e.g. preset=tiny real=camvid."),
     out: Path = typer.Option(None, "--out", help="Folder for every store, run and the report (default runs/demo)."),
 ) -> None:
-    """Collect, train segmenters and LC-SAE, translate, score and report, at small scale on this machine.
+    """Collect, train segmenters and a translator (LC-CUT; translator=lcsae), translate, score, report: small scale.
 
     No CARLA server, GPU or download is needed: the procedural world's two looks stand in for sim and real unless
     `real=DATASET` names a registered real dataset (e.g. real=camvid).
