@@ -91,7 +91,7 @@ def test_study_translator_entries_are_typed_with_defaults_for_the_keys_they_leav
     assert translators["lcsae_out1_in5"].lambda_inner == 4.0
     assert translators["lcsae_out2_in2_wce"].class_weights is True
     wrong = compose_study_config(["translators.runs.sae.method=cyclegan"])
-    with pytest.raises(ConfigError, match="translators.runs.sae: method must be sae or lcsae"):
+    with pytest.raises(ConfigError, match="translators.runs.sae: method must be one of sae, lcsae, cut"):
         selected_translators(wrong.translators.runs, None)
 
 

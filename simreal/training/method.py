@@ -53,11 +53,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from simreal.device import autocast
-from simreal.training.errors import InitWeightsError
+from simreal.training.errors import InitWeightsError, TrainingError
 from simreal.training.schema import TrainingConfig
 
 if TYPE_CHECKING:
     from simreal.inference import InferenceModel
+    from simreal.labels import LabelTable
     from simreal.training.ema import ExponentialMovingAverage
 
 
@@ -234,6 +235,16 @@ class TrainingMethod:
 
     def evaluate(self) -> dict[str, float]:
         return {}
+
+    def shared_class_set(self, first: str = "sim", second: str = "real") -> LabelTable:
+        """The class set the stores of two data roles share; a sim/real pair labelled differently is refused."""
+        a, b = self.datasets[first].class_set, self.datasets[second].class_set
+        if a.name != b.name:
+            raise TrainingError(
+                f"{first} store uses class set {a.name!r} but {second} store uses {b.name!r}; "
+                "relabel one of them so both share a class set"
+            )
+        return a
 
     def load_frozen_segmenter(self, error: type[Exception], without: str, num_classes: int) -> nn.Module:
         """The segmenter of the run named by ``outer_segmenter``, on the device, in eval mode and frozen.

@@ -46,3 +46,12 @@ class TrainingConfig:
     checkpoint_every: int = MISSING
     launcher: str = MISSING
     ray: RayTrainConfig = MISSING
+
+
+@dataclass
+class EMASwitchConfig:
+    """An ``ema:`` section of the translators that may keep a moving average of their generator."""
+
+    enabled: bool = MISSING
+    decay: float = MISSING
+    warmup_steps: int = MISSING

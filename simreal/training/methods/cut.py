@@ -42,7 +42,7 @@ from simreal.models.spade_blocks import one_hot_labels
 from simreal.training.ema import ExponentialMovingAverage
 from simreal.training.method import Batch, LRSchedule, Phase, TrainContext, TrainingMethod, linear_decay
 from simreal.training.registry import register_method
-from simreal.training.schema import TrainingConfig
+from simreal.training.schema import EMASwitchConfig, TrainingConfig
 
 SAMPLE_SEED = 1234  # fixed generator noise for sample grids
 DISCRIMINATORS = ("patch", "semantic")
@@ -89,13 +89,6 @@ class CUTOptimConfig:
 
 
 @dataclass
-class CUTEMAConfig:
-    enabled: bool = MISSING
-    decay: float = MISSING
-    warmup_steps: int = MISSING
-
-
-@dataclass
 class CUTTrainConfig(TrainingConfig):
     """``configs/train/cut.yaml`` / ``fastcut.yaml`` (documented there)."""
 
@@ -107,7 +100,7 @@ class CUTTrainConfig(TrainingConfig):
     model: CUTModelConfig = MISSING
     loss: CUTLossConfig = MISSING
     optim: CUTOptimConfig = MISSING
-    ema: CUTEMAConfig = MISSING
+    ema: EMASwitchConfig = MISSING
 
 
 @dataclass
@@ -133,13 +126,7 @@ class LCCUTMethod(TrainingMethod):
 
     def __init__(self, cfg: CUTTrainConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
-        sim, real = datasets["sim"], datasets["real"]
-        if sim.class_set.name != real.class_set.name:
-            raise CUTError(
-                f"sim store uses class set {sim.class_set.name!r} but real store uses {real.class_set.name!r}; "
-                "relabel one of them so both share a class set"
-            )
-        self.class_set = sim.class_set
+        self.class_set = self.shared_class_set()
         self.num_classes = max(self.class_set.ids) + 1
         model, loss = cfg.model, cfg.loss
         self.check_loss(loss)

@@ -40,7 +40,7 @@ from simreal.training.ema import ExponentialMovingAverage
 from simreal.training.errors import InitWeightsError, TrainingError
 from simreal.training.method import Batch, Phase, TrainContext, TrainingMethod, load_matching_weights
 from simreal.training.registry import register_method
-from simreal.training.schema import TrainingConfig
+from simreal.training.schema import EMASwitchConfig, TrainingConfig
 
 SAMPLE_SEED = 1234  # fixed noise for sample grids, so grids of different steps are comparable
 
@@ -56,13 +56,6 @@ class SAEModelChoice:
 
 
 @dataclass
-class SAEEMAConfig:
-    enabled: bool = MISSING
-    decay: float = MISSING
-    warmup_steps: int = MISSING
-
-
-@dataclass
 class SAETrainConfig(TrainingConfig):
     """``configs/train/sae.yaml`` (documented there)."""
 
@@ -74,7 +67,7 @@ class SAETrainConfig(TrainingConfig):
     sample_count: int = MISSING
     model: SAEModelChoice = MISSING
     loss: SAELossConfig = MISSING
-    ema: SAEEMAConfig = MISSING
+    ema: EMASwitchConfig = MISSING
 
 
 @dataclass
@@ -100,13 +93,7 @@ class LCSAEMethod(TrainingMethod):
 
     def __init__(self, cfg: LCSAETrainConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
-        sim, real = datasets["sim"], datasets["real"]
-        if sim.class_set.name != real.class_set.name:
-            raise TrainingError(
-                f"sim store uses class set {sim.class_set.name!r} but real store uses {real.class_set.name!r}; "
-                "relabel one of them so both share a class set"
-            )
-        self.class_set = sim.class_set
+        self.class_set = self.shared_class_set()
         self.num_classes = max(self.class_set.ids) + 1
         self.model_config = self._model_config(cfg)
         self.loss_config = self._loss_config(cfg)
