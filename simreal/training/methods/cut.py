@@ -5,12 +5,13 @@ A PatchNCE loss in the generator's own encoder keeps each output patch recognisa
 PatchGAN pulls the output towards the real domain. LC-CUT adds the LC-SAE report's outer loss: a frozen segmenter,
 trained on the real domain (``outer_segmenter=RUN``), must still read the source frame's labels in the translation.
 The generator edits the rendered frame (``simreal.models.cut``: a zero-initialised residual output, so step 0 is
-the identity; the label map and noise as extra inputs).
+the identity; the label map as extra input, noise in the decoder, per-class grain outside PatchNCE).
 
 Each step draws ``batch_size`` sim and real crops (batch 1 in the reference) and runs a G phase (generator and
 projection head: GAN + PatchNCE [+ identity PatchNCE on the real batch for CUT] [+ label loss]), then a D phase on
 the same step's fake (the reference's D step also reads the fake made before the G update). Learning rates are
-constant for the first half of the run, then fall linearly to 0 (the reference's ``linear`` policy).
+constant for the first ``optim.decay_from`` share of the run, then fall linearly to 0 (the reference's ``linear``
+policy).
 
 ``model.discriminator``: ``patch`` is CUT's PatchGAN on the image (LSGAN); ``semantic`` is the semantic-guided
 cGAN's per-class PatchGAN on (labels, image), both domains labelled, with its class-balanced loss: it judges road as
@@ -34,7 +35,7 @@ from simreal.inference import IMAGE_TO_IMAGE, ImageModel
 from simreal.labels import LabelTable
 from simreal.losses.cut import lsgan_loss, patch_nce_loss
 from simreal.losses.label_consistency import LabelConsistencyLoss
-from simreal.losses.semguided import class_balanced_patch_loss, patch_class_shares
+from simreal.losses.semguided import class_balanced_patch_loss, patch_class_shares, semantic_generator_loss
 from simreal.models.cut import CUTGenerator, CUTGeneratorSpec, PatchProjection, xavier_init
 from simreal.models.patchgan import PatchGAN
 from simreal.models.semguided import SemanticPatchDiscriminator, SemanticPatchDiscriminatorSpec
@@ -197,9 +198,10 @@ class LCCUTMethod(TrainingMethod):
             noise = torch.randn(b, self.spec.noise_inputs, h, w, device=labels.device)
         return segmap, noise
 
-    def _nce(self, source: torch.Tensor, output: torch.Tensor, aux: tuple, flipped: bool = False) -> torch.Tensor:
+    def _nce(
+        self, source: torch.Tensor, output: torch.Tensor, segmap: torch.Tensor | None, flipped: bool = False
+    ) -> torch.Tensor:
         """PatchNCE between ``source`` and the ``output`` made from it (``flipped``: made from the mirrored source)."""
-        segmap = aux[0]
         queries = self.generator.encode(output, segmap.flip(-1) if flipped and segmap is not None else segmap)
         if flipped:
             queries = [q.flip(-1) for q in queries]
@@ -228,24 +230,21 @@ class LCCUTMethod(TrainingMethod):
             source, source_labels, source_aux = sim, labels, aux
         fake, clean = self.train_generator(source, *source_aux, with_clean=True)
         self._fake = (fake.detach(), source_labels)
-        losses = {"gan": loss.lambda_gan * self._adversarial(fake, source_labels, real=True)}
-        nce = self._nce(sim, clean, aux, flipped)  # content: the frame before grain
+        losses = {"gan": loss.lambda_gan * self._adversarial(fake, source_labels)}
+        nce = self._nce(sim, clean, aux[0], flipped)  # content: the frame before grain
         if loss.nce_idt:  # CUT: identity PatchNCE on the real batch, averaged with the sim one
             real = self.ctx.images_to_device(batch["real"]["image"])
             real_aux = self._aux(batch["real"]["label"].to(self.ctx.device))
             _, real_clean = self.train_generator(real, *real_aux, with_clean=True)
-            nce = 0.5 * (nce + self._nce(real, real_clean, real_aux))
+            nce = 0.5 * (nce + self._nce(real, real_clean, real_aux[0]))
         losses["nce"] = loss.lambda_nce * nce
         if self.segmenter is not None:
             losses["label"] = loss.lambda_outer * self.label_loss(self.segmenter(fake), source_labels)
         return losses
 
     def _discriminator_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        if self._fake is None:  # only when a D phase runs without the G phase before it
-            with torch.no_grad():
-                labels = batch["sim"]["label"].to(self.ctx.device)
-                self._fake = (self.generator(self.ctx.images_to_device(batch["sim"]["image"]), *self._aux(labels)),
-                              labels)  # fmt: skip
+        if self._fake is None:
+            raise CUTError("the D phase judges the fake of the G phase before it in the same step; run G first")
         fake, fake_labels = self._fake
         self._fake = None
         real = self.ctx.images_to_device(batch["real"]["image"])
@@ -263,14 +262,15 @@ class LCCUTMethod(TrainingMethod):
             "fake": 0.5 * lsgan_loss(self.train_discriminator(fake)[-1], real=False),
         }
 
-    def _adversarial(self, fake: torch.Tensor, labels: torch.Tensor, real: bool) -> torch.Tensor:
-        """The generator's GAN term, through the bare (frozen in this phase) discriminator."""
+    def _adversarial(self, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The generator's GAN term (fakes scored as real), through the bare (frozen in this phase) discriminator."""
         if isinstance(self.discriminator, SemanticPatchDiscriminator):
             scores = self.discriminator(one_hot_labels(labels, self.num_classes), fake)
-            return self._class_balanced(scores, labels, real=real)
-        return lsgan_loss(self.discriminator(fake)[-1], real=real)
+            return semantic_generator_loss(scores, labels, self.num_classes)
+        return lsgan_loss(self.discriminator(fake)[-1], real=True)
 
     def _class_balanced(self, scores: torch.Tensor, labels: torch.Tensor, real: bool) -> torch.Tensor:
+        """The semantic D's loss on one side; its paired helper reads one label map for both, here each has its own."""
         shares = patch_class_shares(labels, self.num_classes, tuple(scores.shape[-2:]))
         return class_balanced_patch_loss(scores, shares, target_is_real=real)
 
