@@ -40,6 +40,7 @@ from simreal.collect.filters import REASONS, SOURCE_EVENTS, FilterConfig, captur
 from simreal.collect.schedule import conditions, plan_schedules
 from simreal.data.convert import FrameSpec
 from simreal.data.location import StoreLocation, store_location
+from simreal.data.lock import writer_lock
 from simreal.data.store import STORE, FrameStore, StoreError, shard_ranges, store_state
 from simreal.errors import CollectionError, ConfigError
 from simreal.progress import console, progress_bar
@@ -276,64 +277,65 @@ def run_collect(job: CollectJob, address: str | None = None, num_cpus: int | Non
 
     Raises CollectionError when the store ends short because servers were lost for good (what was collected stays).
     """
-    began = time.perf_counter()
-    store = _open_store(job)
-    _check_backend_continuity(store, job)
-    committed_before = len(store)
-    previous = Counter(store.attrs.get("filter_report", {}))
-    if committed_before >= job.frames:
-        return CollectResult(job.out, committed_before, 0, 0, dict(previous), 0.0)
-    progress = _stream_progress(store, job)
-    store.reserve(job.frames)
-    committer = OrderedCommitter(store)
-    pending = shard_ranges(committed_before, job.frames, store.shard_size)
-    workers: list[SourceWorker] = []
+    with writer_lock(job.out):
+        began = time.perf_counter()
+        store = _open_store(job)
+        _check_backend_continuity(store, job)
+        committed_before = len(store)
+        previous = Counter(store.attrs.get("filter_report", {}))
+        if committed_before >= job.frames:
+            return CollectResult(job.out, committed_before, 0, 0, dict(previous), 0.0)
+        progress = _stream_progress(store, job)
+        store.reserve(job.frames)
+        committer = OrderedCommitter(store)
+        pending = shard_ranges(committed_before, job.frames, store.shard_size)
+        workers: list[SourceWorker] = []
 
-    def report() -> dict[str, int]:
-        return merge_counts(previous, *(w.counts for w in workers))
+        def report() -> dict[str, int]:
+            return merge_counts(previous, *(w.counts for w in workers))
 
-    with ray_session(address, num_cpus):
-        require_resources(_source_demand(job))
-        require_shared_folder(store.path, "the store")
-        writer = ray.remote(num_cpus=0)(_write_batch)
-        try:
-            workers = _workers(job, store, progress)
-            for worker in workers:
-                worker.launch()
-            for worker in workers:  # a source that cannot start at all is an error of the run, not a loss
-                _get(worker.start_ref)
-                worker.started()
-            with progress_bar("collect", total=job.frames, completed=committed_before) as bar:
-                _drive(workers, pending, store, committer, writer, bar, report)
-        finally:
-            _close(workers)
-            store.update_attrs(
-                written_by=merge_writers(store.attrs, committer.rows_by_writer),
-                filter_report=report(),
-                collect={
-                    "config": job.config,
-                    "frame_spec": asdict(job.frame_spec),
-                    "filter": asdict(job.filter),
-                    "lost_sources": [w.lost_reason for w in workers if w.lost_reason],
-                    "restarts": {w.name: w.restarts for w in workers if w.restarts},
-                },
+        with ray_session(address, num_cpus):
+            require_resources(_source_demand(job))
+            require_shared_folder(store.path, "the store")
+            writer = ray.remote(num_cpus=0)(_write_batch)
+            try:
+                workers = _workers(job, store, progress)
+                for worker in workers:
+                    worker.launch()
+                for worker in workers:  # a source that cannot start at all is an error of the run, not a loss
+                    _get(worker.start_ref)
+                    worker.started()
+                with progress_bar("collect", total=job.frames, completed=committed_before) as bar:
+                    _drive(workers, pending, store, committer, writer, bar, report)
+            finally:
+                _close(workers)
+                store.update_attrs(
+                    written_by=merge_writers(store.attrs, committer.rows_by_writer),
+                    filter_report=report(),
+                    collect={
+                        "config": job.config,
+                        "frame_spec": asdict(job.frame_spec),
+                        "filter": asdict(job.filter),
+                        "lost_sources": [w.lost_reason for w in workers if w.lost_reason],
+                        "restarts": {w.name: w.restarts for w in workers if w.restarts},
+                    },
+                )
+        lost = [w.lost_reason for w in workers if w.lost_reason]
+        if len(store) < job.frames:
+            raise CollectionError(
+                f"{job.out} holds {len(store)} of the {job.frames} frames asked for: every source was lost ("
+                + "; ".join(lost)
+                + "). The frames collected are kept: rerun the same command to continue once the servers are back."
             )
-    lost = [w.lost_reason for w in workers if w.lost_reason]
-    if len(store) < job.frames:
-        raise CollectionError(
-            f"{job.out} holds {len(store)} of the {job.frames} frames asked for: every source was lost ("
-            + "; ".join(lost)
-            + "). The frames collected are kept: rerun the same command to continue once the servers are back."
+        return CollectResult(
+            job.out,
+            len(store),
+            len(store) - committed_before,
+            sum(captured_count(w.counts) for w in workers),
+            report(),
+            time.perf_counter() - began,
+            lost,
         )
-    return CollectResult(
-        job.out,
-        len(store),
-        len(store) - committed_before,
-        sum(captured_count(w.counts) for w in workers),
-        report(),
-        time.perf_counter() - began,
-        lost,
-    )
 
 
 def _drive(

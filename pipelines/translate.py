@@ -32,6 +32,7 @@ from pipelines.ray_runtime import (
     task_error_cause,
 )
 from simreal.data.location import StoreLocation, absolute_location, store_location
+from simreal.data.lock import writer_lock
 from simreal.data.store import FrameStore, StoreError, open_derived, shard_ranges
 from simreal.inference import file_digest
 from simreal.progress import progress_bar
@@ -144,76 +145,77 @@ def _settings(job: TranslateJob, method: str) -> dict[str, Any]:
 
 
 def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int | None = None) -> TranslateResult:
-    began = time.perf_counter()
-    source = FrameStore.open(job.input)
-    if len(source) == 0:
-        raise StoreError(f"{job.input} holds no committed frames: there is nothing to translate")
-    if job.variants < 1:
-        raise TranslationError(f"--variants must be >= 1, got {job.variants}")
-    checkpoint, method, state = checkpoint_method(job.checkpoint)
-    check_request(method, job.style)  # fail here, not inside a model actor
-    style_store = absolute_location(job.style.store) if job.style.store is not None else None
-    job = replace(
-        job,
-        checkpoint=checkpoint.resolve(),
-        input=absolute_location(job.input),
-        style=replace(job.style, store=style_store),
-    )
-    class_set = state.get("class_set", {}).get("name")
-    if class_set and class_set != source.class_set.name:
-        raise TranslationError(
-            f"{job.checkpoint} was trained on {class_set} labels but {job.input} holds {source.class_set.name}"
+    with writer_lock(job.out):
+        began = time.perf_counter()
+        source = FrameStore.open(job.input)
+        if len(source) == 0:
+            raise StoreError(f"{job.input} holds no committed frames: there is nothing to translate")
+        if job.variants < 1:
+            raise TranslationError(f"--variants must be >= 1, got {job.variants}")
+        checkpoint, method, state = checkpoint_method(job.checkpoint)
+        check_request(method, job.style)  # fail here, not inside a model actor
+        style_store = absolute_location(job.style.store) if job.style.store is not None else None
+        job = replace(
+            job,
+            checkpoint=checkpoint.resolve(),
+            input=absolute_location(job.input),
+            style=replace(job.style, store=style_store),
         )
-    out = open_derived(
-        job.out, source, role="translate", settings=_settings(job, method), shard_size=job.shard_size,
-        description=f"{source.path} translated by {job.checkpoint}",
-    )  # fmt: skip
-    total = len(source) * job.variants
-    committed_before = len(out)
-    ranges = shard_ranges(committed_before, total, out.shard_size)
-    if not ranges:
-        return TranslateResult(store_location(job.out), committed_before, 0, 0.0)
-    out.reserve(total)
-    committer = OrderedCommitter(out)
-    with ray_session(address, num_cpus):
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # our own bar counts committed frames
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        cpus = float(ray.cluster_resources().get("CPU", 1))
-        # One actor per GPU; without GPUs, CPU actors leave a core to reading and writing when there is one to spare.
-        actors = job.actors or gpus or max(1, int(cpus) - 1)
-        require_resources(Demand("model actors", actors, 1.0, 1.0 if gpus else 0.0, count_key="--actors"))
-        require_shared_folder(out.path, "the output store")
-        shards = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges], override_num_blocks=len(ranges))
-        translated = (
-            shards.map_batches(
-                _read_shard,
-                batch_size=1,
-                num_cpus=0.25,
-                fn_kwargs={"input_path": str(job.input), "variants": job.variants},
-            )  # fmt: skip
-            .map_batches(
-                _ShardTranslator,
-                batch_size=1,
-                fn_constructor_kwargs={"job": job},
-                compute=ray.data.ActorPoolStrategy(size=actors),
-                num_gpus=1 if gpus else 0,
-                num_cpus=1,
+        class_set = state.get("class_set", {}).get("name")
+        if class_set and class_set != source.class_set.name:
+            raise TranslationError(
+                f"{job.checkpoint} was trained on {class_set} labels but {job.input} holds {source.class_set.name}"
             )
-            .map_batches(_write_shard, batch_size=1, fn_kwargs={"out_path": str(job.out)}, num_cpus=0.25)
-        )
-        first_commit = None
-        with progress_bar(f"translate ({method})", total=total, completed=committed_before) as bar:
-            try:
-                for row in translated.iter_rows():
-                    start, stop = int(row["start"]), int(row["stop"])
-                    committed = committer.written(start, stop, str(row["node"]))
-                    if first_commit is None:
-                        first_commit = (committed, time.perf_counter() - began)
-                    bar.advance(stop - start)
-            except Exception as err:
-                raise task_error_cause(err, "translating") from None
-        out.update_attrs(written_by=merge_writers(out.attrs, committer.rows_by_writer))
-    seconds = time.perf_counter() - began
-    return TranslateResult(store_location(job.out), len(out), len(out) - committed_before, seconds, first_commit)
+        out = open_derived(
+            job.out, source, role="translate", settings=_settings(job, method), shard_size=job.shard_size,
+            description=f"{source.path} translated by {job.checkpoint}",
+        )  # fmt: skip
+        total = len(source) * job.variants
+        committed_before = len(out)
+        ranges = shard_ranges(committed_before, total, out.shard_size)
+        if not ranges:
+            return TranslateResult(store_location(job.out), committed_before, 0, 0.0)
+        out.reserve(total)
+        committer = OrderedCommitter(out)
+        with ray_session(address, num_cpus):
+            context = ray.data.DataContext.get_current()
+            context.enable_progress_bars = False  # our own bar counts committed frames
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            cpus = float(ray.cluster_resources().get("CPU", 1))
+            # One actor per GPU; without GPUs, CPU actors leave a core to reading and writing when one is spare.
+            actors = job.actors or gpus or max(1, int(cpus) - 1)
+            require_resources(Demand("model actors", actors, 1.0, 1.0 if gpus else 0.0, count_key="--actors"))
+            require_shared_folder(out.path, "the output store")
+            shards = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges], override_num_blocks=len(ranges))
+            translated = (
+                shards.map_batches(
+                    _read_shard,
+                    batch_size=1,
+                    num_cpus=0.25,
+                    fn_kwargs={"input_path": str(job.input), "variants": job.variants},
+                )  # fmt: skip
+                .map_batches(
+                    _ShardTranslator,
+                    batch_size=1,
+                    fn_constructor_kwargs={"job": job},
+                    compute=ray.data.ActorPoolStrategy(size=actors),
+                    num_gpus=1 if gpus else 0,
+                    num_cpus=1,
+                )
+                .map_batches(_write_shard, batch_size=1, fn_kwargs={"out_path": str(job.out)}, num_cpus=0.25)
+            )
+            first_commit = None
+            with progress_bar(f"translate ({method})", total=total, completed=committed_before) as bar:
+                try:
+                    for row in translated.iter_rows():
+                        start, stop = int(row["start"]), int(row["stop"])
+                        committed = committer.written(start, stop, str(row["node"]))
+                        if first_commit is None:
+                            first_commit = (committed, time.perf_counter() - began)
+                        bar.advance(stop - start)
+                except Exception as err:
+                    raise task_error_cause(err, "translating") from None
+            out.update_attrs(written_by=merge_writers(out.attrs, committer.rows_by_writer))
+        seconds = time.perf_counter() - began
+        return TranslateResult(store_location(job.out), len(out), len(out) - committed_before, seconds, first_commit)

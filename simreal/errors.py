@@ -45,6 +45,11 @@ class CollectionError(SimrealError):
     """Collecting frames failed: a simulator server, a source setting, a stream."""
 
 
+class CheckpointError(SimrealError):
+    """A checkpoint or weights file that cannot be read (garbage, truncated, another program's pickle) or that is
+    not what the command takes."""
+
+
 class TrainingError(SimrealError):
     """A training run that cannot start or go on: data, run directory, checkpoint, a non-finite loss."""
 

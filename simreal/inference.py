@@ -30,6 +30,7 @@ from torch import nn
 from simreal.errors import ModelError
 from simreal.labels import LabelTable
 from simreal.training.checkpoint import checkpoint_file
+from simreal.training.checkpoint import load as load_checkpoint
 
 if TYPE_CHECKING:
     from simreal.synthesize import Synthesizer
@@ -104,7 +105,7 @@ def read_checkpoint(path: str | Path, what: str = "") -> tuple[Path, dict[str, A
     """(checkpoint file, its saved dict) of a run directory or checkpoint, loaded on the CPU; ``what`` names the
     kind of run expected when there is none."""
     file = checkpoint_file(path, what)
-    return file, torch.load(file, map_location="cpu", weights_only=True)
+    return file, load_checkpoint(file)
 
 
 def method_class(saved: dict[str, Any], source: str | Path) -> type[TrainingMethod]:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from simreal.data.images import tensor_to_uint8
+from simreal.data.lock import writer_lock
 from simreal.data.store import FrameStore, open_derived
 from simreal.device import pick_device
 from simreal.errors import TranslationError
@@ -144,6 +145,12 @@ class SynthesisJob:
         """Paint the remaining frames in batches; returns how many were painted now."""
         if batch_size < 1:
             raise SynthesisError(f"batch size must be >= 1, got {batch_size}")
+        with writer_lock(self.out.path):
+            # Reopened under the lock: another job may have continued the store since it was opened.
+            self.out = FrameStore.open(self.out.path, mode="a")
+            return self._paint(batch_size, on_batch)
+
+    def _paint(self, batch_size: int, on_batch: Callable[[int], None] | None) -> int:
         start = self.done
         has_source = self.labels.has_source_label
         for first in range(start, self.total, batch_size):
@@ -195,8 +202,9 @@ def open_synthesis_job(
         "variants": variants,
         "seed": seed,
     }
-    out = open_derived(
-        out_path, labels, role="synthesize", settings=settings, with_source_label=labels.has_source_label,
-        description=f"{synthesizer.method} synthesis of {labels_path} ({variants} variant(s), seed {seed})",
-    )  # fmt: skip
+    with writer_lock(out_path):
+        out = open_derived(
+            out_path, labels, role="synthesize", settings=settings, with_source_label=labels.has_source_label,
+            description=f"{synthesizer.method} synthesis of {labels_path} ({variants} variant(s), seed {seed})",
+        )  # fmt: skip
     return SynthesisJob(synthesizer, labels, out, variants, seed)

@@ -177,6 +177,11 @@ RGB_EFFECTS = {
     "chromatic_aberration_intensity": "0.0",
     "enable_postprocess_effects": "True",
 }
+# 0.9.16 exposure attributes of the RGB camera; in histogram mode its images settle EYE_ADAPTATION_S simulated
+# seconds after the camera spawns or the light changes (UE's eye adaptation, exposure speeds 3 up and 1 down)
+RGB_EXPOSURE = {"exposure_mode": "histogram", "exposure_compensation": "0.0", "shutter_speed": "200.0",
+                "iso": "100.0", "fstop": "1.4"}  # fmt: skip
+EYE_ADAPTATION_S = 1.0
 VEHICLES = {  # blueprint id -> base_type (0.9.14+ blueprints carry it)
     "vehicle.tesla.model3": "car",
     "vehicle.audi.a2": "car",
@@ -219,7 +224,7 @@ def _library(vehicle_base_types: bool = True) -> BlueprintLibrary:
             ActorBlueprint(
                 "sensor.camera.rgb",
                 **copy.deepcopy(camera),
-                **{name: ActorAttribute(value) for name, value in RGB_EFFECTS.items()},
+                **{name: ActorAttribute(value) for name, value in {**RGB_EFFECTS, **RGB_EXPOSURE}.items()},
             ),
             ActorBlueprint("sensor.camera.semantic_segmentation", **copy.deepcopy(camera)),
         ]
@@ -258,6 +263,7 @@ class Actor:
         self.autopilot_port: int | None = None
         self.sensor_tick = float(self.attributes.get("sensor_tick", "0") or 0)
         self.time_since_image = 0.0
+        self.spawned_at = server.sim_time  # simulated seconds
 
     def destroy(self) -> bool:
         self.server.rpc()
@@ -422,6 +428,9 @@ class FakeServer:
         self.map_name = self.config.initial_map
         self.weather = WeatherParameters.Default
         self.weather_history: list[str] = []
+        self.spawned: list[Actor] = []  # every actor ever spawned, destroyed ones included
+        self.light_changed_at = 0.0  # simulated seconds of the last weather change
+        self.adapting_frames: set[int] = set()  # frames whose RGB image was sent while its exposure was settling
         self.load_world_calls: list[tuple[str, bool]] = []
         self.load_world_timeouts: list[float] = []
         self.actors: dict[int, Actor] = {}
@@ -495,10 +504,18 @@ class FakeServer:
                         self._send_image(actor, self.frame)
             return self.frame
 
+    @property
+    def sim_time(self) -> float:
+        return self.frame * (self.settings.fixed_delta_seconds or 0.05)
+
     def _send_image(self, camera: Actor, frame: int) -> None:
         kind = "rgb" if camera.type_id == "sensor.camera.rgb" else "semantic"
         config = self.config
         self.images_sent += 1
+        auto_exposure = kind == "rgb" and camera.attributes.get("exposure_mode") == "histogram"
+        settled_from = max(camera.spawned_at, self.light_changed_at) + EYE_ADAPTATION_S
+        if auto_exposure and self.sim_time < settled_from - 1e-9:
+            self.adapting_frames.add(frame)
         if (kind, frame) in config.dropped or self.rng.random() < config.drop_probability:
             return
         attrs = camera.attributes
@@ -528,6 +545,7 @@ class FakeServer:
                 raise RuntimeError(f"spawn failed: parent actor {parent} does not exist")
             actor = Actor(self, next(self._ids), blueprint, transform, self.actors.get(parent))
             self.actors[actor.id] = actor
+            self.spawned.append(actor)
             return actor
 
     def destroy(self, actor_id: int) -> bool:
@@ -635,6 +653,7 @@ class World:
         self.server.rpc()
         self.server.weather = weather
         self.server.weather_history.append(weather.name)
+        self.server.light_changed_at = self.server.sim_time
 
     def get_weather(self) -> WeatherParameters:
         return self.server.weather

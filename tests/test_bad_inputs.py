@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import signal
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from layouts import write_bdd100k, write_camvid, write_carla
 from stores import make_procedural_store
 
@@ -115,6 +117,110 @@ def score(world: dict[str, Path], store: str, segmenter: str) -> list[str]:
 
 def collect(tmp: Path, *extra: str) -> list[str]:
     return ["collect", "--out", str(tmp / "c.zarr"), *extra]
+
+
+# ------------------------------------------------------------------ checkpoints that cannot be read
+def garbage_file(tmp: Path, name: str = "garbage.pt") -> Path:
+    path = tmp / name
+    path.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return path
+
+
+def foreign_pickle(tmp: Path, name: str = "foreign.pt") -> Path:
+    path = tmp / name
+    path.write_bytes(pickle.dumps({"weights": [1.0, 2.0], "epoch": 3}))  # another program's pickle
+    return path
+
+
+def tensors_file(tmp: Path) -> Path:
+    """A PyTorch file of plain tensors: readable, but not a training run's checkpoint."""
+    torch.save({"weights": torch.zeros(2)}, tmp / "weights.pt")
+    return tmp / "weights.pt"
+
+
+def truncated_run(world: dict[str, Path], tmp: Path, run: str) -> Path:
+    """A copy of a run directory whose checkpoint.pt lost its second half (an interrupted copy)."""
+    copy = tmp / f"{run}-copy"
+    shutil.copytree(world[run], copy)
+    truncate(copy / "checkpoint.pt")
+    return copy
+
+
+def synthesize(world: dict[str, Path], tmp: Path, checkpoint: Path | str) -> list[str]:
+    return ["synthesize", str(checkpoint), "--labels", str(world["sim"]), "--out", str(tmp / "painted.zarr")]
+
+
+def score_with(world: dict[str, Path], segmenter: Path) -> list[str]:
+    return ["score", str(world["sim"]), "--reference", str(world["real"]), "--segmenter", str(segmenter),
+            "--fid", "off"]  # fmt: skip
+
+
+def resume(world: dict[str, Path], run: Path, method: str = "sae") -> list[str]:
+    return ["train", method, f"sim={world['sim']}", f"real={world['real']}", *TINY, f"out={run}", "resume=true"]
+
+
+def bench_with_encoder(world: dict[str, Path], tmp: Path, weights: Path) -> list[str]:
+    return ["bench", "default", f"real={world['real']}", f"eval={world['sim']}", "preset=tiny", f"out={tmp}/b",
+            f"segmenter.encoder_weights={weights}"]  # fmt: skip
+
+
+def reference_file(tmp: Path, make: Callable[[Path, str], Path]) -> list[str]:
+    folder = tmp / "reference"
+    folder.mkdir()
+    make(folder, "best_G.pth")
+    return ["checkpoints", "import", "dpgan", str(folder), "--out", str(tmp / "imported")]
+
+
+NOT_TORCH, TRUNCATED, PICKLE = "not a PyTorch file", "truncated or damaged", "plain Python pickle"
+CHECKPOINT_CASES: dict[str, Case] = {
+    "translate: garbage checkpoint": Case(
+        lambda w, t: ["translate", str(garbage_file(t)), "--input", str(w["sim"]), "--out", str(t / "o.zarr")],
+        NOT_TORCH,
+    ),
+    "translate: truncated checkpoint": Case(
+        lambda w, t: [
+            "translate",
+            str(truncated_run(w, t, "sae")),
+            "--input",
+            str(w["sim"]),
+            "--out",
+            str(t / "o.zarr"),
+            "--style",
+            str(w["real"]),
+        ],  # fmt: skip
+        TRUNCATED,
+    ),
+    "translate: another program's pickle": Case(
+        lambda w, t: ["translate", str(foreign_pickle(t)), "--input", str(w["sim"]), "--out", str(t / "o.zarr")],
+        PICKLE,
+    ),
+    "translate: a torch file that is no run": Case(
+        lambda w, t: ["translate", str(tensors_file(t)), "--input", str(w["sim"]), "--out", str(t / "o.zarr")],
+        "is not a simreal checkpoint",
+    ),
+    "synthesize: garbage checkpoint": Case(lambda w, t: synthesize(w, t, garbage_file(t)), NOT_TORCH),
+    "synthesize: truncated checkpoint": Case(lambda w, t: synthesize(w, t, truncated_run(w, t, "dpgan")), TRUNCATED),
+    "synthesize: another program's pickle": Case(lambda w, t: synthesize(w, t, foreign_pickle(t)), PICKLE),
+    "synthesize: a run of another method": Case(lambda w, t: synthesize(w, t, w["segmenter"]), "segmenter"),
+    "score: garbage segmenter": Case(lambda w, t: score_with(w, garbage_file(t)), NOT_TORCH),
+    "score: truncated segmenter": Case(lambda w, t: score_with(w, truncated_run(w, t, "segmenter")), TRUNCATED),
+    "score: another program's pickle": Case(lambda w, t: score_with(w, foreign_pickle(t)), PICKLE),
+    "score: a run of another method": Case(lambda w, t: score_with(w, w["dpgan"]), "not a segmenter"),
+    "bench: garbage encoder weights": Case(lambda w, t: bench_with_encoder(w, t, garbage_file(t)), NOT_TORCH),
+    "bench: another program's pickle": Case(
+        lambda w, t: bench_with_encoder(w, t, foreign_pickle(t, "enc.pth")), PICKLE
+    ),
+    "train resume: truncated checkpoint": Case(lambda w, t: resume(w, truncated_run(w, t, "sae")), TRUNCATED),
+    "train resume: garbage checkpoint": Case(
+        lambda w, t: (t / "run").mkdir() or garbage_file(t / "run", "checkpoint.pt") and resume(w, t / "run"),
+        NOT_TORCH,
+    ),
+    "train resume: a run of another method": Case(
+        lambda w, t: resume(w, shutil.copytree(w["dpgan"], t / "dpgan-copy")), "belongs to method 'dpgan'"
+    ),
+    "checkpoints import: garbage file": Case(lambda w, t: reference_file(t, garbage_file), NOT_TORCH),
+    "checkpoints import: another program's pickle": Case(lambda w, t: reference_file(t, foreign_pickle), PICKLE),
+}
 
 
 CASES: dict[str, Case] = {
@@ -230,9 +336,11 @@ def _carla_size_mismatch(tmp: Path) -> list[str]:
 
 
 def store_digests(*roots: Path) -> dict[str, str]:
-    """sha256 of every file of every frame store under the roots."""
+    """sha256 of every file of every frame store, and of every checkpoint and weights file, under the roots."""
     digests = {}
     for root in roots:
+        for path in [*root.rglob("*.pt"), *root.rglob("*.pth")]:
+            digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
         for marker in root.rglob("zarr.json"):
             if marker.parent.name.endswith(".zarr") or marker.parent.suffix == ".zarr":
                 for path in sorted(p for p in marker.parent.rglob("*") if p.is_file()):
@@ -255,11 +363,11 @@ def assert_one_clear_line(status: int, out: str, err: str, expected_status: int,
     assert status == expected_status, (status, errors[0])
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [*CASES, *CHECKPOINT_CASES])
 def test_bad_input_gives_one_clear_line_and_keeps_every_store(
     name: str, world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    case = CASES[name]
+    case = CASES.get(name) or CHECKPOINT_CASES[name]
     argv = case.build(world, tmp_path)
     before = store_digests(world["root"], tmp_path)
     status, out, err = run_cli(argv, capsys)

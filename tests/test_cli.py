@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from layouts import write_camvid
 from typer.testing import CliRunner
@@ -96,6 +97,18 @@ def test_import_verify_show_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     FrameStore.open(out, mode="a").array("label")[1, 0, 0] = 99  # corrupt a committed frame behind the store's back
     bad = runner.invoke(app, ["datasets", "verify", str(out)])
     assert bad.exit_code == 1 and "99" in bad.output
+
+
+def test_verify_reports_frames_written_past_the_committed_count(tmp_path: Path) -> None:
+    store = FrameStore.create(tmp_path / "s.zarr", height=8, width=16, shard_size=4)
+    rgb, label = np.zeros((3, 8, 16, 3), np.uint8), np.zeros((3, 8, 16), np.uint8)
+    store.append(rgb, label, [{}] * 3)
+    store.reserve(12)
+    store.write_frames(5, rgb[:2], label[:2], [{}] * 2)  # a writer stopped before committing these
+    result = runner.invoke(app, ["datasets", "verify", str(tmp_path / "s.zarr")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "uncommitted data frames 5..6 (2 frames" in text and "3 committed frames verified" in text
 
 
 def test_import_argument_errors(tmp_path: Path) -> None:

@@ -177,6 +177,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     assert fresh.exit_code == 0, fresh.output
     a, b = FrameStore.open(tmp_path / "killed.zarr"), FrameStore.open(tmp_path / "fresh.zarr")
     assert len(a) == len(b) == target
+    assert verify_store(tmp_path / "killed.zarr").uncommitted == [], "the resumed run left rows past its commits"
     assert [p["frame"] for p in a.provenance_table()] == [p["frame"] for p in b.provenance_table()]
     np.testing.assert_array_equal(a.array("rgb")[:target], b.array("rgb")[:target])
     np.testing.assert_array_equal(a.array("label")[:target], b.array("label")[:target])
@@ -324,8 +325,49 @@ def test_carla_schedule_counts_only_frames_the_filters_keep(monkeypatch: pytest.
     server.wait_for_deliveries()
 
 
+def collect_through_warmups(monkeypatch: pytest.MonkeyPatch, frames: int, **params: object) -> tuple[list, object]:
+    """Frames a fake-CARLA collection keeps across weather changes and ego respawns (every near-duplicate moves
+    the ego: max_rejects_in_a_row=1), and the server that recorded which RGB images were still adapting."""
+    schedule = [("Town10HD", "ClearNoon", 3), ("Town10HD", "WetSunset", 3), ("Town10HD", "ClearNight", 3)]
+    collector, server = fake_carla_collector(
+        monkeypatch, schedule=schedule, max_rejects_in_a_row=1, max_respawns=100, **params
+    )
+    collector.start()
+    try:
+        batch = collector.collect(frames)
+        counts = collector.counts()
+    finally:
+        collector.close()
+    server.wait_for_deliveries()
+    assert counts["ego_respawns"] > 0 and server.weather_history.count("WetSunset") >= 1
+    return [p["frame"] for p in batch.provenance], server
+
+
+@pytest.mark.parametrize("step", [0.05, 0.1])
+def test_no_stored_carla_frame_falls_inside_the_exposure_warmup(monkeypatch: pytest.MonkeyPatch, step: float) -> None:
+    stored, server = collect_through_warmups(monkeypatch, 9, fixed_delta_seconds=step)  # default warmup_s
+    assert server.adapting_frames, "the fake's exposure never adapted: the test shows nothing"
+    assert not set(stored) & server.adapting_frames
+
+
+def test_a_warmup_shorter_than_the_eye_adaptation_stores_adapting_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the old default, 10 ticks of 0.05 s: half of the fake's 1 s adaptation (the check above can fail)
+    stored, server = collect_through_warmups(monkeypatch, 9, fixed_delta_seconds=0.05, warmup_s=0.5)
+    assert set(stored) & server.adapting_frames
+
+
+def test_manual_exposure_frames_do_not_depend_on_adaptation(monkeypatch: pytest.MonkeyPatch) -> None:
+    stored, server = collect_through_warmups(
+        monkeypatch, 9, warmup_s=0, exposure_mode="manual", shutter_speed=120.0, iso=200.0
+    )
+    cameras = [a.attributes for a in server.spawned if a.type_id == "sensor.camera.rgb"]
+    assert len(cameras) > 1, "no respawn: the fixed exposure was not shown to survive one"
+    assert all((c["exposure_mode"], c["shutter_speed"], c["iso"]) == ("manual", "120", "200") for c in cameras)
+    assert len(stored) == 9 and not server.adapting_frames
+
+
 def test_carla_respawns_are_counted_next_to_the_filter_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
-    collector, server = fake_carla_collector(monkeypatch, warmup_ticks=0, max_rejects_in_a_row=1, max_respawns=100)
+    collector, server = fake_carla_collector(monkeypatch, warmup_s=0, max_rejects_in_a_row=1, max_respawns=100)
     collector.start()
     try:
         collector.collect(4)

@@ -47,7 +47,7 @@ def collect_with_fake_servers(
         "collect", "--backend", "carla", "--servers", ",".join(servers), "--frames", str(FRAMES), "--out", str(out),
         "towns=[Town01,Town02]", "frames_per_condition=3", "camera.width=16", "camera.height=8",
         "camera.capture_every=2", "store.size=[16,8]", "store.shard_size=4", "filter.rules=[]", "traffic.vehicles=1",
-        "traffic.walkers=0", "carla.timeout_s=0.5", "carla.sensor_timeout_s=0.5", "carla.warmup_ticks=0",
+        "traffic.walkers=0", "carla.timeout_s=0.5", "carla.sensor_timeout_s=0.5", "carla.warmup_s=0",
         "carla.restart_budget_s=3", "carla.restart_backoff_s=0.2", "cpus_per_source=0.5",
     ]  # fmt: skip
     path = os.pathsep.join([str(REPO), str(REPO / "tests"), str(REPO / "tests" / "carla_in_workers")])

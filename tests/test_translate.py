@@ -163,6 +163,7 @@ def test_resume_after_kill(world: dict[str, Path], tmp_path: Path) -> None:
     assert killed_at < 96, "the run finished before it was killed; nothing was resumed"
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert verify_store(out).ok
+    report = verify_store(out)
+    assert report.ok and report.uncommitted == [], "the resumed run left rows written past its commits"
     records = provenance(out)
     assert [(p["source_index"], p["variant"]) for p in records] == [(j // 2, j % 2) for j in range(96)]

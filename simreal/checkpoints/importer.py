@@ -94,10 +94,7 @@ def find_reference_files(kind: str, source: str | Path, which: str | None = None
 
 def load_reference(path: Path) -> dict[str, torch.Tensor]:
     """A reference state dict, normalised (``module.`` prefix, old spectral-norm layout)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for foreign or broken files
-        raise CheckpointImportError(f"{path} cannot be read as a PyTorch state dict: {err}") from err
+    state = ckpt.read_torch_file(path, "PyTorch state dict")
     if not isinstance(state, dict):
         raise CheckpointImportError(f"{path} holds a {type(state).__name__}, not a state dict")
     return normalize_reference(state)
@@ -136,14 +133,13 @@ def import_checkpoints(
 def write_run(out: Path, method: str, state: dict, overrides: list[str], imported: dict) -> None:
     """``checkpoint.pt`` in the training loop's format (no optimizer, loader or RNG state) and ``config.yaml``."""
     from simreal.training.config import compose_training_config
-    from simreal.training.loop import CHECKPOINT_FORMAT
 
     cfg = compose_training_config(method, [*overrides, f"out={out}"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     files = {role: str(path) for role, path in imported["files"].items()}
     payload = {
-        "format": CHECKPOINT_FORMAT,
+        "format": ckpt.CHECKPOINT_FORMAT,
         "method_name": method,
         "step": 0,
         "method": state,

@@ -113,6 +113,13 @@ def import_dataset(
 def verify(store: str = typer.Argument(..., help="The frame store to check (a folder or URL).")) -> None:
     """Check a store's integrity (metadata, shapes, dtypes, label ids, provenance); non-zero exit on problems."""
     report = verify_store(store)
+    for start, stop in report.uncommitted:
+        console.print(
+            f"[yellow]uncommitted data[/] frames {start}..{stop - 1} ({stop - start} frames written after the last "
+            "commit, by a writer that stopped first): readers do not see them; the next collect/translate on this "
+            "store overwrites them",
+            soft_wrap=True,
+        )
     if report.ok:
         console.print(f"[green]ok[/] {store}: {report.frames} committed frames verified")
         return

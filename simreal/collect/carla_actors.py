@@ -151,15 +151,28 @@ class Scene:
             blueprint.set_attribute("fov", str(s.fov))
             # both cameras image only the ticks a capture can use (the server skips rendering and streaming the rest)
             blueprint.set_attribute("sensor_tick", f"{s.camera_sensor_tick:.6g}")
-            if blueprint_id == "sensor.camera.rgb" and not s.postprocess_effects:
-                for name, value in EDGE_BLURRING_EFFECTS.items():
-                    if blueprint.has_attribute(name):
-                        blueprint.set_attribute(name, value)
+            if blueprint_id == "sensor.camera.rgb":
+                self._set_exposure(blueprint)
+                if not s.postprocess_effects:
+                    for name, value in EDGE_BLURRING_EFFECTS.items():
+                        if blueprint.has_attribute(name):
+                            blueprint.set_attribute(name, value)
             camera = self._world.spawn_actor(
                 blueprint, pose, attach_to=self.ego, attachment_type=carla.AttachmentType.Rigid
             )
             self.cameras.append(camera)
             camera.listen(callback)
+
+    def _set_exposure(self, blueprint: Any) -> None:
+        """Auto exposure (UE's histogram eye adaptation) or the fixed exposure the settings give."""
+        for name, value in self._settings.exposure_attributes.items():
+            if blueprint.has_attribute(name):
+                blueprint.set_attribute(name, value)
+            elif name != "exposure_mode" or value != "histogram":
+                raise CarlaSpawnError(
+                    f"this server's RGB camera has no '{name}' attribute (CARLA before 0.9.10?): it cannot take "
+                    f"{name}={value}"
+                )
 
     def _spawn_vehicles(self, blueprints: list[Any], spawn_points: list[Any]) -> None:
         command, tm_port = self._carla.command, self._settings.tm_port

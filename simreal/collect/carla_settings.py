@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from simreal.collect.carla_errors import CarlaSettingsError
+
+EXPOSURE_MODES = ("histogram", "manual")
+MANUAL_EXPOSURE = ("shutter_speed", "iso", "fstop")  # sensor.camera.rgb attributes of the manual exposure
 
 
 @dataclass
@@ -40,7 +44,14 @@ class CarlaSettings:
     camera_pitch: float = 0.0
     camera_yaw: float = 0.0
     postprocess_effects: bool = False  # keep the RGB camera's motion blur, bloom, lens flare (edges off the labels)
-    warmup_ticks: int = 10  # ticks not captured after a spawn or weather change: auto-exposure settles
+    # simulated seconds not captured after a spawn, respawn, town or weather change: UE's eye adaptation (exposure
+    # speeds 3 up, 1 down) takes about 1 s of game time to settle
+    warmup_s: float = 2.0
+    exposure_mode: str = "histogram"  # histogram (UE's auto exposure) | manual (fixed: shutter_speed, iso, fstop)
+    exposure_compensation: float | None = None  # EV offset (both modes); None: the server's default
+    shutter_speed: float | None = None  # manual exposure: 1/s; None: the server's default (200)
+    iso: float | None = None  # manual exposure; None: the server's default (100)
+    fstop: float | None = None  # manual exposure (and depth of field); None: the server's default (1.4)
     max_rejects_in_a_row: int = 50  # frames the filters drop in a row before the ego moves (stuck, gridlock)
     max_respawns: int = 3  # ego moves without a kept frame before the source moves on to the next (town, weather)
     seed: int = 0
@@ -67,7 +78,7 @@ class CarlaSettings:
         for name in ("width", "height", "capture_every"):
             if getattr(self, name) < 1:
                 yield f"{name}={getattr(self, name)} must be >= 1"
-        for name in ("n_vehicles", "n_walkers", "warmup_ticks", "max_respawns", "schedule_start"):
+        for name in ("n_vehicles", "n_walkers", "warmup_s", "max_respawns", "schedule_start"):
             if getattr(self, name) < 0:
                 yield f"{name}={getattr(self, name)} must be >= 0"
         for name in ("max_missed_captures", "max_rejects_in_a_row"):
@@ -80,6 +91,28 @@ class CarlaSettings:
                 yield f"{name}={getattr(self, name)} must be > 0"
         if not 0.0 <= self.walker_cross_factor <= 1.0:
             yield f"walker_cross_factor={self.walker_cross_factor} must be in [0, 1]"
+        if self.exposure_mode not in EXPOSURE_MODES:
+            yield f"exposure_mode={self.exposure_mode!r} must be one of {', '.join(EXPOSURE_MODES)}"
+        fixed = [name for name in MANUAL_EXPOSURE if getattr(self, name) is not None]
+        if fixed and self.exposure_mode != "manual":
+            yield f"{', '.join(fixed)} set the exposure only with exposure_mode=manual"
+        for name in MANUAL_EXPOSURE:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                yield f"{name}={getattr(self, name)} must be > 0"
+
+    @property
+    def warmup_ticks(self) -> int:
+        """``warmup_s`` in ticks of ``fixed_delta_seconds`` (rounded up: never shorter than asked)."""
+        return math.ceil(self.warmup_s / self.fixed_delta_seconds - 1e-9)
+
+    @property
+    def exposure_attributes(self) -> dict[str, str]:
+        """The RGB camera's exposure blueprint attributes these settings ask for."""
+        values = {"exposure_mode": self.exposure_mode}
+        for name in ("exposure_compensation", *MANUAL_EXPOSURE):
+            if getattr(self, name) is not None:
+                values[name] = f"{getattr(self, name):g}"
+        return values
 
     @property
     def camera_sensor_tick(self) -> float:

@@ -36,7 +36,12 @@ class TrafficConfig:
 class CarlaConfig:
     timeout_s: float = MISSING
     load_timeout_s: float = MISSING
-    warmup_ticks: int = MISSING
+    warmup_s: float = MISSING
+    exposure_mode: str = MISSING
+    exposure_compensation: float | None = MISSING
+    shutter_speed: float | None = MISSING
+    iso: float | None = MISSING
+    fstop: float | None = MISSING
     max_rejects_in_a_row: int = MISSING
     max_respawns: int = MISSING
     fixed_delta_seconds: float = MISSING

@@ -13,8 +13,9 @@ Layout (format version 1, documented for users in docs/store-format.md)::
 Only the first ``committed_frames`` frames exist for readers. Writers put frame data first and advance the count
 afterwards, and every file is replaced as a whole (zarr's local store writes a temporary file and renames it; an
 object store's PUT is atomic per object), so a writer killed at any point leaves the committed frames intact; rows
-past the count are leftovers that the next append overwrites. A shard is never written by two processes: parallel
-writers are handed whole shards (see ``shard_ranges``).
+past the count are leftovers that the next append overwrites. A store has one writing job at a time (the lock of
+``simreal.data.lock``, taken by every pipeline that writes), and inside a job a shard is never written by two
+processes: parallel writers are handed whole shards (see ``shard_ranges``).
 
 A store lives in a local folder or under any fsspec URL (``s3://bucket/carla.zarr``; see ``simreal.data.location``).
 Where there is no rename, a store that must not be read before a job completes carries an ``unfinished`` attribute,
@@ -47,6 +48,7 @@ from simreal.data.location import (
     store_location,
     zarr_target,
 )
+from simreal.data.lock import check_writer
 from simreal.errors import StoreError
 from simreal.labels import IGNORE, LabelTable, get_class_set
 
@@ -202,6 +204,7 @@ class FrameStore:
     def update_attrs(self, **values: Any) -> None:
         """Merge JSON-able values into the store attributes (e.g. a filter report)."""
         self._require_writable()
+        check_writer(self.path)
         fresh = dict(self._group.attrs[ATTRS_KEY])
         fresh.update(values)
         with _writing(self.path, "updating the attributes of"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from simreal.data.location import StoreLocation, store_location
-from simreal.data.store import FrameStore, StoreError
+from simreal.data.store import FrameStore, StoreError, shard_ranges
 
 
 @dataclass
@@ -18,6 +18,9 @@ class VerifyReport:
     frames: int = 0
     problems: list[str] = field(default_factory=list)
     label_histogram: dict[int, int] = field(default_factory=dict)
+    # frames [start, stop) written past the committed count: a writer stopped before committing them (a crash, a
+    # kill, a lost lease). Not a problem: readers never see them and the next job on the store overwrites them.
+    uncommitted: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -82,4 +85,25 @@ def verify_store(path: str | Path) -> VerifyReport:
             except ValueError:
                 report.problems.append(f"frame {start + offset}: provenance is not a JSON object: {str(text)[:60]!r}")
     report.label_histogram = {int(i): int(c) for i, c in enumerate(histogram) if c}
+    report.uncommitted = uncommitted_ranges(store)
     return report
+
+
+def uncommitted_ranges(store: FrameStore) -> list[tuple[int, int]]:
+    """Frame ranges [start, stop) past the committed count that hold written data (a label that is not all ignore,
+    or a provenance record), read shard by shard."""
+    committed, rows = len(store), store.array("label").shape[0]
+    written = np.zeros(max(0, rows - committed), bool)
+    for start, stop in shard_ranges(committed, rows, store.shard_size):
+        labels = store.array("label")[start:stop]
+        texts = store.array("provenance")[start:stop]
+        has_label = (labels != store.class_set.ignore_index).reshape(len(labels), -1).any(axis=1)
+        written[start - committed : stop - committed] = has_label | np.array([len(str(t)) > 0 for t in texts], bool)
+    ranges: list[tuple[int, int]] = []
+    for offset in np.flatnonzero(written):
+        frame = committed + int(offset)
+        if ranges and ranges[-1][1] == frame:
+            ranges[-1] = (ranges[-1][0], frame + 1)
+        else:
+            ranges.append((frame, frame + 1))
+    return ranges

@@ -16,6 +16,7 @@ from torch import nn
 
 from simreal.errors import ModelError
 from simreal.models.spade_blocks import IGNORE_LABEL
+from simreal.training.checkpoint import read_torch_file
 
 VGG_LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 VGG_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
@@ -119,7 +120,9 @@ def _vgg19_features_from_file(path: Path) -> nn.Module:
 
         state = load_file(str(path))
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_torch_file(path, "VGG19 weights file")
+    if not isinstance(state, dict):
+        raise VGGWeightsUnavailable(f"{path} holds a {type(state).__name__}, not VGG19 weights")
     model = vgg19(weights=None)
     features_only = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     try:

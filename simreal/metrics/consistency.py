@@ -28,6 +28,7 @@ from simreal.errors import ScoringError
 from simreal.labels import LabelTable
 from simreal.metrics.segmentation import confusion_matrix, merge_table, named_scores
 from simreal.training.checkpoint import checkpoint_file
+from simreal.training.checkpoint import load as load_checkpoint
 
 
 class ConsistencyError(ScoringError):
@@ -60,7 +61,7 @@ def segmenter_training_store(segmenter: str | Path) -> Path | None:
 
 def segmenter_class_set(segmenter: str | Path) -> LabelTable | None:
     """The class set a segmenter checkpoint was trained on (``None`` for checkpoints that do not record it)."""
-    saved = torch.load(checkpoint_file(segmenter, "segmenter"), map_location="cpu", weights_only=True, mmap=True)
+    saved = load_checkpoint(checkpoint_file(segmenter, "segmenter"), mmap=True)
     attrs = saved.get("method", saved).get("class_set")
     return LabelTable.from_dict(attrs) if attrs else None
 

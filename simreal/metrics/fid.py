@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from pytorch_fid import inception as pfid_inception
 
 from simreal.errors import ScoringError
+from simreal.training.checkpoint import read_torch_file
 
 WEIGHTS_ENV = "SIMREAL_FID_WEIGHTS"
 OFFLINE_ENV = "SIMREAL_OFFLINE"  # 1: never download the Inception weights
@@ -107,10 +108,7 @@ def load_inception(
         # so the architecture is pytorch-fid's own and no download can happen.
         if url != pfid_inception.FID_WEIGHTS_URL:
             raise InceptionWeightsError(f"unexpected weights request for {url}")
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # unpickling errors come in many types
-            raise InceptionWeightsError(f"cannot read FID Inception weights {path}: {err}") from err
+        return read_torch_file(path, "FID Inception weights file")
 
     block = pfid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[dims]
     with mock.patch.object(pfid_inception, "load_state_dict_from_url", load_local):

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from simreal.errors import ModelError
-from simreal.training.checkpoint import checkpoint_file
+from simreal.training.checkpoint import checkpoint_file, read_torch_file
+from simreal.training.checkpoint import load as load_checkpoint
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -119,8 +120,8 @@ def load_segmenter(path: str | Path, map_location: str | torch.device = "cpu") -
     The returned network is in eval mode and takes [-1, 1] RGB input.
     """
     path = checkpoint_file(path, "segmenter")
-    saved = torch.load(path, map_location=map_location, weights_only=True)
-    return segmenter_from_state(saved.get("method", saved), str(path)).eval()
+    saved = load_checkpoint(path, map_location)
+    return segmenter_from_state(saved["method"], str(path)).eval()
 
 
 def segmenter_from_state(state: dict[str, Any], source: str = "the checkpoint") -> SegmenterNet:
@@ -200,8 +201,10 @@ def _load_encoder_file(encoder: nn.Module, path: Path) -> None:
 
         state = load_file(str(path), device="cpu")
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+        state = read_torch_file(path, "weights file")
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise WeightsUnavailableError(f"{path} holds a {type(state).__name__}, not a state dict of encoder weights")
     if all(key.startswith("encoder.") for key in state):
         state = {key.removeprefix("encoder."): value for key, value in state.items()}
     expected = encoder.state_dict()

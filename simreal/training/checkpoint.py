@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from simreal.errors import CheckpointError
 from simreal.training.errors import RunDirectoryError
 
 CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
 
 
 def checkpoint_file(path: str | Path, what: str = "") -> Path:
@@ -66,9 +70,53 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by ``save_atomic`` (tensors and plain containers only: ``weights_only``)."""
-    return torch.load(Path(path), map_location=map_location, weights_only=True)
+def read_torch_file(path: str | Path, what: str, map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
+    """``torch.load`` of tensors and plain containers only (``weights_only``: a file never runs code); a file that
+    cannot be read so is one CheckpointError line saying why. ``what`` names the file in it ("checkpoint")."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: the error below says what matters
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a folder, not a {what}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+        raise CheckpointError(f"{path} cannot be read as a {what}: {_why_unreadable(path, err)}") from None
+
+
+def _why_unreadable(path: Path, err: Exception) -> str:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        head = b""
+    if isinstance(err, pickle.UnpicklingError):  # weights_only refused the content
+        if head.startswith(b"PK"):
+            return "it holds pickled Python objects, not only tensors (simreal never loads code from a file)"
+        if head[:1] == b"\x80":
+            return "it is a plain Python pickle (another program's file?), not a PyTorch file"
+        return "it is not a PyTorch file"
+    if head.startswith(b"PK") or isinstance(err, EOFError):
+        return "it is truncated or damaged (an incomplete copy?)"
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]}"
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict:
+    """A simreal checkpoint (what ``save_atomic`` writes for a training run: format, method name, states);
+    anything else is one CheckpointError line."""
+    saved = read_torch_file(path, "simreal checkpoint", map_location, mmap)
+    if not isinstance(saved, dict) or "method_name" not in saved:
+        held = f"a dict of {', '.join(map(str, list(saved)[:4]))}" if isinstance(saved, dict) else type(saved).__name__
+        raise CheckpointError(
+            f"{path} is not a simreal checkpoint (the checkpoint.pt of a training run): it holds {held}"
+        )
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} has checkpoint format {saved.get('format')}; this simreal reads format {CHECKPOINT_FORMAT}"
+        )
+    return saved
 
 
 def capture_rng_state() -> dict:

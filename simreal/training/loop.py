@@ -37,14 +37,12 @@ from simreal.device import pick_device
 from simreal.progress import progress_bar
 from simreal.training import checkpoint as ckpt
 from simreal.training.data import InfiniteLoader
-from simreal.training.errors import InitWeightsError, NonFiniteLossError, RunDirectoryError, TrainingError
+from simreal.training.errors import NonFiniteLossError, RunDirectoryError, TrainingError
 from simreal.training.grid import save_grid
 from simreal.training.method import Batch, Phase, PhaseLosses, TrainContext, TrainingMethod, iterate_phases
 from simreal.training.registry import get_method
 from simreal.training.run_log import RunLog
 from simreal.training.schema import TrainingConfig
-
-CHECKPOINT_FORMAT = 1
 
 
 @dataclass
@@ -269,7 +267,7 @@ def save_checkpoint(
 ) -> None:
     ckpt.save_atomic(
         {
-            "format": CHECKPOINT_FORMAT,
+            "format": ckpt.CHECKPOINT_FORMAT,
             "method_name": method_name,
             "step": step,
             "method": method.state_dict(),
@@ -288,13 +286,7 @@ def seed_everything(seed: int) -> None:
 
 def load_init_weights(path: str) -> dict:
     """The checkpoint of the run named by ``init=`` (a run directory or its checkpoint.pt)."""
-    try:
-        saved = ckpt.load(ckpt.checkpoint_file(path))
-    except FileNotFoundError as err:
-        raise InitWeightsError(f"init={path}: {err}") from err
-    if saved.get("format") != CHECKPOINT_FORMAT:
-        raise InitWeightsError(f"init={path} has checkpoint format {saved.get('format')}, expected {CHECKPOINT_FORMAT}")
-    return saved
+    return ckpt.load(ckpt.checkpoint_file(path))
 
 
 def _load_for_resume(cfg: TrainingConfig, checkpoint_path: Path, method_name: str) -> dict | None:
@@ -311,8 +303,6 @@ def _load_for_resume(cfg: TrainingConfig, checkpoint_path: Path, method_name: st
     if not exists:
         return None
     saved = ckpt.load(checkpoint_path)
-    if saved.get("format") != CHECKPOINT_FORMAT:
-        raise RunDirectoryError(f"{checkpoint_path} has checkpoint format {saved.get('format')}, expected 1")
     if "imported" in saved:
         raise RunDirectoryError(
             f"{checkpoint_path} holds weights imported from reference files, with no optimizer state to resume; "

@@ -65,7 +65,7 @@ def add_server(fake: FakeCarla, **config):
 def settings(**overrides) -> CarlaSettings:
     values = dict(
         width=8, height=6, fov=70.0, capture_every=1, n_vehicles=3, n_walkers=2, timeout_s=0.5,
-        sensor_timeout_s=0.3, fixed_delta_seconds=0.1, warmup_ticks=0,
+        sensor_timeout_s=0.3, fixed_delta_seconds=0.1, warmup_s=0,
     )  # fmt: skip
     values.update(overrides)
     return CarlaSettings(**values)
@@ -376,10 +376,28 @@ def test_ego_from_any_vehicle_with_a_warning_when_blueprints_lack_base_type(fake
     assert_clean(server)
 
 
+def test_the_warmup_is_given_in_simulated_seconds() -> None:
+    assert settings(warmup_s=1.0, fixed_delta_seconds=0.05).warmup_ticks == 20
+    assert settings(warmup_s=1.0, fixed_delta_seconds=0.1).warmup_ticks == 10
+    assert settings(warmup_s=1.0, fixed_delta_seconds=0.3).warmup_ticks == 4  # rounded up: never shorter
+    assert CarlaSettings().warmup_s >= 1.0  # UE's eye adaptation takes about 1 s of game time
+
+
+def test_manual_exposure_settings_are_checked() -> None:
+    with pytest.raises(CarlaSettingsError, match="only with exposure_mode=manual"):
+        settings(iso=200.0)
+    with pytest.raises(CarlaSettingsError, match="exposure_mode='auto'"):
+        settings(exposure_mode="auto")
+    assert settings(exposure_mode="manual", shutter_speed=100.0).exposure_attributes == {
+        "exposure_mode": "manual",
+        "shutter_speed": "100",
+    }
+
+
 def test_warmup_ticks_are_not_captured_after_spawn_and_weather_change(fake: FakeCarla) -> None:
     add_server(fake)
     schedule = [("Town10HD", "ClearNoon", 2), ("Town10HD", "WetSunset", 2)]
-    with CarlaSource(settings(warmup_ticks=4, schedule=schedule)) as source:
+    with CarlaSource(settings(warmup_s=0.4, schedule=schedule)) as source:  # 4 ticks of 0.1 s
         frames = take(source, 4)
     # 1001: walker-controller tick; 1002-1005 warm-up; then 2 frames, a weather change, 4 warm-up ticks
     assert [f.meta["frame"] for f in frames] == [1006, 1007, 1012, 1013]
