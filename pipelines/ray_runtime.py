@@ -19,6 +19,8 @@ from simreal.errors import ClusterError, SimrealError, WorkerLostError
 from simreal.progress import console
 
 NODE_CHECK_TIMEOUT_S = 120.0
+VERBOSE_ENV = "SIMREAL_VERBOSE"
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
 
 
 @contextmanager
@@ -28,8 +30,11 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
+    _settle_auth_mode(joining=bool(address))
+    # Ray's own warnings and info lines only with `simreal --verbose`; simreal's errors reach the user as errors.
+    level = "INFO" if verbose() else "ERROR"
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, logging_level=level)
     else:
         # A private local instance, quiet, sized to the machine unless told otherwise.
         ray.init(
@@ -38,12 +43,33 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             include_dashboard=False,
             log_to_driver=True,
             configure_logging=True,
-            logging_level="WARNING",
+            logging_level=level,
         )
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def verbose() -> bool:
+    """Whether the user asked for Ray's own log lines (`simreal --verbose`, or SIMREAL_VERBOSE=1)."""
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def _settle_auth_mode(joining: bool) -> None:
+    """Decide Ray's token authentication instead of leaving it to Ray, which warns on every start while
+    RAY_AUTH_MODE is unset. A local instance started here keeps token authentication (Ray's default, and the safe
+    one: Ray generates the token); joining a cluster uses a token when this machine has one, else none. A mode the
+    user set is kept."""
+    if os.environ.get(AUTH_MODE_ENV):
+        return
+    token_here = (
+        any(os.environ.get(name) for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"))
+        or (Path.home() / ".ray" / "auth_token").is_file()
+    )
+    os.environ[AUTH_MODE_ENV] = "token" if not joining or token_here else "disabled"
+    from ray._raylet import Config  # Ray read its settings at import: let this process see the mode too, as Ray
+    Config.initialize("")  # itself does when it enables token authentication
 
 
 # Ray's failures of the machinery rather than of our code: a worker process, actor or node that died, or memory,

@@ -133,10 +133,11 @@ def check_stores(cfg: BenchConfig, mixes: Sequence[Mix], crop: Sequence[int]) ->
             )
         if len(store) == 0:
             raise BenchConfigError(f"{role} store {store.path} holds no committed frames")
-        if store.height < crop[0] or store.width < crop[1]:
+        width, height = crop  # typed as [width, height], like store sizes
+        if store.height < height or store.width < width:
             raise BenchConfigError(
-                f"{role} store {store.path} has {store.height}x{store.width} frames, smaller than the training crop "
-                f"{crop[0]}x{crop[1]}; set segmenter.overrides.crop=[H,W]"
+                f"{role} store {store.path} has {store.width}x{store.height} frames, smaller than the training crop "
+                f"{width}x{height}; set segmenter.overrides.crop=[WIDTH,HEIGHT]"
             )
     if len(eval_store) == 0:
         raise BenchConfigError(f"evaluation store {eval_store.path} holds no committed frames")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from simreal.cli.arguments import OptionsCommand
 from simreal.cli.errors import user_errors
 
 checkpoints_app = typer.Typer(
@@ -29,15 +30,7 @@ def _group() -> None:
     """Reference checkpoints (SAE, OASIS, DP-GAN, SPADE) as simreal runs."""
 
 
-def _size(text: str) -> tuple[int, int]:
-    height, _, width = text.lower().partition("x")
-    try:
-        return int(height), int(width)
-    except ValueError:
-        raise typer.BadParameter(f"expected HxW, e.g. 256x512, got {text!r}") from None
-
-
-@checkpoints_app.command("import")
+@checkpoints_app.command("import", cls=OptionsCommand)
 @user_errors
 def import_(
     kind: str = typer.Argument(..., help="sae | oasis | dpgan | spade"),
@@ -49,7 +42,7 @@ def import_(
     ),
     z_dim: int = typer.Option(64, "--z-dim", help="OASIS / DP-GAN noise channels"),
     upsampling: str = typer.Option("more", "--upsampling", help="SPADE: normal | more (Cityscapes) | most"),
-    size: str = typer.Option("256x512", "--size", help="SPADE VAE generators: the HxW they paint"),
+    size: str = typer.Option("512x256", "--size", help="SPADE VAE generators: the WIDTHxHEIGHT they paint"),
     crop: int = typer.Option(256, "--crop", help="SAE: the square crop its image discriminator was trained on"),
 ) -> None:
     """Map the reference's files key by key onto simreal's networks and write a run directory.
@@ -58,8 +51,10 @@ def import_(
     fine-tunes from it. Missing or unexpected keys and wrong shapes are refused with their names.
     """
     from simreal.checkpoints.importer import ImportOptions, import_checkpoints
+    from simreal.data.resize import parse_size
 
-    options = ImportOptions(classes, which, z_dim, upsampling, _size(size), crop)
+    width, height = parse_size(size)
+    options = ImportOptions(classes, which, z_dim, upsampling, (height, width), crop)
     result = import_checkpoints(kind, path, out, options)
     typer.echo(f"{result.method}: imported {', '.join(p.name for p in result.files.values())} into {result.run_dir}")
     for note in result.notes:

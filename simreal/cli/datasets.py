@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from simreal.cli.arguments import OptionsCommand
 from simreal.cli.errors import fail, user_errors
 from simreal.data.convert import FrameSpec
 from simreal.data.images import save_png
@@ -23,7 +24,7 @@ datasets_app = typer.Typer(
 console = Console()
 
 
-@datasets_app.command("list")
+@datasets_app.command("list", cls=OptionsCommand)
 @user_errors
 def list_datasets(
     stores: Path = typer.Option(Path("data"), "--stores", help="Folder searched for imported stores (*.zarr)."),
@@ -51,7 +52,7 @@ def list_datasets(
         console.print(stores_table)
 
 
-@datasets_app.command("import")
+@datasets_app.command("import", cls=OptionsCommand)
 @user_errors
 def import_dataset(
     name: str = typer.Argument(None, help="A dataset of datasets.yaml (omit with --format/--root/--scheme)."),
@@ -108,7 +109,7 @@ def import_dataset(
         console.print(f"[yellow]unknown ids mapped to ignore[/]: {listing}")
 
 
-@datasets_app.command("verify")
+@datasets_app.command("verify", cls=OptionsCommand)
 @user_errors
 def verify(store: str = typer.Argument(..., help="The frame store to check (a folder or URL).")) -> None:
     """Check a store's integrity (metadata, shapes, dtypes, label ids, provenance); non-zero exit on problems."""
@@ -128,7 +129,7 @@ def verify(store: str = typer.Argument(..., help="The frame store to check (a fo
     raise fail(f"{store}: {len(report.problems)} problem(s) found")
 
 
-@datasets_app.command("show")
+@datasets_app.command("show", cls=OptionsCommand)
 @user_errors
 def show(
     store: str = typer.Argument(..., help="The frame store to show (a folder or URL)."),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.console import Console
 
@@ -15,8 +13,9 @@ console = Console()
 
 @user_errors
 def demo(
-    overrides: list[str] = typer.Argument(None, help="Overrides of configs/demo.yaml, e.g. preset=tiny real=camvid."),
-    out: Path = typer.Option(None, "--out", help="Folder for every store, run and the report (default runs/demo)."),
+    overrides: list[str] = typer.Argument(
+        None, help="Settings of configs/demo.yaml as key=value or --key value, e.g. preset=tiny --out runs/x."
+    ),
 ) -> None:
     """Collect, train segmenters and a translator (LC-CUT; translator=lcsae), translate, score, report: small scale.
 
@@ -25,8 +24,7 @@ def demo(
     """
     from pipelines.demo import FID_WEIGHTS_HINT, run_demo
 
-    flags = [f"out={out}"] if out is not None else []
-    result = run_demo(compose_demo_config([*(overrides or []), *flags]))
+    result = run_demo(compose_demo_config(overrides or []))
     if result.scores["fid_skipped"]:
         console.print(f"\nFID/KID not computed: {FID_WEIGHTS_HINT}", highlight=False)
     readme = result.out / "README.md"

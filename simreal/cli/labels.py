@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from simreal.cli.arguments import OptionsCommand
 from simreal.cli.errors import user_errors
 from simreal.errors import LabelError
 from simreal.labels import DEFAULT_CLASS_SET, get_class_set, get_mapping, list_class_sets, list_schemes
@@ -19,7 +20,7 @@ def _swatch(color: tuple[int, int, int]) -> str:
     return f"[on rgb({r},{g},{b})]    [/] {r:3d},{g:3d},{b:3d}"
 
 
-@labels_app.command("show")
+@labels_app.command("show", cls=OptionsCommand)
 @user_errors
 def show(
     name: str = typer.Argument(DEFAULT_CLASS_SET, help="A class set (shared16, cityscapes19) or a scheme."),
@@ -39,7 +40,7 @@ def show(
     console.print(table)
 
 
-@labels_app.command("map")
+@labels_app.command("map", cls=OptionsCommand)
 @user_errors
 def map_(
     scheme: str = typer.Argument(..., help="Source scheme, e.g. carla-0.9.14, cityscapes, camvid11, kitti."),
@@ -59,7 +60,7 @@ def map_(
         console.print(f"predicted {mapping.target.name_of(a)} is scored as {mapping.target.name_of(b)}")
 
 
-@labels_app.command("list")
+@labels_app.command("list", cls=OptionsCommand)
 def list_all() -> None:
     """List the known class sets and source schemes."""
     for title, tables in (("class sets", list_class_sets()), ("source schemes", list_schemes())):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
+from omegaconf import DictConfig
 
 # typer 0.29 parses with its own copy of click; its exceptions are only importable from there (pinned in pyproject)
 from typer._click.exceptions import ClickException, UsageError
 
+from simreal.cli.arguments import OptionsCommand, config_source, settings_command
 from simreal.cli.bench import bench
 from simreal.cli.checkpoints import checkpoints_app
 from simreal.cli.collect import collect
@@ -23,6 +26,31 @@ from simreal.cli.synthesize import synthesize
 from simreal.cli.train import train_app
 from simreal.cli.translate import translate
 
+
+def compose_collect() -> DictConfig:
+    from simreal.collect.config import compose_collect_config
+
+    return compose_collect_config([])
+
+
+def compose_demo() -> DictConfig:
+    from simreal.demo import compose_demo_config
+
+    return compose_demo_config([])
+
+
+def compose_study() -> DictConfig:
+    from simreal.study import compose_study_config
+
+    return compose_study_config([])
+
+
+def compose_bench() -> DictConfig:
+    from simreal.benchmark.definition import compose_bench_config
+
+    return compose_bench_config("default", [])
+
+
 app = typer.Typer(
     name="simreal",
     help="Turn CARLA (or procedural) simulator frames into realistic, correctly labelled training data.",
@@ -30,18 +58,29 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show Ray's own warnings and info lines."),
+) -> None:
+    """Turn CARLA (or procedural) simulator frames into realistic, correctly labelled training data."""
+    if verbose:
+        os.environ["SIMREAL_VERBOSE"] = "1"  # read where Ray starts, in this process and its workers
+
+
 app.add_typer(labels_app, name="labels")
 app.add_typer(datasets_app, name="datasets")
-app.command("collect")(collect)
+app.command("collect", cls=settings_command(config_source("collect", compose_collect)))(collect)
 app.add_typer(train_app, name="train")
 app.add_typer(checkpoints_app, name="checkpoints")
-app.command("synthesize")(synthesize)
-app.command("translate")(translate)
-app.command("score")(score)
-app.command("fid-weights")(fid_weights)
-app.command("demo")(demo)
-app.command("bench")(bench)
-app.command("study")(study)
+app.command("synthesize", cls=OptionsCommand)(synthesize)
+app.command("translate", cls=OptionsCommand)(translate)
+app.command("score", cls=OptionsCommand)(score)
+app.command("fid-weights", cls=OptionsCommand)(fid_weights)
+app.command("demo", cls=settings_command(config_source("demo", compose_demo)))(demo)
+app.command("bench", cls=settings_command(config_source("bench/default", compose_bench)))(bench)
+app.command("study", cls=settings_command(config_source("study/default", compose_study)))(study)
 
 
 def main(argv: list[str] | None = None) -> None:

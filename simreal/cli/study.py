@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -20,14 +19,12 @@ def study(
     overrides: list[str] = typer.Argument(
         None, help="Overrides of configs/study/default.yaml, e.g. preset=tiny real.dataset=null eval=STORE."
     ),
-    out: Path = typer.Option(None, "--out", help="Folder for every store, run and the results (default runs/study)."),
 ) -> None:
     """Reproduce the LC-SAE report's findings at small scale: segmenters, SAE and LC-SAE variants on one budget,
     400 translated test images scored for label consistency and FID, and the downstream benchmark. Resumable.
     """
     from pipelines.study import run_study
 
-    flags = [f"out={out}"] if out is not None else []
-    cfg = compose_study_config([*(overrides or []), *flags])
+    cfg = compose_study_config(overrides or [])
     result = run_study(cfg, command=shlex.join(["simreal", *sys.argv[1:]]))
     console.print(f"\n[bold green]done[/]: {result.markdown}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import typer
 
+from simreal.cli.arguments import config_source, settings_command
 from simreal.cli.errors import user_errors
 from simreal.training.config import compose_training_config
 from simreal.training.registry import MethodSpec, load_builtin_methods
@@ -31,8 +32,8 @@ def _group() -> None:
 
 
 OVERRIDES_HELP = (
-    "key=value config overrides, e.g. data=STORE preset=tiny steps=100 out=runs/x resume=true "
-    "(see configs/train/<method>.yaml)"
+    "settings as key=value or --key value, e.g. data=STORE preset=tiny --steps 100 --out runs/x resume=true "
+    "(every setting and its default: below)"
 )
 
 
@@ -50,7 +51,9 @@ def _add_method_command(spec: MethodSpec) -> None:
                 typer.echo(f"  {key} = {value:.4f}")
 
     roles = " ".join(f"{role}=STORE" for role in spec.cls.data_roles)
-    train_app.command(name=spec.name, help=f"{spec.description}. Usage: {roles} [key=value ...]")(command)
+    source = config_source(f"train/{spec.name}", lambda: compose_training_config(spec.name, []))
+    usage = f"{spec.description}. Usage: {roles} [key=value | --key value ...]"
+    train_app.command(name=spec.name, help=usage, cls=settings_command(source))(command)
 
 
 for _spec in load_builtin_methods().values():

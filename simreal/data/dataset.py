@@ -30,6 +30,14 @@ def normalize_images(rgb: np.ndarray, mode: str) -> np.ndarray:
     raise ConfigError(f"unknown normalisation {mode!r}; choose from {NORMALIZATIONS}")
 
 
+def crop_hw(crop: Sequence[int] | None) -> tuple[int, int] | None:
+    """A crop as people type it, ``[width, height]`` like a store's size, in FrameDataset's (height, width)."""
+    if not crop:
+        return None
+    width, height = (int(v) for v in crop)
+    return height, width
+
+
 class FrameDataset(Dataset):
     """Committed frames of a store as ``{"image": (3,h,w) float32, "label": (h,w) int64, "index": int}``.
 

@@ -87,9 +87,9 @@ class LCSAEMethod(TrainingMethod):
 
     @classmethod
     def make_dataset(cls, cfg: LCSAETrainConfig, role: str, store_path: str) -> Dataset:
-        from simreal.data.dataset import FrameDataset
+        from simreal.data.dataset import FrameDataset, crop_hw
 
-        return FrameDataset(store_path, crop=cfg.crop, random_crop=True, hflip=cfg.hflip, normalize="tanh")
+        return FrameDataset(store_path, crop=crop_hw(cfg.crop), random_crop=True, hflip=cfg.hflip, normalize="tanh")
 
     def __init__(self, cfg: LCSAETrainConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
@@ -121,7 +121,7 @@ class LCSAEMethod(TrainingMethod):
 
     # ------------------------------------------------------------------ construction
     def _model_config(self, cfg: LCSAETrainConfig) -> SAEConfig:
-        height, width = cfg.crop
+        width, height = cfg.crop
         if height != width:
             raise TrainingError(f"crop must be square (the image discriminator is built for one size), got {cfg.crop}")
         base = SAEConfig.preset(cfg.model.preset)

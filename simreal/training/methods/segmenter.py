@@ -79,10 +79,10 @@ class SegmenterMethod(TrainingMethod):
     def make_dataset(cls, cfg: SegmenterTrainConfig, role: str, store_path: str) -> Dataset:
         """One store, or a weighted mix of stores when ``store_path`` is a mix file (``simreal.benchmark.mix``)."""
         from simreal.benchmark.mix import is_mix_file, load_mix_dataset
-        from simreal.data.dataset import FrameDataset
+        from simreal.data.dataset import FrameDataset, crop_hw
 
         def store_dataset(path: str) -> Dataset:
-            return FrameDataset(path, crop=cfg.crop, random_crop=True, hflip=cfg.hflip, normalize="tanh")
+            return FrameDataset(path, crop=crop_hw(cfg.crop), random_crop=True, hflip=cfg.hflip, normalize="tanh")
 
         if is_mix_file(store_path):
             return load_mix_dataset(store_path, store_dataset)

@@ -108,9 +108,9 @@ class LabelToImageMethod(TrainingMethod):
 
     @classmethod
     def make_dataset(cls, cfg: LabelToImageTrainConfig, role: str, store_path: str) -> Dataset:
-        from simreal.data.dataset import FrameDataset
+        from simreal.data.dataset import FrameDataset, crop_hw
 
-        return FrameDataset(store_path, crop=cfg.crop or None, random_crop=True, hflip=cfg.hflip, normalize="tanh")
+        return FrameDataset(store_path, crop=crop_hw(cfg.crop), random_crop=True, hflip=cfg.hflip, normalize="tanh")
 
     def __init__(self, cfg: LabelToImageTrainConfig, ctx: TrainContext, datasets: Mapping[str, Dataset]) -> None:
         super().__init__(cfg, ctx, datasets)
