@@ -69,6 +69,7 @@ def _settle_auth_mode(joining: bool) -> None:
     )
     os.environ[AUTH_MODE_ENV] = "token" if not joining or token_here else "disabled"
     from ray._raylet import Config  # Ray read its settings at import: let this process see the mode too, as Ray
+
     Config.initialize("")  # itself does when it enables token authentication
 
 
