@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from simreal.cli.arguments import merge_overrides, settings_arguments, yaml_comments
+from simreal.cli.arguments import RAY_ADDRESS, merge_overrides, settings_arguments, yaml_comments
 from simreal.cli.main import app, main
 from simreal.collect.config import compose_collect_config
 from simreal.data.dataset import FrameDataset, crop_hw
@@ -38,6 +38,9 @@ def test_flags_are_overrides_by_the_same_name() -> None:
     ]
     assert settings_arguments(["--tensorboard", "--model.width", "8"], set()) == ["tensorboard=true", "model.width=8"]
     assert settings_arguments(["--town", "Town01", "frames=3"], {"--town"}) == ["--town", "Town01", "frames=3"]
+    # every command takes --address / address=, wherever its config keeps the key
+    assert settings_arguments(["--address", "h:6379"], set(), {"address": "ray.address"}) == ["ray.address=h:6379"]
+    assert compose_training_config("segmenter", settings_arguments(["address=h:1"], set(), RAY_ADDRESS)).ray.address
 
 
 def test_a_flag_and_an_override_that_disagree_are_refused() -> None:

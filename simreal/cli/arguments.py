@@ -29,6 +29,7 @@ from simreal.errors import ConfigError
 
 _FLAG = re.compile(r"^--(?P<name>[A-Za-z][\w.\-]*)(?:=(?P<value>.*))?$", re.S)
 _OVERRIDE = re.compile(r"^(?P<prefix>\+\+|\+|~)?(?P<key>[A-Za-z_][\w.\-]*)(?:@[\w.]*)?=(?P<value>.*)$", re.S)
+RAY_ADDRESS = {"address": "ray.address"}  # every command takes --address / address=; some configs keep it under ray.
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
 
@@ -69,8 +70,10 @@ def merge_overrides(*groups: list[str]) -> list[str]:
     return merged
 
 
-def settings_arguments(args: list[str], declared: set[str]) -> list[str]:
-    """Flags that are not ``declared`` options become ``key=value`` overrides; disagreeing settings are refused."""
+def settings_arguments(args: list[str], declared: set[str], aliases: dict[str, str] | None = None) -> list[str]:
+    """Flags that are not ``declared`` options become ``key=value`` overrides; disagreeing settings are refused.
+    ``aliases`` renames keys (``address`` -> ``ray.address``), given as a flag or as an override."""
+    aliases = aliases or {}
     out: list[str] = []
     given: list[_Given] = []
     index = 0
@@ -83,6 +86,7 @@ def settings_arguments(args: list[str], declared: set[str]) -> list[str]:
         flag = _FLAG.match(token)
         if flag and f"--{flag.group('name')}" not in declared:
             key = flag.group("name").replace("-", "_")
+            key = aliases.get(key, key)
             value = flag.group("value")
             if value is None:
                 following = args[index] if index < len(args) else None
@@ -96,7 +100,10 @@ def settings_arguments(args: list[str], declared: set[str]) -> list[str]:
             continue
         key = override_key(token)
         if key is not None:
-            given.append(_Given(key, token.split("=", 1)[1], token))
+            value = token.split("=", 1)[1]
+            if key in aliases:
+                key, token = aliases[key], f"{aliases[key]}={value}"
+            given.append(_Given(key, value, token))
         out.append(token)
     _check_once(given)
     return out
@@ -176,15 +183,18 @@ class OptionsCommand(TyperCommand):
         Console().print(" Every option is also a key=value: --batch-size 4 is batch_size=4, --fp32 is bf16=false.\n")
 
 
-def settings_command(source: Callable[[Context], tuple[DictConfig, Path]]) -> type[TyperCommand]:
+def settings_command(
+    source: Callable[[Context], tuple[DictConfig, Path]], aliases: dict[str, str] | None = None
+) -> type[TyperCommand]:
     """The command class of a Hydra-config command: flags are overrides, ``--help`` lists the settings that
-    ``source(ctx)`` composes (the config and its YAML file, whose comments describe the keys)."""
+    ``source(ctx)`` composes (the config and its YAML file, whose comments describe the keys); ``aliases`` are names
+    every command shares for a key this config keeps elsewhere (``address`` -> ``ray.address``)."""
 
     class SettingsCommand(TyperCommand):
         def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
             declared = {name for param in self.params if isinstance(param, TyperOption) for name in param.opts}
             with _usage_errors(ctx):
-                args = settings_arguments(args, declared | {"--help", "-h"})
+                args = settings_arguments(args, declared | {"--help", "-h"}, aliases)
             return super().parse_args(ctx, args)
 
         def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:

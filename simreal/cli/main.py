@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 # typer 0.29 parses with its own copy of click; its exceptions are only importable from there (pinned in pyproject)
 from typer._click.exceptions import ClickException, UsageError
 
-from simreal.cli.arguments import OptionsCommand, config_source, settings_command
+from simreal.cli.arguments import RAY_ADDRESS, OptionsCommand, config_source, settings_command
 from simreal.cli.bench import bench
 from simreal.cli.checkpoints import checkpoints_app
 from simreal.cli.collect import collect
@@ -79,7 +79,7 @@ app.command("translate", cls=OptionsCommand)(translate)
 app.command("score", cls=OptionsCommand)(score)
 app.command("fid-weights", cls=OptionsCommand)(fid_weights)
 app.command("demo", cls=settings_command(config_source("demo", compose_demo)))(demo)
-app.command("bench", cls=settings_command(config_source("bench/default", compose_bench)))(bench)
+app.command("bench", cls=settings_command(config_source("bench/default", compose_bench), RAY_ADDRESS))(bench)
 app.command("study", cls=settings_command(config_source("study/default", compose_study)))(study)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from simreal.cli.arguments import config_source, settings_command
+from simreal.cli.arguments import RAY_ADDRESS, config_source, settings_command
 from simreal.cli.errors import user_errors
 from simreal.training.config import compose_training_config
 from simreal.training.registry import MethodSpec, load_builtin_methods
@@ -53,7 +53,7 @@ def _add_method_command(spec: MethodSpec) -> None:
     roles = " ".join(f"{role}=STORE" for role in spec.cls.data_roles)
     source = config_source(f"train/{spec.name}", lambda: compose_training_config(spec.name, []))
     usage = f"{spec.description}. Usage: {roles} [key=value | --key value ...]"
-    train_app.command(name=spec.name, help=usage, cls=settings_command(source))(command)
+    train_app.command(name=spec.name, help=usage, cls=settings_command(source, RAY_ADDRESS))(command)
 
 
 for _spec in load_builtin_methods().values():
