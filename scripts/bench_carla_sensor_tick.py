@@ -48,7 +48,7 @@ def main() -> None:
             sensor_tick=sensor_tick,
             n_vehicles=3,
             n_walkers=0,
-            warmup_ticks=0,
+            warmup_s=0,
         )
         with CarlaSource(settings) as source:
             frames = source.frames()

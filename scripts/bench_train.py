@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simreal.labels import get_class_set
-from simreal.models.segmenter import build_segmenter
+from simreal.models.segmenter import build_segmenter, save_segmenter
 from simreal.training.config import compose_training_config
 from simreal.training.loop import run_phase, seed_everything
 from simreal.training.method import TrainContext, iterate_phases
@@ -69,10 +69,7 @@ class SyntheticRole:
 def random_segmenter(directory: Path, architecture: str) -> str:
     """A randomly initialised segmenter checkpoint in the layout ``load_segmenter`` reads."""
     net = build_segmenter(architecture, max(get_class_set(CLASS_SET).ids) + 1)
-    path = directory / f"segmenter-{architecture}.pt"
-    state = {"model_spec": net.spec.to_dict(), "model": net.state_dict()}
-    torch.save({"method_name": "segmenter", "method": state}, path)
-    return str(path)
+    return str(save_segmenter(net, directory / f"segmenter-{architecture}.pt"))
 
 
 def random_vgg19(directory: Path) -> str:
@@ -91,13 +88,16 @@ def random_vgg19(directory: Path) -> str:
 PATH_PROVIDERS: dict[str, Callable[[Path, bool], str]] = {
     "outer_segmenter": lambda directory, tiny: random_segmenter(directory, "tiny" if tiny else "outer"),
 }
-FULL_FRAME = [256, 512]  # the synthesizers' full presets train on whole Cityscapes-size frames (crop null)
+FULL_FRAME = [512, 256]  # the synthesizers' full presets train on whole Cityscapes-size frames (crop null), WxH
 
 
-def bench_config(spec: MethodSpec, tiny: bool, scratch: Path, preset: str | None = None) -> DictConfig:
-    """The method's ``tiny`` (or ``preset``, else default) config, offline: random pretrained parts."""
+def bench_config(
+    spec: MethodSpec, tiny: bool, scratch: Path, preset: str | None = None, stores: dict[str, str] | None = None
+) -> DictConfig:
+    """The method's ``tiny`` (or ``preset``, else default) config, offline: random pretrained parts; its data roles
+    read ``stores`` (role -> store path), else nothing (synthetic batches)."""
     overrides = ["preset=tiny"] if tiny else [f"preset={preset}"] if preset else []
-    overrides += [f"{role}=synthetic" for role in spec.cls.data_roles]
+    overrides += [f"{role}={(stores or {}).get(role, 'synthetic')}" for role in spec.cls.data_roles]
     overrides += [f"{key}={PATH_PROVIDERS[key](scratch, tiny)}" for key in spec.cls.path_keys if key in PATH_PROVIDERS]
     cfg = compose_training_config(spec.name, overrides)
     if OmegaConf.select(cfg, "model.encoder_weights") is not None:
@@ -110,7 +110,7 @@ def bench_config(spec: MethodSpec, tiny: bool, scratch: Path, preset: str | None
 
 
 def synthetic_batch(cfg: DictConfig, roles: tuple[str, ...], device: torch.device) -> dict:
-    height, width = (int(side) for side in cfg.crop)
+    width, height = (int(side) for side in cfg.crop)  # typed WxH, like store sizes
     batch_size = int(cfg.batch_size)
     n_classes = max(get_class_set(CLASS_SET).ids) + 1
     return {

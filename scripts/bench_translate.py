@@ -11,31 +11,106 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from rich.console import Console
-from rich.table import Table
+from omegaconf import OmegaConf
 
-from pipelines.ray_runtime import ray_session
-from pipelines.translate import TranslateJob, run_translate
 from simreal.data.store import FrameStore
 from simreal.inference import STRUCTURE_TEXTURE
-from simreal.sim.frames import render_labelled_frames
-from simreal.training.config import compose_training_config
 from simreal.training.loop import train
 from simreal.training.registry import get_method
-from simreal.translate import StyleOptions, load_translator
+from simreal.translate import StyleOptions, Translator, load_translator
 
 
-def make_store(path: Path, frames: int, width: int, height: int, look: str) -> Path:
-    distinct = min(frames, 32)  # render a few, repeat them: rendering is not what is measured
-    rgb, label = render_labelled_frames(distinct, width=width, height=height, look=look)
+def make_store(path: Path, frames: int, width: int, height: int, seed: int = 0) -> Path:
+    """A store of blocky synthetic frames (random class blocks, a colour per class plus noise): speed does not depend
+    on the content, and no renderer (OpenCV) is needed where the GPU check runs."""
+    rng = np.random.default_rng(seed)
+    distinct = min(frames, 8)
+    blocks = rng.integers(0, 16, (distinct, max(1, height // 16), max(1, width // 16)), dtype=np.uint8)
+    label = np.repeat(np.repeat(blocks, 16, axis=1), 16, axis=2)[:, :height, :width]
+    label = np.pad(label, ((0, 0), (0, height - label.shape[1]), (0, width - label.shape[2])), mode="edge")
+    palette = rng.integers(0, 256, (16, 3), dtype=np.uint8)
+    noise = rng.integers(-20, 21, (distinct, height, width, 3))
+    rgb = np.clip(palette[label].astype(int) + noise, 0, 255).astype(np.uint8)
     store = FrameStore.create(path, height=height, width=width, shard_size=32)
     for start in range(0, frames, distinct):
         k = min(distinct, frames - start)
         store.append(rgb[:k], label[:k], [{"i": start + i} for i in range(k)])
     return path
+
+
+@dataclass
+class TranslationRun:
+    """An untrained (one step) run of ``method`` and the stores it translates: speed does not depend on weights."""
+
+    method: str
+    run: Path
+    sim: Path
+    style: StyleOptions
+    frames: int
+
+
+def prepare_translation(
+    method: str, preset: str, root: Path, *, frames: int, width: int, height: int, device: torch.device
+) -> TranslationRun:
+    """A one-step run of ``method`` at ``preset`` ("tiny" or a full-size one) on synthetic stores of the frame size,
+    offline (random segmenters, VGG and encoders, as ``bench_train`` builds them)."""
+    from bench_train import bench_config
+
+    spec = get_method(method)
+    sim = make_store(root / "sim.zarr", frames, width, height, seed=1)
+    real = make_store(root / "real.zarr", 32, width, height, seed=2)
+    stores = {"sim": str(sim), "real": str(real), "data": str(real)}
+    cfg = bench_config(spec, preset == "tiny", root, None if preset == "tiny" else preset, stores)
+    cfg.merge_with(OmegaConf.create({
+        "steps": 1, "progress": False, "num_workers": 0, "batch_size": 2, "out": str(root / "run"),
+        "launcher": "local", "device": str(device), "tensorboard": False, "sample_every": 0,
+    }))  # fmt: skip
+    if "crop" in cfg and cfg.crop is not None and (cfg.crop[0] > width or cfg.crop[1] > height):
+        cfg.crop = [width, height]
+    run = train(cfg).run_dir
+    texture = spec.cls.inference_kind == STRUCTURE_TEXTURE
+    style = StyleOptions(real, "random") if texture else StyleOptions()
+    return TranslationRun(method, run, sim, style, frames)
+
+
+def bare_rate(prepared: TranslationRun, device: torch.device, batch_size: int = 8) -> float:
+    """Frames/s of the translator's batched forward on in-memory frames (no reading, writing or Ray)."""
+    cuda = device.type == "cuda"
+    translator: Translator = load_translator(prepared.run, device, prepared.style, bf16=cuda)
+    rgb, label = FrameStore.open(prepared.sim).read_range(0, min(prepared.frames, 64))
+    jobs = [(i, 0) for i in range(len(rgb))]
+    translator.translate(rgb[:batch_size], label[:batch_size], jobs[:batch_size], 0)  # warm-up
+    if cuda:
+        torch.cuda.synchronize()
+    began, done = time.perf_counter(), 0
+    while done < prepared.frames:
+        b = done % len(rgb)
+        part = slice(b, min(b + batch_size, len(rgb)))
+        translator.translate(rgb[part], label[part], jobs[part], 0)
+        done += part.stop - part.start
+    if cuda:
+        torch.cuda.synchronize()
+    return done / (time.perf_counter() - began)
+
+
+def pipeline_rates(prepared: TranslationRun, out: Path, batch_size: int = 8) -> dict[str, float]:
+    """``simreal translate``'s Ray pipeline with one model actor: steady and start-up-included frames/s. A Ray
+    session already running in this process is reused."""
+    from pipelines.ray_runtime import ray_session
+    from pipelines.translate import TranslateJob, run_translate
+
+    with ray_session():
+        job = TranslateJob(prepared.run, prepared.sim, out, prepared.style, batch_size=batch_size, actors=1)
+        result = run_translate(job)
+    if result.frames != prepared.frames:
+        raise RuntimeError(f"the pipeline wrote {result.frames} frames, expected {prepared.frames}")
+    piped = result.frames / result.seconds
+    return {"steady": result.steady_rate or piped, "piped": piped, "frames": result.frames}
 
 
 def measure_translation(
@@ -49,50 +124,10 @@ def measure_translation(
     height: int = 256,
     device: torch.device,
 ) -> dict[str, float]:
-    """Frames/s of the bare batched forward on ``device`` and of ``simreal translate``'s Ray pipeline (1 actor).
-
-    The checkpoint is trained for one step in ``root`` with ``preset`` (speed does not depend on the weights); a
-    Ray session already running in this process is reused.
-    """
-    cuda = device.type == "cuda"
-    texture = get_method(method).cls.inference_kind == STRUCTURE_TEXTURE
-    sim = make_store(root / "sim.zarr", frames, width, height, "flat")
-    real = make_store(root / "real.zarr", 32, width, height, "textured")
-    roles = {"sim": sim, "real": real} if texture else {"real": real}
-    overrides = [f"preset={preset}", "steps=1", "progress=false", "num_workers=0", "batch_size=2",
-                 f"out={root / 'run'}", "launcher=local", f"device={device}", "tensorboard=false",
-                 *(f"{k}={v}" for k, v in roles.items())]  # fmt: skip
-    if method == "lcsae":
-        overrides.append("loss.lambda_outer=0")
-    if method in ("dpgan", "oasis", "spade"):
-        overrides.append("loss.vgg=0")  # the perceptual loss only trains; translation speed does not depend on it
-    run = train(compose_training_config(method, overrides)).run_dir
-    style = StyleOptions(real, "random") if texture else StyleOptions()
-
-    translator = load_translator(run, device, style, bf16=cuda)
-    store = FrameStore.open(sim)
-    rgb, label = store.read_range(0, min(frames, 64))
-    jobs = [(i, 0) for i in range(len(rgb))]
-    translator.translate(rgb[:batch_size], label[:batch_size], jobs[:batch_size], 0)  # warm-up
-    if cuda:
-        torch.cuda.synchronize()
-    began, done = time.perf_counter(), 0
-    while done < frames:
-        b = done % len(rgb)
-        part = slice(b, min(b + batch_size, len(rgb)))
-        translator.translate(rgb[part], label[part], jobs[part], 0)
-        done += part.stop - part.start
-    if cuda:
-        torch.cuda.synchronize()
-    bare = done / (time.perf_counter() - began)
-
-    with ray_session():
-        job = TranslateJob(run, sim, root / "out.zarr", style, batch_size=batch_size, actors=1)
-        result = run_translate(job)
-    if result.frames != frames:
-        raise RuntimeError(f"the pipeline wrote {result.frames} frames, expected {frames}")
-    piped = result.frames / result.seconds
-    return {"bare": bare, "steady": result.steady_rate or piped, "piped": piped, "frames": result.frames}
+    """Frames/s of the bare batched forward on ``device`` and of ``simreal translate``'s Ray pipeline (1 actor)."""
+    prepared = prepare_translation(method, preset, root, frames=frames, width=width, height=height, device=device)
+    bare = bare_rate(prepared, device, batch_size)
+    return {"bare": bare, **pipeline_rates(prepared, root / "out.zarr", batch_size)}
 
 
 def main() -> None:
@@ -118,6 +153,9 @@ def main() -> None:
             height=height, device=device,
         )  # fmt: skip
     bare, steady, piped = rates["bare"], rates["steady"], rates["piped"]
+
+    from rich.console import Console
+    from rich.table import Table
 
     name = torch.cuda.get_device_name() if cuda else "CPU"
     table = Table(title=f"{args.method} ({preset}) at {width}x{height}, batch {args.batch_size}, {name}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from simreal.errors import SimrealError
+from simreal.errors import CheckpointError, SimrealError
 from simreal.inference import LABEL_TO_IMAGE, SEGMENTER, InferenceModelError, inference_kind_of, load_inference
 from simreal.synthesize import SynthesisError, load_synthesizer
 from simreal.translate import TranslationError, load_translator
@@ -31,7 +31,7 @@ def test_unregistered_or_foreign_checkpoints_are_refused_clearly(tmp_path: Path)
     with pytest.raises(InferenceModelError, match="'nope', which is not registered"):
         load_inference(unknown)
     foreign = fake_run(tmp_path / "foreign", {"weights": torch.zeros(1)})
-    with pytest.raises(InferenceModelError, match="names no method"):
+    with pytest.raises(CheckpointError, match="is not a simreal checkpoint .*: it holds a dict of weights"):
         load_inference(foreign)
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import typer
 import yaml
 from inception import make_random_inception_weights, no_download
@@ -21,7 +20,7 @@ from simreal.cli.score import score
 from simreal.data.store import FrameStore
 from simreal.metrics.consistency import LabelConsistency, eval_protocol, segment_images
 from simreal.metrics.fid import WEIGHTS_ENV
-from simreal.models.segmenter import build_segmenter, load_segmenter
+from simreal.models.segmenter import build_segmenter, load_segmenter, save_segmenter
 from simreal.report import image_grid, iou_bar_chart
 from simreal.scoring import ScoreError, ScoreJob, run_score
 from simreal.sim.frames import render_labelled_frames
@@ -57,17 +56,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     net = build_segmenter("tiny", 16)
     run = root / "segmenter"
     run.mkdir()
-    torch.save(
-        {
-            "method_name": "segmenter",
-            "method": {
-                "model_spec": net.spec.to_dict(),
-                "model": net.state_dict(),
-                "class_set": FrameStore.open(paths["real"]).class_set.to_attrs(),
-            },
-        },
-        run / "checkpoint.pt",
-    )
+    save_segmenter(net, run / "checkpoint.pt", FrameStore.open(paths["real"]).class_set.to_attrs())
     (run / "config.yaml").write_text(yaml.safe_dump({"data": str(paths["real"])}))
     paths["segmenter"] = run
     paths["weights"] = make_random_inception_weights(root / "inception.pth")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_fid import inception as pfid_inception
 
-from simreal.errors import ScoringError
+from simreal.errors import CheckpointError, ScoringError
 from simreal.training.checkpoint import read_torch_file
 
 WEIGHTS_ENV = "SIMREAL_FID_WEIGHTS"
@@ -108,7 +108,10 @@ def load_inception(
         # so the architecture is pytorch-fid's own and no download can happen.
         if url != pfid_inception.FID_WEIGHTS_URL:
             raise InceptionWeightsError(f"unexpected weights request for {url}")
-        return read_torch_file(path, "FID Inception weights file")
+        try:
+            return read_torch_file(path, "FID Inception weights file")
+        except CheckpointError as err:  # scoring tells missing or unusable weights apart from other failures
+            raise InceptionWeightsError(f"cannot read FID Inception weights: {err}") from None
 
     block = pfid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[dims]
     with mock.patch.object(pfid_inception, "load_state_dict_from_url", load_local):

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simreal.errors import ModelError
-from simreal.training.checkpoint import checkpoint_file, read_torch_file
+from simreal.training.checkpoint import CHECKPOINT_FORMAT, checkpoint_file, read_torch_file
 from simreal.training.checkpoint import load as load_checkpoint
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -131,6 +131,17 @@ def segmenter_from_state(state: dict[str, Any], source: str = "the checkpoint") 
     net = SegmenterNet(SegmenterSpec.from_dict(state["model_spec"]), encoder_weights=None)
     net.load_state_dict(state["model"])
     return net
+
+
+def save_segmenter(net: SegmenterNet, path: str | Path, class_set: dict[str, Any] | None = None) -> Path:
+    """A checkpoint of ``net`` alone (no optimiser or run state) in the layout ``load_segmenter`` reads: for
+    segmenters made outside a training run (random ones for speed checks, tests)."""
+    state: dict[str, Any] = {"model_spec": net.spec.to_dict(), "model": net.state_dict()}
+    if class_set is not None:
+        state["class_set"] = class_set
+    path = Path(path)
+    torch.save({"format": CHECKPOINT_FORMAT, "method_name": "segmenter", "method": state}, path)
+    return path
 
 
 def _build_deeplab(spec: SegmenterSpec, encoder_weights: str | None) -> nn.Module:

@@ -39,13 +39,9 @@ def test_without_a_task_segmenter_the_run_stops_and_says_what_to_pass(textured_s
 
 
 def test_a_segmenter_of_other_classes_is_refused(textured_store: Path, tmp_path: Path) -> None:
-    from simreal.models.segmenter import build_segmenter
+    from simreal.models.segmenter import build_segmenter, save_segmenter
 
-    net = build_segmenter("tiny", num_classes=5)
-    other = tmp_path / "seg5.pt"
-    torch.save(
-        {"method_name": "segmenter", "method": {"model_spec": net.spec.to_dict(), "model": net.state_dict()}}, other
-    )
+    other = save_segmenter(build_segmenter("tiny", num_classes=5), tmp_path / "seg5.pt")
     with pytest.raises(TaskSegmenterError, match="predicts 5 classes"):
         train(semguided_config(textured_store, tmp_path / "run", f"outer_segmenter={other}"))
 
