@@ -11,7 +11,10 @@ Files per kind (``<which>`` is e.g. ``latest``, ``best`` or an iteration number)
 
 - ``oasis`` / ``dpgan``: ``<which>_G.pth``, ``<which>_EMA.pth``, ``<which>_D.pth`` (G or EMA needed);
 - ``spade``: ``<which>_net_G.pth`` (needed), ``<which>_net_D.pth``, ``<which>_net_E.pth`` (needed for a VAE G);
-- ``sae``: ``<which>_net_E.pth``, ``<which>_net_G.pth`` (needed), ``<which>_net_D.pth``, ``<which>_net_DPatch.pth``.
+- ``sae``: as the reference's ``BaseModel.save`` writes them, one file per saved iteration holding the whole model,
+  ``<N>k_checkpoint.pth`` with a ``latest_checkpoint.pth`` link to the newest (keys ``E.``, ``G.`` needed, ``D.``,
+  ``Dpatch.``, and the ``num_discriminator_iters`` counter); or per-network files ``<which>_net_E.pth``,
+  ``<which>_net_G.pth`` (needed), ``<which>_net_D.pth``, ``<which>_net_DPatch.pth``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ FILE_SUFFIXES = {
     "sae": {"E": "_net_E.pth", "G": "_net_G.pth", "D": "_net_D.pth", "DPatch": "_net_DPatch.pth"},
 }
 PREFERRED = ("best", "latest")
+# SAE's release layout: the whole model in one file per iteration (role RELEASE in the files found)
+SAE_RELEASE_SUFFIX, RELEASE = "_checkpoint.pth", "model"
 DEFAULT_CLASS_SETS = {"oasis": "cityscapes-labelids", "dpgan": "cityscapes-labelids", "spade": "cityscapes-labelids"}
 
 
@@ -65,6 +70,8 @@ def find_reference_files(kind: str, source: str | Path, which: str | None = None
         raise CheckpointImportError(f"unknown checkpoint kind {kind!r}; choose from {', '.join(KINDS)}")
     suffixes = FILE_SUFFIXES[kind]
     source = Path(source).expanduser()
+    if kind == "sae" and (release := sae_release_file(source, which)) is not None:
+        return {RELEASE: release}
     if source.is_file():
         which = which or next((source.name.removesuffix(s) for s in suffixes.values() if source.name.endswith(s)), None)
         source = source.parent
@@ -79,8 +86,11 @@ def find_reference_files(kind: str, source: str | Path, which: str | None = None
             ):
                 found.setdefault(path.name.removesuffix(suffix), {})[role] = path
     names = ", ".join(f"<which>{s}" for s in suffixes.values())
+    if kind == "sae":
+        names = f"<N>k{SAE_RELEASE_SUFFIX} or latest{SAE_RELEASE_SUFFIX} as the reference saves them, or {names}"
     if not found:
-        raise CheckpointImportError(f"{source} holds no {kind} reference files ({names})")
+        listing = ", ".join(sorted(p.name for p in source.iterdir())[:8]) or "nothing"
+        raise CheckpointImportError(f"{source} holds no {kind} reference files ({names}); found: {listing}")
     if which is None:
         which = next((p for p in PREFERRED if p in found), None)
         if which is None and len(found) == 1:
@@ -90,6 +100,29 @@ def find_reference_files(kind: str, source: str | Path, which: str | None = None
     if which not in found:
         raise CheckpointImportError(f"{source} has no {kind} files for {which!r}; found: {', '.join(found)}")
     return found[which]
+
+
+def sae_release_file(source: Path, which: str | None) -> Path | None:
+    """The whole-model file of SAE's release layout that ``source`` (a file or a run folder) names, None when the
+    source is not in that layout. Default iteration: ``latest``, else the only one, else the highest ``<N>k``."""
+    if source.is_file():
+        return source if source.name.endswith(SAE_RELEASE_SUFFIX) else None
+    if not source.is_dir():
+        return None
+    saved = {path.name.removesuffix(SAE_RELEASE_SUFFIX): path for path in source.glob(f"*{SAE_RELEASE_SUFFIX}")}
+    if not saved:
+        return None
+    if which is not None:
+        if which not in saved:
+            found = ", ".join(sorted(saved))
+            raise CheckpointImportError(f"{source} has no {which}{SAE_RELEASE_SUFFIX}; found: {found}")
+        return saved[which]
+    if "latest" in saved:
+        return saved["latest"]
+    numbered = sorted((int(name[:-1]), name) for name in saved if name.endswith("k") and name[:-1].isdigit())
+    if len(saved) == 1 or numbered:
+        return saved[numbered[-1][1]] if numbered else next(iter(saved.values()))
+    raise CheckpointImportError(f"{source} holds several saved iterations ({', '.join(sorted(saved))}): pass --which")
 
 
 def load_reference(path: Path) -> dict[str, torch.Tensor]:

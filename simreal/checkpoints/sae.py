@@ -222,17 +222,47 @@ def network_maps(nets: SAENetworks) -> dict[str, tuple[str, KeyMap]]:
     }
 
 
+# Attribute prefixes of the reference's SwappingAutoencoderModel in its whole-model state dict -> file roles.
+RELEASE_PREFIXES = {"E.": "E", "G.": "G", "D.": "D", "Dpatch.": "DPatch"}
+ITERATION_COUNTER = "num_discriminator_iters"
+
+
+def split_release(state: dict[str, torch.Tensor], path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], list[str]]:
+    """The per-network states of a whole-model release file (keys ``E.``, ``G.``, ``D.``, ``Dpatch.``), and a note
+    with its discriminator iteration count; any other key is refused with its name."""
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    notes = []
+    for key, value in state.items():
+        if key == ITERATION_COUNTER:
+            notes.append(f"{path.name}: saved after {int(value.reshape(-1)[0])} discriminator iterations")
+            continue
+        prefix = next((p for p in RELEASE_PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            known = ", ".join([*RELEASE_PREFIXES, ITERATION_COUNTER])
+            raise CheckpointImportError(f"{path} has a key {key!r} outside the SAE model ({known})")
+        states.setdefault(RELEASE_PREFIXES[prefix], {})[key.removeprefix(prefix)] = value
+    return states, notes
+
+
 def import_sae(
     files: dict[str, Path], class_set: LabelTable, options: ImportOptions
 ) -> tuple[dict, list[str], list[str], list[str]]:
     """(method state of an ``sae`` run, config overrides, notes, networks left fresh)."""
-    from simreal.checkpoints.importer import load_reference, map_into
+    from simreal.checkpoints.importer import RELEASE, load_reference, map_into
     from simreal.models.sae import SAEConfig, build_networks
 
-    missing = [role for role in ("E", "G") if role not in files]
+    if RELEASE in files:
+        release = files[RELEASE].resolve()  # latest_checkpoint.pth links to the iteration's file
+        states, notes = split_release(load_reference(release), release)
+        files = dict.fromkeys(states, release)
+    else:
+        states, notes = {role: load_reference(path) for role, path in files.items()}, []
+    missing = [role for role in ("E", "G") if role not in states]
     if missing:
-        raise CheckpointImportError(f"the SAE encoder and generator are needed; no {' or '.join(missing)} file found")
-    states = {role: load_reference(path) for role, path in files.items()}
+        raise CheckpointImportError(
+            f"the SAE encoder and generator are needed; no {' or '.join(missing)} weights in "
+            f"{', '.join(sorted({str(path) for path in files.values()})) or 'the files found'}"
+        )
     cfg = infer_config(states, files, max(class_set.ids) + 1, options.crop_size)
     nets = build_networks(cfg)
     fresh = ["semantic_head"]
@@ -241,7 +271,7 @@ def import_sae(
             map_into(getattr(nets, name), key_map, states[role], files[role])
         else:
             fresh.append(name)
-    notes = [f"{', '.join(fresh)} start fresh: the reference files hold no weights for them"]
+    notes.append(f"{', '.join(fresh)} start fresh: the reference files hold no weights for them")
     full = SAEConfig.preset("full", crop_size=cfg.crop_size, semantic_head=cfg.semantic_head)
     if cfg != full:
         notes.append("the networks differ from model.preset=full: init= needs a run configured like them")

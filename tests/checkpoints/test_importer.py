@@ -657,6 +657,58 @@ def test_sae_import_translates_as_the_weights_it_came_from(tmp_path: Path) -> No
         torch.testing.assert_close(imported.discriminator(square), nets.discriminator(square))
 
 
+def sae_release(folder: Path, nets, network_maps, iteration_k: int = 30) -> Path:  # type: ignore[no-untyped-def]
+    """A run folder as the reference's ``BaseModel.save`` leaves it: the model's whole state dict (attributes E, G,
+    D, Dpatch and the ``num_discriminator_iters`` buffer) in ``<N>k_checkpoint.pth``, ``latest_checkpoint.pth`` a
+    symbolic link to it."""
+    prefixes = {"E": "E.", "G": "G.", "D": "D.", "DPatch": "Dpatch."}
+    whole = {"num_discriminator_iters": torch.tensor([iteration_k * 500])}
+    for role, (name, key_map) in network_maps.items():
+        for key, value in key_map.to_reference(getattr(nets, name).state_dict()).items():
+            whole[prefixes[role] + key] = value
+    folder.mkdir(parents=True)
+    torch.save(whole, folder / f"{iteration_k}k_checkpoint.pth")
+    (folder / "latest_checkpoint.pth").symlink_to(f"{iteration_k}k_checkpoint.pth")
+    return folder
+
+
+@pytest.mark.parametrize("given", ["folder", "latest file", "iteration file"])
+def test_sae_imports_the_release_layout_as_the_reference_saves_it(tmp_path: Path, given: str) -> None:
+    nets, network_maps = _sae_networks()
+    for name in ("encoder", "generator", "discriminator", "patch_discriminator"):
+        module = getattr(nets, name)
+        module.load_state_dict(_randomized(module.state_dict(), seed=3))
+    folder = sae_release(tmp_path / "church_pretrained", nets, network_maps)
+    source = {"folder": folder, "latest file": folder / "latest_checkpoint.pth",
+              "iteration file": folder / "30k_checkpoint.pth"}[given]  # fmt: skip
+    result = import_checkpoints("sae", source, tmp_path / "run")
+    assert "saved after 15000 discriminator iterations" in " ".join(result.notes)
+    from simreal.models.sae import SAEConfig, build_networks
+    from simreal.translate import checkpoint_method
+
+    _, _, state = checkpoint_method(tmp_path / "run")
+    imported = build_networks(SAEConfig.from_dict(state["model_config"]))
+    imported.load_state_dict(state["networks"])
+    for name in ("encoder", "generator", "discriminator", "patch_discriminator"):
+        ours, theirs = getattr(imported, name).state_dict(), getattr(nets, name).state_dict()
+        assert all(torch.equal(ours[key], theirs[key]) for key in theirs), name
+
+
+def test_sae_release_errors_name_what_was_found(tmp_path: Path) -> None:
+    nets, network_maps = _sae_networks()
+    folder = sae_release(tmp_path / "run-dir", nets, network_maps)
+    with pytest.raises(CheckpointImportError, match=r"has no 10k_checkpoint.pth; found: 30k, latest"):
+        import_checkpoints("sae", folder, tmp_path / "run", ImportOptions(which="10k"))
+    stray = torch.load(folder / "30k_checkpoint.pth", weights_only=True)
+    torch.save({**stray, "C.net.weight": torch.zeros(1)}, tmp_path / "other_checkpoint.pth")
+    with pytest.raises(CheckpointImportError, match=r"key 'C.net.weight' outside the SAE model"):
+        import_checkpoints("sae", tmp_path / "other_checkpoint.pth", tmp_path / "run2")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(CheckpointImportError, match=r"latest_checkpoint.pth as the reference saves them.*found: notes"):
+        import_checkpoints("sae", tmp_path / "empty", tmp_path / "run3")
+
+
 def test_sae_refuses_another_blur_kernel(tmp_path: Path) -> None:
     """A reference trained with --use_antialias false saves 1x1 kernels: simreal always blurs, so it refuses."""
     from simreal.checkpoints.sae import encoder_map
