@@ -36,13 +36,21 @@ from simreal.collect.backend import choose_backend
 from simreal.collect.carla_settings import check_run_ports
 from simreal.collect.collector import Batch, SourceSpec
 from simreal.collect.config import CollectConfig
-from simreal.collect.filters import REASONS, SOURCE_EVENTS, FilterConfig, captured_count, merge_counts
+from simreal.collect.filters import (
+    REASONS,
+    SOURCE_EVENTS,
+    FilterConfig,
+    captured_count,
+    check_filter_fits,
+    merge_counts,
+)
 from simreal.collect.schedule import conditions, plan_schedules
 from simreal.data.convert import FrameSpec
 from simreal.data.location import StoreLocation, store_location
 from simreal.data.lock import writer_lock
 from simreal.data.store import STORE, FrameStore, StoreError, shard_ranges, store_state
 from simreal.errors import CollectionError, ConfigError
+from simreal.labels import get_class_set
 from simreal.progress import console, progress_bar
 
 log = logging.getLogger(__name__)
@@ -160,8 +168,18 @@ def _carla_specs(cfg: CollectConfig, servers: list[tuple[str, int]]) -> list[Sou
 
 
 def collect_job(cfg: CollectConfig) -> CollectJob:
-    """The job a composed ``configs/collect.yaml`` describes."""
+    """The job a composed ``configs/collect.yaml`` describes; a class set the filters cannot serve is refused here,
+    before any source starts."""
     store = cfg.store
+    filters = FilterConfig(
+        min_traffic_share=cfg.filter.min_traffic_share,
+        min_traffic_blobs=cfg.filter.min_traffic_blobs,
+        min_blob_pixels=cfg.filter.min_blob_pixels,
+        duplicate_threshold=cfg.filter.duplicate_threshold,
+        uniform_std=cfg.filter.uniform_std,
+        enabled=tuple(cfg.filter.rules),  # a plain value: pickled to the sources, stored in the store's attrs
+    )
+    check_filter_fits(filters, get_class_set(store.class_set))
     return CollectJob(
         out=store_location(cfg.out),
         frames=cfg.frames,
@@ -169,14 +187,7 @@ def collect_job(cfg: CollectConfig) -> CollectJob:
         frame_spec=FrameSpec(
             (store.size[0], store.size[1]), store.policy, store.interpolation, store.unknown, store.keep_source_label
         ),
-        filter=FilterConfig(
-            min_traffic_share=cfg.filter.min_traffic_share,
-            min_traffic_blobs=cfg.filter.min_traffic_blobs,
-            min_blob_pixels=cfg.filter.min_blob_pixels,
-            duplicate_threshold=cfg.filter.duplicate_threshold,
-            uniform_std=cfg.filter.uniform_std,
-            enabled=tuple(cfg.filter.rules),  # a plain value: pickled to the sources, stored in the store's attrs
-        ),
+        filter=filters,
         class_set=store.class_set,
         shard_size=store.shard_size,
         cpus_per_source=cfg.cpus_per_source,

@@ -27,11 +27,13 @@ from simreal.collect.filters import (
     FilterConfig,
     FrameFilter,
     captured_count,
+    check_filter_fits,
+    traffic_ids,
 )
 from simreal.data.convert import FrameSpec
 from simreal.data.store import FrameStore
 from simreal.data.verify import verify_store
-from simreal.errors import ConfigError
+from simreal.errors import ConfigError, LabelError
 from simreal.labels import get_class_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -323,6 +325,36 @@ def test_carla_schedule_counts_only_frames_the_filters_keep(monkeypatch: pytest.
     assert collector.counts()["near_duplicate"] > 0
     assert [p["town"] for p in batch.provenance] == ["Town01", "Town01", "Town02", "Town02"]
     server.wait_for_deliveries()
+
+
+@pytest.mark.parametrize("class_set", ["cityscapes19", "cityscapes-labelids"])
+def test_collect_in_any_class_set_counts_its_own_traffic_classes(class_set: str) -> None:
+    table = get_class_set(class_set)
+    names = {c.name for c in table.classes if c.id in traffic_ids(table)}
+    assert {"car", "person", "bicycle"} <= names and "ego vehicle" not in names and "road" not in names
+    collector = StreamCollector(
+        SourceSpec("procedural", {"town": "Town10HD", "weather": "ClearNoon", "width": 160, "height": 120}),
+        FrameSpec(size=(64, 32)),
+        FilterConfig(min_blob_pixels=4),
+        class_set=class_set,
+    )
+    collector.start()
+    try:
+        batch = collector.collect(3)
+    finally:
+        collector.close()
+    assert len(batch.label) == 3 and set(np.unique(batch.label)) <= {*table.ids, table.ignore_index}
+    assert np.isin(batch.label, traffic_ids(table)).any(axis=(1, 2)).all()  # kept for traffic it can name
+
+
+def test_a_class_set_without_traffic_classes_is_refused_before_any_capture() -> None:
+    from simreal.labels import LabelClass, LabelTable
+
+    classes = (LabelClass(0, "road", (0, 0, 0)), LabelClass(1, "sky", (1, 1, 1)))
+    scenery = LabelTable("scenery", "no road users", classes)
+    with pytest.raises(LabelError, match=r"class set 'scenery' has no traffic classes .* leave it out of filter.rules"):
+        check_filter_fits(FilterConfig(), scenery)
+    check_filter_fits(FilterConfig(enabled=(NEAR_DUPLICATE,)), scenery)  # without the traffic rule it can work
 
 
 def collect_through_warmups(monkeypatch: pytest.MonkeyPatch, frames: int, **params: object) -> tuple[list, object]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from simreal.collect.decode import decode_sensor_frame
-from simreal.collect.filters import KEPT, SOURCE_EVENTS, FilterConfig, FrameFilter
+from simreal.collect.filters import KEPT, SOURCE_EVENTS, FilterConfig, FrameFilter, check_filter_fits, traffic_ids
 from simreal.collect.frame import FrameSource
 from simreal.data.convert import FrameSpec, prepare_frame
 from simreal.errors import CollectionError, ConfigError
@@ -73,8 +73,8 @@ class StreamCollector:
         self.class_set = class_set
         self.expected_hw = expected_hw
         target = get_class_set(class_set)
-        traffic = tuple(target.id_of(name) for name in filter_config.traffic_classes)
-        self.filter = FrameFilter(filter_config, traffic, target.ignore_index)
+        check_filter_fits(filter_config, target)
+        self.filter = FrameFilter(filter_config, traffic_ids(target), target.ignore_index)
         self.captured = 0
         self._mappings: dict[str, LabelMapping] = {}
         self._source: FrameSource | None = None

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from simreal.errors import LabelError
+from simreal.labels import LabelTable
+
 KEPT = "kept"
 LOW_TRAFFIC = "low_traffic"
 NEAR_DUPLICATE = "near_duplicate"
@@ -29,8 +32,29 @@ class FilterConfig:
     min_blob_pixels: int = 30
     duplicate_threshold: float = 0.015  # mean abs difference (0..1) of 64x32 greyscale thumbnails
     uniform_std: float = 2.0  # RGB standard deviation below which a frame is blank
-    traffic_classes: tuple[str, ...] = ("vehicle", "person")
     enabled: tuple[str, ...] = REASONS
+
+
+# Class names that are traffic (road users: what CARLA tags as pedestrians, riders and vehicles) in any class set the
+# label registry offers: shared16 merges them into vehicle and person, the Cityscapes sets keep them apart. The
+# Cityscapes "ego vehicle" is the camera's own car, not traffic.
+TRAFFIC_NAMES = frozenset(
+    {"vehicle", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle", "caravan", "trailer"}
+)
+
+
+def traffic_ids(class_set: LabelTable) -> tuple[int, ...]:
+    """The ids of ``class_set``'s traffic classes (what the low-traffic rule counts)."""
+    return tuple(c.id for c in class_set.classes if c.name in TRAFFIC_NAMES)
+
+
+def check_filter_fits(config: FilterConfig, class_set: LabelTable) -> None:
+    """Refuse, before any frame is captured, a filter the class set cannot serve."""
+    if LOW_TRAFFIC in config.enabled and not traffic_ids(class_set):
+        raise LabelError(
+            f"class set {class_set.name!r} has no traffic classes ({', '.join(sorted(TRAFFIC_NAMES))}) for the "
+            f"{LOW_TRAFFIC} rule: leave it out of filter.rules or collect in another class set"
+        )
 
 
 @dataclass
