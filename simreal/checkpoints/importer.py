@@ -77,6 +77,8 @@ def find_reference_files(kind: str, source: str | Path, which: str | None = None
         source = source.parent
     if not source.is_dir():
         raise CheckpointImportError(f"{source} does not exist")
+    if kind in ("oasis", "dpgan") and (source / "models").is_dir() and not any(source.glob("*_G.pth")):
+        source = source / "models"  # OASIS / DP-GAN save under <checkpoints_dir>/<name>/models/: the run folder works
     found: dict[str, dict[str, Path]] = {}
     for path in sorted(source.iterdir()):
         for role, suffix in suffixes.items():

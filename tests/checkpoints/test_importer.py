@@ -392,6 +392,15 @@ def test_refuses_weights_of_another_label_space(tmp_path: Path) -> None:
         import_checkpoints("oasis", folder, tmp_path / "run", ImportOptions(class_set="shared16", z_dim=Z))
 
 
+def test_the_oasis_run_folder_is_read_as_its_save_code_lays_it_out(tmp_path: Path) -> None:
+    """OASIS (and DP-GAN) save to <checkpoints_dir>/<name>/models/<which>_{G,D,EMA}.pth beside latest_iter.txt."""
+    run = tmp_path / "oasis_cityscapes"
+    oasis_files(run / "models")
+    (run / "latest_iter.txt").write_text("200000")
+    result = import_checkpoints("oasis", run, tmp_path / "run", ImportOptions(z_dim=Z))
+    assert {path.parent.name for path in result.files.values()} == {"models"}
+
+
 def test_finds_the_files_of_one_saved_iteration(tmp_path: Path) -> None:
     folder, _ = oasis_files(tmp_path / "oasis", prefix="10000")
     oasis_files(folder, prefix="20000")
