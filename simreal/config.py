@@ -23,7 +23,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from simreal.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# What simreal ships beside its code: the top-level configs/ and datasets.yaml, reached through the links
+# simreal/_configs and simreal/_datasets.yaml in a checkout and carried as copies in the wheel.
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_DIR_ENV = "SIMREAL_CONFIG_DIR"
 SCHEMA_GROUP = "schema"
 PRESET_KEY = "preset"
 
@@ -31,10 +34,11 @@ T = TypeVar("T")
 
 
 def config_dir() -> Path:
-    """`configs/` of the checkout, or ``$SIMREAL_CONFIG_DIR`` for installs outside one."""
-    path = Path(os.environ.get("SIMREAL_CONFIG_DIR", PROJECT_ROOT / "configs")).resolve()
+    """The configs: ``$SIMREAL_CONFIG_DIR`` (``simreal --config-dir``, a copy of configs/ with your changes), else
+    the ones simreal ships (``configs/`` of the checkout, or its copy in an installed wheel)."""
+    path = Path(os.environ.get(CONFIG_DIR_ENV, PACKAGE_DIR / "_configs")).resolve()
     if not path.is_dir():
-        raise ConfigError(f"config directory {path} not found; set SIMREAL_CONFIG_DIR to simreal's configs/ folder")
+        raise ConfigError(f"config directory {path} not found; point {CONFIG_DIR_ENV} (--config-dir) at a configs/")
     return path
 
 

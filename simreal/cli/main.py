@@ -63,10 +63,15 @@ app = typer.Typer(
 @app.callback()
 def _options(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show Ray's own warnings and info lines."),
+    config_dir: str = typer.Option(
+        None, "--config-dir", help="A configs/ folder to use instead of the shipped one (also SIMREAL_CONFIG_DIR)."
+    ),
 ) -> None:
     """Turn CARLA (or procedural) simulator frames into realistic, correctly labelled training data."""
     if verbose:
         os.environ["SIMREAL_VERBOSE"] = "1"  # read where Ray starts, in this process and its workers
+    if config_dir:
+        os.environ["SIMREAL_CONFIG_DIR"] = config_dir  # Ray workers compose configs too
 
 
 app.add_typer(labels_app, name="labels")

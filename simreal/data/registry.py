@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from simreal.config import PROJECT_ROOT
+from simreal.config import PACKAGE_DIR
 from simreal.errors import ConfigError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -38,7 +38,12 @@ class DatasetEntry:
 
 
 def registry_path() -> Path:
-    return Path(os.environ.get("SIMREAL_DATASETS", PROJECT_ROOT / "datasets.yaml"))
+    """``$SIMREAL_DATASETS``, else a ``datasets.yaml`` in the working directory, else the one simreal ships (the
+    checkout's, or its copy in an installed wheel); relative roots are read from the file's real folder."""
+    if "SIMREAL_DATASETS" in os.environ:
+        return Path(os.environ["SIMREAL_DATASETS"])
+    here = Path.cwd() / "datasets.yaml"
+    return (here if here.is_file() else PACKAGE_DIR / "_datasets.yaml").resolve()
 
 
 def expand_vars(text: str) -> str:
