@@ -61,7 +61,7 @@ def test_file_urls_are_local_stores(tmp_path: Path) -> None:
 
 
 def test_mix_files_keep_urls_and_read_relative_paths_from_their_folder(tmp_path: Path) -> None:
-    from simreal.benchmark.mix import MixPart, read_mix_file, write_mix_file
+    from simreal.data.mix import MixPart, read_mix_file, write_mix_file
 
     mix = write_mix_file(tmp_path / "mix.yaml", [MixPart("s3://bucket/a.zarr", 1.0), MixPart("b.zarr", 3.0)])
     assert [(part.store, part.weight) for part in read_mix_file(mix)] == [

@@ -18,9 +18,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from simreal.benchmark.config import BenchConfig
-from simreal.benchmark.mix import MixPart, normalized_parts
 from simreal.benchmark.overlap import FrameIdentities, describe, find_overlaps
 from simreal.config import as_overrides, compose_config
+from simreal.data.mix import MixPart, normalized_parts
 from simreal.data.store import FrameStore
 from simreal.errors import BenchError
 from simreal.progress import progress_bar

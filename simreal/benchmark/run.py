@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from simreal.benchmark.definition import RunSpec
-from simreal.benchmark.mix import write_mix_file
+from simreal.data.mix import write_mix_file
 from simreal.errors import BenchError
 from simreal.metrics.consistency import evaluate_on_store
 

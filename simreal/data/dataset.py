@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +38,16 @@ def crop_hw(crop: Sequence[int] | None) -> tuple[int, int] | None:
     return height, width
 
 
+# (rgb uint8 (H, W, 3), label uint8 (H, W)) -> the same, e.g. an augmentation (see simreal.data.transforms)
+PairTransform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
 class FrameDataset(Dataset):
     """Committed frames of a store as ``{"image": (3,h,w) float32, "label": (h,w) int64, "index": int}``.
 
     ``crop`` = (height, width) cuts a random window (``random_crop=True``) or the centre; ``hflip`` mirrors half of
-    the samples. Labels keep 255 as ignore. The store is opened lazily so the dataset pickles into workers.
+    the samples; ``transform(rgb, label)`` then sees the uint8 frame and its labels and returns both (any size), before
+    normalisation. Labels keep 255 as ignore. The store is opened lazily so the dataset pickles into workers.
     """
 
     def __init__(
@@ -53,6 +58,7 @@ class FrameDataset(Dataset):
         hflip: bool = True,
         normalize: str = "tanh",
         indices: Sequence[int] | None = None,
+        transform: PairTransform | None = None,
     ) -> None:
         if normalize not in NORMALIZATIONS:
             raise ConfigError(f"unknown normalisation {normalize!r}; choose from {NORMALIZATIONS}")
@@ -70,6 +76,7 @@ class FrameDataset(Dataset):
         self.hflip = hflip
         self.normalize = normalize
         self.indices = list(indices) if indices is not None else list(range(len(store)))
+        self.transform = transform
         self._store: FrameStore | None = None
 
     def __len__(self) -> int:
@@ -99,6 +106,11 @@ class FrameDataset(Dataset):
             rgb, label = rgb[y0 : y0 + ch, x0 : x0 + cw], label[y0 : y0 + ch, x0 : x0 + cw]
         if self.hflip and bool(torch.rand(()) < 0.5):
             rgb, label = rgb[:, ::-1], label[:, ::-1]
+        if self.transform is not None:
+            rgb, label = self.transform(np.ascontiguousarray(rgb), np.ascontiguousarray(label))
+            rgb, label = np.asarray(rgb, dtype=np.uint8), np.asarray(label)
+            if rgb.ndim != 3 or rgb.shape[2] != 3 or label.shape != rgb.shape[:2]:
+                raise ConfigError(f"transform returned rgb {rgb.shape} and label {label.shape}: want (H, W, 3), (H, W)")
         image = normalize_images(np.ascontiguousarray(rgb), self.normalize).transpose(2, 0, 1)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)),

@@ -1,6 +1,6 @@
 """Training method ``segmenter``: DeepLabV3+ on labelled frames (the LC-SAE report's Table 4.1 recipe).
 
-``data`` is one frame store, or a mix file of weighted stores (``simreal.benchmark.mix``). SGD with momentum,
+``data`` is one frame store, or a mix file of weighted stores (``simreal.data.mix``). SGD with momentum,
 polynomial learning-rate decay (the encoder at ``encoder_lr_mult`` of the base rate, as usual for pretrained
 backbones), cross-entropy ignoring label 255, random crops and flips. Validation (``val=STORE``) runs on whole
 images and scores pixel accuracy, mean accuracy and mIoU on the store's evaluable classes after its ``eval_merge``
@@ -77,9 +77,9 @@ class SegmenterMethod(TrainingMethod):
 
     @classmethod
     def make_dataset(cls, cfg: SegmenterTrainConfig, role: str, store_path: str) -> Dataset:
-        """One store, or a weighted mix of stores when ``store_path`` is a mix file (``simreal.benchmark.mix``)."""
-        from simreal.benchmark.mix import is_mix_file, load_mix_dataset
+        """One store, or a weighted mix of stores when ``store_path`` is a mix file (``simreal.data.mix``)."""
         from simreal.data.dataset import FrameDataset, crop_hw
+        from simreal.data.mix import is_mix_file, load_mix_dataset
 
         def store_dataset(path: str) -> Dataset:
             return FrameDataset(path, crop=crop_hw(cfg.crop), random_crop=True, hflip=cfg.hflip, normalize="tanh")

@@ -1,5 +1,10 @@
 """Weighted mixes of frame stores: a mix file on disk and the dataset that samples stores by weight.
 
+For your own loop::
+
+    mix = MixedFrames.of_stores(["data/cs_train.zarr", "data/town10_lccut.zarr"], weights=[0.5, 0.5], crop=(256, 256))
+    loader = DataLoader(mix, batch_size=8, sampler=mix.sampler(num_samples=10_000, seed=0))
+
 A mix file is YAML listing stores and their sampling weights::
 
     parts:
@@ -7,7 +12,7 @@ A mix file is YAML listing stores and their sampling weights::
       - {store: /data/town10-lcsae, weight: 0.25}
 
 Weights are shares of the *sampled frames*, whatever the stores' sizes: with the file above three of every four
-training samples come from Cityscapes. ``WeightedMixDataset`` concatenates the stores and exposes one
+training samples come from Cityscapes. ``MixedFrames`` concatenates the stores and exposes one
 ``sample_weights`` entry per frame (``weight / store size``), which the training loader
 (``simreal.training.data.InfiniteLoader``) honours. ``simreal train segmenter data=MIX.yaml`` trains on a mix.
 """
@@ -18,18 +23,20 @@ import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 import yaml
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, WeightedRandomSampler
 
 from simreal.data.location import store_location
-from simreal.errors import BenchError
+from simreal.errors import StoreError
 
 MIX_SUFFIXES = (".yaml", ".yml")
 
 
-class MixError(BenchError):
+class MixError(StoreError):
     """A mix that cannot be built: bad weights, unreadable file, stores that do not fit together."""
 
 
@@ -85,7 +92,7 @@ def read_mix_file(path: str | Path) -> list[MixPart]:
     return normalized_parts(parts)
 
 
-class WeightedMixDataset(Dataset):
+class MixedFrames(Dataset):
     """The concatenation of several datasets with per-sample weights giving each dataset its share.
 
     Samples are those of the parts plus ``"store"``: the position of the part they came from. Every part must use
@@ -116,6 +123,23 @@ class WeightedMixDataset(Dataset):
             [np.full(size, weight / size) for size, weight in zip(sizes, self.weights, strict=True)]
         )
 
+    @classmethod
+    def of_stores(
+        cls, stores: Sequence[str | Path], weights: Sequence[float] | None = None, **frames: Any
+    ) -> MixedFrames:
+        """Frame stores mixed by ``weights`` (shares of the sampled frames; default equal), each read as
+        ``FrameDataset(store, **frames)`` (crop, hflip, normalize, transform, ...)."""
+        from simreal.data.dataset import FrameDataset
+
+        weights = list(weights) if weights is not None else [1.0] * len(stores)
+        return cls([FrameDataset(store, **frames) for store in stores], weights, [str(s) for s in stores])
+
+    def sampler(self, num_samples: int, seed: int = 0) -> WeightedRandomSampler:
+        """A seeded sampler drawing ``num_samples`` frames with the mix's shares (the same seed, the same draws)."""
+        generator = torch.Generator().manual_seed(seed)
+        weights = torch.as_tensor(self.sample_weights, dtype=torch.float64)
+        return WeightedRandomSampler(weights, num_samples, replacement=True, generator=generator)
+
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
@@ -132,9 +156,9 @@ class WeightedMixDataset(Dataset):
         return sample
 
 
-def load_mix_dataset(path: str | Path, store_dataset: Callable[[str], Dataset]) -> WeightedMixDataset:
+def load_mix_dataset(path: str | Path, store_dataset: Callable[[str], Dataset]) -> MixedFrames:
     """The mix of a mix file, each store opened with ``store_dataset(path)`` (crop, flips, normalisation)."""
     parts = read_mix_file(path)
-    return WeightedMixDataset(
+    return MixedFrames(
         [store_dataset(part.store) for part in parts], [part.weight for part in parts], [p.store for p in parts]
     )

@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from simreal.benchmark.mix import (
+from simreal.data.dataset import FrameDataset
+from simreal.data.mix import (
+    MixedFrames,
     MixError,
     MixPart,
-    WeightedMixDataset,
     load_mix_dataset,
     read_mix_file,
     write_mix_file,
 )
-from simreal.data.dataset import FrameDataset
 from simreal.data.store import FrameStore
 from simreal.training.data import InfiniteLoader
 from simreal.training.methods.segmenter import SegmenterMethod
@@ -51,7 +51,7 @@ class Indices(Dataset):
 
 
 def test_sampling_shares_follow_the_weights_not_the_store_sizes() -> None:
-    mix = WeightedMixDataset([Indices(3), Indices(12), Indices(5)], [4, 1, 5])  # 40% from the 3-sample part
+    mix = MixedFrames([Indices(3), Indices(12), Indices(5)], [4, 1, 5])  # 40% from the 3-sample part
     loader = InfiniteLoader(mix, batch_size=20, seed=3)
     batches = [next(loader) for _ in range(500)]  # 10000 samples
     drawn = np.concatenate([batch["store"].numpy() for batch in batches])
@@ -64,7 +64,7 @@ def test_sampling_shares_follow_the_weights_not_the_store_sizes() -> None:
 
 
 def test_weighted_loader_resumes_at_the_same_position(stores: tuple[Path, Path]) -> None:
-    mix = WeightedMixDataset([FrameDataset(stores[0], hflip=False), FrameDataset(stores[1], hflip=False)], [1, 1])
+    mix = MixedFrames([FrameDataset(stores[0], hflip=False), FrameDataset(stores[1], hflip=False)], [1, 1])
     first = InfiniteLoader(mix, batch_size=4, seed=7)
     for _ in range(5):  # crosses an epoch boundary (15 samples, 3 batches per epoch)
         next(first)
@@ -87,7 +87,7 @@ def test_mix_file_round_trip_normalises_weights(stores: tuple[Path, Path], tmp_p
 def test_segmenter_trains_on_a_mix_file(stores: tuple[Path, Path], tmp_path: Path) -> None:
     path = write_mix_file(tmp_path / "m.yaml", [MixPart(str(stores[0]), 1), MixPart(str(stores[1]), 1)])
     cfg = OmegaConf.create({"crop": [8, 8], "hflip": True})
-    assert isinstance(SegmenterMethod.make_dataset(cfg, "data", str(path)), WeightedMixDataset)
+    assert isinstance(SegmenterMethod.make_dataset(cfg, "data", str(path)), MixedFrames)
     assert isinstance(SegmenterMethod.make_dataset(cfg, "data", str(stores[0])), FrameDataset)  # unchanged
 
 
@@ -99,4 +99,15 @@ def test_bad_mixes_are_refused(stores: tuple[Path, Path], tmp_path: Path) -> Non
         read_mix_file(tmp_path / "bad.yaml")
     other = make_store(tmp_path / "cityscapes", 2, class_set="cityscapes19")
     with pytest.raises(MixError, match="one class set"):
-        WeightedMixDataset([FrameDataset(stores[0]), FrameDataset(other)], [1, 1])
+        MixedFrames([FrameDataset(stores[0]), FrameDataset(other)], [1, 1])
+
+
+def test_mixed_frames_for_your_own_loop_sample_by_weight_with_a_seed(stores: tuple[Path, Path]) -> None:
+    mix = MixedFrames.of_stores(list(stores), weights=[3, 1], hflip=False)  # 3 of 4 frames from the 3-frame store
+    first = list(mix.sampler(num_samples=4000, seed=5))
+    assert first == list(mix.sampler(num_samples=4000, seed=5)) != list(mix.sampler(num_samples=4000, seed=6))
+    shares = np.bincount([mix.store_of(i) for i in first], minlength=2) / len(first)
+    assert np.allclose(shares, [0.75, 0.25], atol=0.03), shares
+    loader = DataLoader(mix, batch_size=8, sampler=mix.sampler(num_samples=16, seed=0))
+    batch = next(iter(loader))
+    assert batch["image"].shape == (8, 3, 8, 8) and set(batch["store"].tolist()) <= {0, 1}
