@@ -301,6 +301,17 @@ CASES: dict[str, Case] = {
         "is the evaluation store itself",
     ),
     "bench evaluating on frames it trains on": Case(overlapping_eval, "shares 1 frame(s)"),
+    # --- export
+    "export of a missing store": Case(lambda w, t: ["export", str(t / "nowhere.zarr"), str(t / "out")], "nowhere"),
+    "export of merged classes to cityscapes": Case(
+        lambda w, t: ["export", str(w["sim"]), str(t / "out"), "--layout", "cityscapes"], "cannot be exported"
+    ),
+    "export into an occupied folder": Case(
+        lambda w, t: (
+            (t / "out").mkdir() or (t / "out" / "a.txt").write_text("x") and ["export", str(w["sim"]), str(t / "out")]
+        ),  # fmt: skip
+        "already exists",
+    ),
     # --- the command line
     "invalid Hydra override": Case(lambda w, t: collect(t, "--frames", "2", "camera.fovv=3"), "camera.fovv"),
     "--frames 0": Case(lambda w, t: collect(t, "--frames", "0"), "--frames must be positive"),

@@ -18,6 +18,7 @@ from simreal.cli.collect import collect
 from simreal.cli.datasets import datasets_app
 from simreal.cli.demo import demo
 from simreal.cli.errors import fail
+from simreal.cli.export import export
 from simreal.cli.fid_weights import fid_weights
 from simreal.cli.labels import labels_app
 from simreal.cli.score import score
@@ -82,6 +83,7 @@ app.add_typer(checkpoints_app, name="checkpoints")
 app.command("synthesize", cls=OptionsCommand)(synthesize)
 app.command("translate", cls=OptionsCommand)(translate)
 app.command("score", cls=OptionsCommand)(score)
+app.command("export", cls=OptionsCommand)(export)
 app.command("fid-weights", cls=OptionsCommand)(fid_weights)
 app.command("demo", cls=settings_command(config_source("demo", compose_demo)))(demo)
 app.command("bench", cls=settings_command(config_source("bench/default", compose_bench), RAY_ADDRESS))(bench)
