@@ -33,10 +33,18 @@ from pipelines.ray_runtime import (
 )
 from simreal.data.location import StoreLocation, absolute_location, store_location
 from simreal.data.lock import writer_lock
-from simreal.data.store import FrameStore, StoreError, open_derived, shard_ranges
-from simreal.inference import file_digest
+from simreal.data.store import TRUST_FIELDS, FrameStore, StoreError, open_derived, shard_ranges
+from simreal.inference import file_digest, load_segmenter
+from simreal.metrics.consistency import frame_consistency, segment_images
 from simreal.progress import progress_bar
-from simreal.translate import StyleOptions, TranslationError, check_request, checkpoint_method, load_translator
+from simreal.translate import (
+    StyleOptions,
+    TranslationError,
+    check_request,
+    check_scorer,
+    checkpoint_method,
+    load_translator,
+)
 
 
 @dataclass
@@ -51,6 +59,7 @@ class TranslateJob:
     actors: int = 0  # 0: one per GPU, else 2 CPU actors
     bf16: bool = True
     shard_size: int = 32
+    scorer: Path | None = None  # a held-out segmenter: per-frame trust scores into the store's trust array
 
 
 @dataclass
@@ -90,6 +99,9 @@ class _ShardTranslator:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.translator = load_translator(job.checkpoint, self.device, job.style, bf16=job.bf16)
         self.job = job
+        self.scorer = load_segmenter(job.scorer, self.device) if job.scorer is not None else None
+        source = FrameStore.open(job.input)
+        self.classes, self.num_classes = source.evaluable_classes, max(source.class_set.ids) + 1
         if self.device.type == "cuda":
             for module in vars(self.translator).values():
                 if isinstance(module, torch.nn.Module):
@@ -99,12 +111,18 @@ class _ShardTranslator:
         start, stop = int(row["start"][0]), int(row["stop"][0])
         rgb, label = row["rgb"][0], row["label"][0]
         jobs = _jobs(start, stop, self.job.variants)
-        images, extras = [], []
+        images, extras, trust = [], [], []
         for b in range(0, len(jobs), self.job.batch_size):
             part = slice(b, b + self.job.batch_size)
             out, extra = self.translator.translate(rgb[part], label[part], jobs[part], self.job.seed)
             images.append(out)
             extras += extra
+            if self.scorer is not None:
+                trust.append(self._trust(out, rgb[part], label[part]))
+        scores = np.concatenate(trust) if trust else None
+        if scores is not None:
+            extras = [{**extra, "trust": dict(zip(TRUST_FIELDS, map(float, row), strict=True))}
+                      for extra, row in zip(extras, scores, strict=True)]  # fmt: skip
         provenance = [
             json.dumps(
                 {
@@ -119,15 +137,27 @@ class _ShardTranslator:
             )
             for (index, variant), extra in zip(jobs, extras, strict=True)
         ]
-        return {"start": [start], "stop": [stop], "rgb": [np.concatenate(images)], "label": [label],
-                "provenance": [provenance]}  # fmt: skip
+        row = {"start": [start], "stop": [stop], "rgb": [np.concatenate(images)], "label": [label],
+               "provenance": [provenance]}  # fmt: skip
+        if scores is not None:
+            row["trust"] = [scores]
+        return row
+
+    def _trust(self, translated: np.ndarray, source: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """(k, 4): the scorer's pixel accuracy and mIoU on the translated frames, then on their sources."""
+        scored = [
+            frame_consistency(segment_images(self.scorer, images, self.device), label, self.classes, self.num_classes)
+            for images in (translated, source)
+        ]
+        return np.concatenate(scored, axis=1)
 
 
 def _write_shard(row: dict[str, Any], out_path: str) -> dict[str, Any]:
     start, stop = int(row["start"][0]), int(row["stop"][0])
     store = FrameStore.open(out_path, mode="a")
     input_provenance = [json.loads(p) for p in row["provenance"][0]]
-    store.write_frames(start, np.asarray(row["rgb"][0]), np.asarray(row["label"][0]), input_provenance)
+    trust = np.asarray(row["trust"][0]) if "trust" in row else None
+    store.write_frames(start, np.asarray(row["rgb"][0]), np.asarray(row["label"][0]), input_provenance, trust=trust)
     return {"start": [start], "stop": [stop], "node": [current_node()]}
 
 
@@ -141,6 +171,7 @@ def _settings(job: TranslateJob, method: str) -> dict[str, Any]:
         "variants": job.variants,
         "seed": job.seed,
         "style": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job.style).items()},
+        "scorer": check_scorer(Path(job.checkpoint), job.scorer, FrameStore.open(job.input)) if job.scorer else None,
     }
 
 
@@ -168,7 +199,7 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
             )
         out = open_derived(
             job.out, source, role="translate", settings=_settings(job, method), shard_size=job.shard_size,
-            description=f"{source.path} translated by {job.checkpoint}",
+            description=f"{source.path} translated by {job.checkpoint}", with_trust=job.scorer is not None,
         )  # fmt: skip
         total = len(source) * job.variants
         committed_before = len(out)

@@ -32,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from simreal.data.store import SOURCE_INDEX_KEY, SOURCE_STORE_KEY, Frame, FrameStore
+from simreal.data.store import SOURCE_INDEX_KEY, SOURCE_STORE_KEY, TRUST, TRUST_FIELDS, Frame, FrameStore
 from simreal.errors import StoreError
 from simreal.labels import LabelTable, get_mapping
 from simreal.progress import progress_bar
@@ -55,6 +55,7 @@ class ExportJob:
     split: str = "train"
     frames: int | None = None  # the first N committed frames; None = all
     overwrite: bool = False
+    min_consistency: float | None = None  # keep frames whose trust mIoU is at least this (translate --scorer)
 
 
 @dataclass
@@ -196,7 +197,8 @@ def _not_cityscapes(class_set: LabelTable, why: str) -> str:
 
 # ---------------------------------------------------------------- the job
 def _settings(job: ExportJob, store: FrameStore, count: int) -> dict[str, Any]:
-    return {"store": str(store.path), "layout": job.layout, "split": job.split, "frames": count}
+    return {"store": str(store.path), "layout": job.layout, "split": job.split, "frames": count,
+            "min_consistency": job.min_consistency}  # fmt: skip
 
 
 def _prepare(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
@@ -241,12 +243,16 @@ def run_export(job: ExportJob, on_frame: Callable[[int], None] | None = None) ->
     if count == 0:
         raise ExportError(f"{store.path} holds no committed frames to export")
     layout = LAYOUT_CLASSES[job.layout](store, job.split)
+    keep = _gate(store, count, job.min_consistency)
     out = Path(job.out).expanduser()
     settings = _settings(job, store, count)
     _prepare(out, settings, job.overwrite)
     records, written = [], 0
     with progress_bar(f"export ({job.layout})", total=count) as bar:
         for index in range(count):
+            if not keep[index]:
+                bar.advance(1)
+                continue
             frame = store[index]
             files = layout.files(index, frame)
             if not all((out / relative).is_file() for relative, _ in files.values()):
@@ -266,4 +272,17 @@ def run_export(job: ExportJob, on_frame: Callable[[int], None] | None = None) ->
     manifest = {"format": EXPORT_FORMAT, "settings": settings, "origin": _origin(store), "frames": records}
     _write_text(out / MANIFEST, json.dumps(manifest, indent=1, default=str))
     (out / MARKER).unlink(missing_ok=True)
-    return ExportResult(out, count, written, out / MANIFEST)
+    notes = [f"{count - int(keep.sum())} of {count} frames below trust mIoU {job.min_consistency} left out"]
+    return ExportResult(out, int(keep.sum()), written, out / MANIFEST, notes if job.min_consistency is not None else [])
+
+
+def _gate(store: FrameStore, count: int, threshold: float | None) -> np.ndarray:
+    """Which of the first ``count`` frames to export: all, or those whose trust mIoU reaches ``threshold``."""
+    if threshold is None:
+        return np.ones(count, bool)
+    if not 0.0 <= threshold <= 1.0:
+        raise ExportError(f"--min-consistency must be in [0, 1], got {threshold}")
+    if not store.has_trust:
+        raise ExportError(f"{store.path} has no trust scores to gate on: translate it with --scorer HELD_OUT_SEGMENTER")
+    miou = store.array(TRUST)[:count][:, TRUST_FIELDS.index("miou")]
+    return np.nan_to_num(miou, nan=-1.0) >= threshold

@@ -32,6 +32,7 @@ from simreal.inference import (
     STRUCTURE_TEXTURE,
     ImageModel,
     TextureModel,
+    file_digest,
     load_inference,
     read_checkpoint,
 )
@@ -223,3 +224,27 @@ def load_translator(
     if isinstance(model, ImageModel):
         return ImageTranslator(model, bf16=bf16)
     return TextureTranslator(model, style, bf16=bf16)
+
+
+def check_scorer(checkpoint: Path, scorer: Path, store: FrameStore) -> str:
+    """The digest of the scorer segmenter that grades a translation's frames, refused when it cannot: another class
+    set than the store's, or one of the segmenters the translator trained with (a translator is never graded by
+    its own loss's segmenter: it learnt to please that one)."""
+    import yaml
+
+    from simreal.metrics.consistency import check_class_sets_match, segmenter_class_set
+    from simreal.training.checkpoint import checkpoint_file
+
+    scorer_file = checkpoint_file(scorer, "segmenter")
+    check_class_sets_match(segmenter_class_set(scorer_file), store)
+    digest = file_digest(scorer_file)
+    config_file = checkpoint.parent / "config.yaml"
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    for key in ("outer_segmenter", "inner_segmenter", "task_segmenter"):
+        used = (config or {}).get(key)
+        if used and Path(used).exists() and file_digest(checkpoint_file(used, "segmenter")) == digest:
+            raise TranslationError(
+                f"--scorer {scorer} is the {key} {checkpoint} was trained with: its scores would flatter the "
+                "translator; grade with a held-out segmenter (simreal train segmenter preset=heldout)"
+            )
+    return digest

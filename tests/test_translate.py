@@ -167,3 +167,57 @@ def test_resume_after_kill(world: dict[str, Path], tmp_path: Path) -> None:
     assert report.ok and report.uncommitted == [], "the resumed run left rows written past its commits"
     records = provenance(out)
     assert [(p["source_index"], p["variant"]) for p in records] == [(j // 2, j % 2) for j in range(96)]
+
+
+def test_a_scorer_gives_every_translated_frame_its_trust_and_export_can_gate_on_it(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    from simreal.data.store import TRUST_FIELDS
+    from simreal.export import ExportJob, run_export
+    from simreal.inference import load_segmenter
+    from simreal.metrics.consistency import frame_consistency, segment_images
+
+    common = ["preset=tiny", "steps=2", "progress=false"]
+    scorer = train(compose_training_config("segmenter", [*common, f"data={world['real']}", f"out={tmp_path / 'seg'}"]))
+    out = tmp_path / "scored.zarr"
+    run_translate(TranslateJob(world["dpgan"], world["sim"], out, batch_size=4, scorer=scorer.run_dir))
+    store, source = FrameStore.open(out), FrameStore.open(world["sim"])
+    assert store.has_trust and store.array("trust").shape[1] == len(TRUST_FIELDS)
+    net = load_segmenter(scorer.run_dir)
+    n = max(source.class_set.ids) + 1
+    rgb, label = store.read_range(0, len(store))
+    expected = frame_consistency(segment_images(net, rgb), label, source.evaluable_classes, n)
+    on_source = frame_consistency(segment_images(net, source.read_range(0, 6)[0]), label, source.evaluable_classes, n)
+    trust = store.array("trust")[: len(store)]
+    np.testing.assert_allclose(trust[:, :2], expected, rtol=1e-5)
+    np.testing.assert_allclose(trust[:, 2:], on_source, rtol=1e-5)  # the source frame's score: the drop shows
+    assert store.provenance(0)["trust"]["miou"] == pytest.approx(float(trust[0, 1]))
+
+    threshold = float(np.median(trust[:, 1]))
+    gated = run_export(ExportJob(str(out), tmp_path / "gated", "folder", min_consistency=threshold))
+    assert gated.frames == int((trust[:, 1] >= threshold).sum()) < len(store)
+    with pytest.raises(StoreError, match="no trust scores to gate on"):
+        run_export(ExportJob(str(world["sim"]), tmp_path / "x", "folder", min_consistency=0.5))
+
+
+def test_the_translators_own_loss_segmenter_cannot_score_it(world: dict[str, Path], tmp_path: Path) -> None:
+    common = ["preset=tiny", "steps=2", "progress=false"]
+    outer = train(compose_training_config("segmenter", [*common, f"data={world['real']}", f"out={tmp_path / 'o'}"]))
+    lcsae = train(
+        compose_training_config(
+            "lcsae",
+            [
+                *common,
+                f"sim={world['sim']}",
+                f"real={world['real']}",
+                f"outer_segmenter={outer.run_dir}",
+                f"out={tmp_path / 'lc'}",
+            ],
+        )
+    )
+    job = TranslateJob(
+        lcsae.run_dir, world["sim"], tmp_path / "t.zarr", StyleOptions(world["real"]), scorer=outer.run_dir
+    )
+    with pytest.raises(TranslationError, match="is the outer_segmenter .* was trained with"):
+        run_translate(job)
+    assert not (tmp_path / "t.zarr").exists()

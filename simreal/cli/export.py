@@ -23,9 +23,14 @@ def export(
     split: str = typer.Option("train", "--split", help="Split folder name (cityscapes: train | val | test)."),
     frames: int = typer.Option(None, "--frames", help="Export the first N committed frames (default: all)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT when it holds something else."),
+    min_consistency: float = typer.Option(
+        None, "--min-consistency", help="Keep frames whose trust mIoU (translate --scorer) is at least this, in [0, 1]."
+    ),
 ) -> None:
     """Write every frame with its labels in a directory layout segmentation trainers read, plus manifest.json."""
     from simreal.export import ExportJob, run_export
 
-    result = run_export(ExportJob(store, out, layout, split, frames, overwrite))
+    result = run_export(ExportJob(store, out, layout, split, frames, overwrite, min_consistency))
     typer.echo(f"{result.out}: {result.frames} frames ({result.written} written now); manifest {result.manifest}")
+    for note in result.notes:
+        typer.echo(f"  {note}")

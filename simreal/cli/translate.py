@@ -30,6 +30,8 @@ def translate(
     bf16: bool = typer.Option(True, "--bf16/--fp32", help="bf16 autocast on GPU."),
     shard_size: int = typer.Option(32, "--shard-size", help="Frames per shard of a new output store."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default local, or RAY_ADDRESS)."),
+    scorer: Path = typer.Option(None, "--scorer", help="Held-out segmenter run: per-frame trust scores (label "
+                                                       "consistency of each frame and of its source) in the store."),
 ) -> None:  # fmt: skip
     """Translate every frame of a store in parallel model actors; labels are copied through unchanged."""
     from pipelines.translate import TranslateJob, run_translate
@@ -38,7 +40,7 @@ def translate(
         raise ConfigError(f"--style-policy must be one of {', '.join(STYLE_POLICIES)}, got {style_policy!r}")
     job = TranslateJob(
         checkpoint=checkpoint, input=input, out=out, variants=variants, seed=seed, batch_size=batch_size,
-        actors=actors, bf16=bf16, shard_size=shard_size,
+        actors=actors, bf16=bf16, shard_size=shard_size, scorer=scorer,
         style=StyleOptions(store=style, policy=style_policy, fixed_index=style_index),
     )  # fmt: skip
     result = run_translate(job, address=address)

@@ -8,6 +8,8 @@ Layout (format version 1, documented for users in docs/store-format.md)::
       rgb/               uint8 (N, H, W, 3)   one frame per chunk, `shard_size` frames per shard, zstd
       label/             uint8 (N, H, W)      target-class ids, 255 = ignore
       source_label/      uint8 (N, H, W)      optional: the raw ids of the source scheme
+      trust/             float32 (N, 4)       optional (translated stores): label consistency under a scorer,
+                                              TRUST_FIELDS = pixel_acc, miou, source_pixel_acc, source_miou
       provenance/        string (N,)          one JSON object per frame, one chunk per shard
 
 Only the first ``committed_frames`` frames exist for readers. Writers put frame data first and advance the count
@@ -61,6 +63,8 @@ SOURCE_STORE_KEY, SOURCE_INDEX_KEY = "source_store", "source_index"
 # Attribute of a store that readers must not use yet: the job still writing it ("import"), or "creation" while the
 # arrays of a store on an object store are being made (there is no folder to build aside and rename).
 UNFINISHED_KEY, CREATION = "unfinished", "creation"
+# The per-frame label-consistency scores of a translated store under a named scorer segmenter (optional array).
+TRUST, TRUST_FIELDS = "trust", ("pixel_acc", "miou", "source_pixel_acc", "source_miou")
 # What a location holds (see store_state).
 ABSENT, STORE, LEFTOVER, FOREIGN = "absent", "store", "leftover", "foreign"
 
@@ -91,6 +95,7 @@ class FrameStore:
             )
         self._arrays: dict[str, zarr.Array] = {}
         self._has_source_label = "source_label" in group
+        self._has_trust = TRUST in group
         version = self._attrs.get("format_version")
         if version != FORMAT_VERSION:
             raise StoreError(f"{path}: store format version {version}, this simreal reads {FORMAT_VERSION}")
@@ -115,6 +120,7 @@ class FrameStore:
         class_set: str | LabelTable = "shared16",
         shard_size: int = DEFAULT_SHARD_SIZE,
         with_source_label: bool = False,
+        with_trust: bool = False,
         source: str = "",
         attrs: dict[str, Any] | None = None,
         overwrite: bool = False,
@@ -141,7 +147,7 @@ class FrameStore:
         meta.update(attrs or {})
         if unfinished:
             meta[UNFINISHED_KEY] = unfinished
-        layout = _Layout(height, width, shard_size, with_source_label)
+        layout = _Layout(height, width, shard_size, with_source_label, with_trust)
         with _writing(location, "creating"):
             if state != ABSENT:
                 remove(location)
@@ -192,6 +198,10 @@ class FrameStore:
     def has_source_label(self) -> bool:
         return self._has_source_label
 
+    @property
+    def has_trust(self) -> bool:
+        return self._has_trust
+
     def array(self, name: str) -> zarr.Array:
         # Opening an array reads its metadata from disk: do it once per store object (random reads for training).
         if name not in self._arrays:
@@ -223,6 +233,12 @@ class FrameStore:
 
     def label(self, index: int) -> np.ndarray:
         return self.array("label")[self._check_index(index)]
+
+    def trust(self, index: int) -> np.ndarray:
+        """The frame's label-consistency scores (``TRUST_FIELDS``); StoreError when the store keeps none."""
+        if not self.has_trust:
+            raise StoreError(f"{self.path} keeps no trust scores (translate with --scorer to make them)")
+        return self.array(TRUST)[self._check_index(index)]
 
     def provenance(self, index: int) -> dict[str, Any]:
         return json.loads(str(self.array("provenance")[self._check_index(index)]))
@@ -259,7 +275,7 @@ class FrameStore:
         """Grow every frame array to hold at least ``capacity`` rows, in whole shards. One process only."""
         self._require_writable()
         capacity = -(-capacity // self.shard_size) * self.shard_size
-        for name in ("rgb", "label", "source_label", "provenance"):
+        for name in ("rgb", "label", "source_label", TRUST, "provenance"):
             if name in self._group:
                 arr = self.array(name)
                 if arr.shape[0] < capacity:
@@ -273,6 +289,7 @@ class FrameStore:
         label: np.ndarray,
         provenance: Sequence[dict[str, Any]],
         source_label: np.ndarray | None = None,
+        trust: np.ndarray | None = None,
     ) -> None:
         """Write frames at rows [start, start+k) without committing them. Rows must already be reserved.
 
@@ -288,12 +305,18 @@ class FrameStore:
             raise StoreError(f"rows {start}..{stop - 1} not reserved in {self.path}")
         if self.has_source_label and source_label is None:
             raise StoreError(f"{self.path} keeps source labels: pass source_label")
+        if self.has_trust != (trust is not None):
+            raise StoreError(f"{self.path} {'keeps' if self.has_trust else 'keeps no'} trust scores: trust must match")
+        if trust is not None and np.shape(trust) != (k, len(TRUST_FIELDS)):
+            raise StoreError(f"trust must be ({k}, {len(TRUST_FIELDS)}), got {np.shape(trust)}")
         texts = np.array([json.dumps(p, sort_keys=True, default=str) for p in provenance], dtype=object)
         with _writing(self.path, f"writing frames {start}..{stop - 1} of"):
             self.array("rgb")[start:stop] = rgb
             self.array("label")[start:stop] = label
             if self.has_source_label:
                 self.array("source_label")[start:stop] = source_label
+            if trust is not None:
+                self.array(TRUST)[start:stop] = np.asarray(trust, np.float32)
             self.array("provenance")[start:stop] = texts
 
     def finish(self) -> None:
@@ -318,11 +341,12 @@ class FrameStore:
         label: np.ndarray,
         provenance: Sequence[dict[str, Any]],
         source_label: np.ndarray | None = None,
+        trust: np.ndarray | None = None,
     ) -> None:
         """Write and commit frames after the last committed one (single-writer convenience)."""
         start = len(self)
         self.reserve(start + len(rgb))
-        self.write_frames(start, rgb, label, provenance, source_label)
+        self.write_frames(start, rgb, label, provenance, source_label, trust)
         self.commit(start + len(rgb))
 
     def _validate(
@@ -356,6 +380,7 @@ class _Layout:
     width: int
     shard_size: int
     with_source_label: bool
+    with_trust: bool = False
 
     def build(self, group: zarr.Group) -> None:
         """The empty frame arrays of a store."""
@@ -374,6 +399,9 @@ class _Layout:
                 dimension_names=("frame", "h", "w", "c")[: 1 + len(frame_shape)],
             )
         group.create_array("provenance", shape=(0,), dtype=str, chunks=(self.shard_size,), compressors=_ZSTD)
+        if self.with_trust:
+            group.create_array(TRUST, shape=(0, len(TRUST_FIELDS)), dtype="float32",
+                               chunks=(self.shard_size, len(TRUST_FIELDS)), fill_value=float("nan"))  # fmt: skip
 
 
 def _create_local(path: Path, layout: _Layout, meta: dict[str, Any]) -> None:
@@ -438,6 +466,7 @@ def open_derived(
     description: str,
     shard_size: int | None = None,
     with_source_label: bool = False,
+    with_trust: bool = False,
 ) -> FrameStore:
     """A store made frame by frame from ``source`` (same size, class set and scoring classes), or the one a
     previous run started, to continue it.
@@ -464,6 +493,7 @@ def open_derived(
         class_set=source.class_set,
         shard_size=shard_size or source.shard_size,
         with_source_label=with_source_label,
+        with_trust=with_trust,
         source=description,
         attrs={
             role: settings,

@@ -12,6 +12,7 @@ lights as signs, because its SignSymbol class holds both).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from simreal.data.images import uint8_to_tensor
 from simreal.data.store import FrameStore, StoreError
 from simreal.errors import ScoringError
 from simreal.labels import LabelTable
-from simreal.metrics.segmentation import confusion_matrix, merge_table, named_scores
+from simreal.metrics.segmentation import confusion_matrix, merge_table, named_scores, segmentation_scores
 from simreal.training.checkpoint import checkpoint_file
 from simreal.training.checkpoint import load as load_checkpoint
 
@@ -117,6 +118,21 @@ def open_training_store(segmenter: str | Path) -> FrameStore | None:
 def segment_images(net: torch.nn.Module, rgb: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
     """Class ids (N, H, W) for uint8 (N, H, W, 3) images; the segmenter takes RGB in [-1, 1]."""
     return net(uint8_to_tensor(rgb, device)).argmax(1)
+
+
+def frame_consistency(
+    prediction: torch.Tensor, label: np.ndarray, classes: Sequence[int], num_classes: int, ignore_index: int = 255
+) -> np.ndarray:
+    """(N, 2) float32: each frame's pixel accuracy and mIoU of ``prediction`` against ``label`` over ``classes``
+    (NaN where the frame has none of them)."""
+    scores = np.full((len(label), 2), np.nan, np.float32)
+    for i in range(len(label)):
+        cm = confusion_matrix(prediction[i], torch.as_tensor(label[i]).to(prediction.device), num_classes,
+                              ignore_index)  # fmt: skip
+        if int(cm[list(classes)].sum()) > 0:
+            result = segmentation_scores(cm, classes)
+            scores[i] = (result["pixel_acc"], result["miou"])
+    return scores
 
 
 class LabelConsistency:
