@@ -92,13 +92,17 @@ def verify_store(path: str | Path) -> VerifyReport:
 def uncommitted_ranges(store: FrameStore) -> list[tuple[int, int]]:
     """Frame ranges [start, stop) past the committed count that hold written data (a label that is not all ignore,
     or a provenance record), read shard by shard."""
-    committed, rows = len(store), store.array("label").shape[0]
+    committed = len(store)
+    # a writer killed while growing the arrays can leave them with different row counts
+    rows = max(store.array("label").shape[0], store.array("provenance").shape[0])
     written = np.zeros(max(0, rows - committed), bool)
     for start, stop in shard_ranges(committed, rows, store.shard_size):
         labels = store.array("label")[start:stop]
         texts = store.array("provenance")[start:stop]
         has_label = (labels != store.class_set.ignore_index).reshape(len(labels), -1).any(axis=1)
-        written[start - committed : stop - committed] = has_label | np.array([len(str(t)) > 0 for t in texts], bool)
+        has_text = np.array([len(str(t)) > 0 for t in texts], bool)
+        written[start - committed : start - committed + len(has_label)] |= has_label
+        written[start - committed : start - committed + len(has_text)] |= has_text
     ranges: list[tuple[int, int]] = []
     for offset in np.flatnonzero(written):
         frame = committed + int(offset)

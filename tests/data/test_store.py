@@ -195,3 +195,16 @@ def test_a_failed_create_leaves_nothing_behind(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(StoreError, match="creating .* failed: disk full"):
         FrameStore.create(tmp_path / "s.zarr", height=16, width=24)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_reports_uncommitted_rows_when_a_writer_died_growing_the_arrays(tmp_path: Path) -> None:
+    from simreal.data.verify import verify_store
+
+    store = FrameStore.create(tmp_path / "s.zarr", height=8, width=16, shard_size=4)
+    rgb, label = np.zeros((2, 8, 16, 3), np.uint8), np.zeros((2, 8, 16), np.uint8)
+    store.append(rgb, label, [{}, {}])
+    store.reserve(8)
+    store.write_frames(4, rgb, label, [{}, {}])
+    store.array("label").resize((12, 8, 16))  # killed after growing one array, before the others
+    report = verify_store(tmp_path / "s.zarr")
+    assert report.ok and report.uncommitted == [(4, 6)]
