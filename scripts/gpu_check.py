@@ -171,9 +171,14 @@ def format_table(rows: Sequence[Row], title: str) -> str:
 
 # ------------------------------------------------------------------------------------------ sections
 def registered_methods() -> dict:
+    """Every registered method that ships its config (``configs/train/<name>.yaml``): a method is a module, a config
+    and a registry entry, so one added later is checked without editing this script (methods a test registers for
+    itself, with no config, are not)."""
+    from simreal.config import config_dir
     from simreal.training.registry import load_builtin_methods
 
-    return load_builtin_methods()
+    train = config_dir() / "train"
+    return {name: spec for name, spec in load_builtin_methods().items() if (train / f"{name}.yaml").is_file()}
 
 
 def train_cases() -> list[tuple[str, str, str | None]]:
