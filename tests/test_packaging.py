@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", str(REPO), "-w",
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", str(REPO), "-w",
          str(out)], check=True, capture_output=True, cwd=out, timeout=600,
     )  # fmt: skip
     return next(out.glob("simreal-*.whl"))
