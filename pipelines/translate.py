@@ -161,7 +161,7 @@ def _write_shard(row: dict[str, Any], out_path: str) -> dict[str, Any]:
     return {"start": [start], "stop": [stop], "node": [current_node()]}
 
 
-def _settings(job: TranslateJob, method: str) -> dict[str, Any]:
+def _settings(job: TranslateJob, method: str, source: FrameStore) -> dict[str, Any]:
     """What decides a translated store's pixels: a rerun must match it to continue the store."""
     return {
         "checkpoint": str(job.checkpoint),
@@ -171,7 +171,7 @@ def _settings(job: TranslateJob, method: str) -> dict[str, Any]:
         "variants": job.variants,
         "seed": job.seed,
         "style": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job.style).items()},
-        "scorer": check_scorer(Path(job.checkpoint), job.scorer, FrameStore.open(job.input)) if job.scorer else None,
+        "scorer": check_scorer(Path(job.checkpoint), job.scorer, source) if job.scorer else None,
     }
 
 
@@ -198,7 +198,7 @@ def run_translate(job: TranslateJob, address: str | None = None, num_cpus: int |
                 f"{job.checkpoint} was trained on {class_set} labels but {job.input} holds {source.class_set.name}"
             )
         out = open_derived(
-            job.out, source, role="translate", settings=_settings(job, method), shard_size=job.shard_size,
+            job.out, source, role="translate", settings=_settings(job, method, source), shard_size=job.shard_size,
             description=f"{source.path} translated by {job.checkpoint}", with_trust=job.scorer is not None,
         )  # fmt: skip
         total = len(source) * job.variants

@@ -122,8 +122,10 @@ def sae_release_file(source: Path, which: str | None) -> Path | None:
     if "latest" in saved:
         return saved["latest"]
     numbered = sorted((int(name[:-1]), name) for name in saved if name.endswith("k") and name[:-1].isdigit())
-    if len(saved) == 1 or numbered:
-        return saved[numbered[-1][1]] if numbered else next(iter(saved.values()))
+    if numbered:
+        return saved[numbered[-1][1]]
+    if len(saved) == 1:
+        return next(iter(saved.values()))
     raise CheckpointImportError(f"{source} holds several saved iterations ({', '.join(sorted(saved))}): pass --which")
 
 

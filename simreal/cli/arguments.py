@@ -70,19 +70,23 @@ def merge_overrides(*groups: list[str]) -> list[str]:
     return merged
 
 
+def _before_double_dash(args: list[str]) -> tuple[list[str], list[str]]:
+    """(the arguments to rewrite, ``--`` and what follows it, passed on as they are)."""
+    cut = args.index("--") if "--" in args else len(args)
+    return args[:cut], args[cut:]
+
+
 def settings_arguments(args: list[str], declared: set[str], aliases: dict[str, str] | None = None) -> list[str]:
     """Flags that are not ``declared`` options become ``key=value`` overrides; disagreeing settings are refused.
     ``aliases`` renames keys (``address`` -> ``ray.address``), given as a flag or as an override."""
     aliases = aliases or {}
+    args, rest = _before_double_dash(args)
     out: list[str] = []
     given: list[_Given] = []
     index = 0
     while index < len(args):
         token = args[index]
         index += 1
-        if token == "--":
-            out.extend(args[index - 1 :])
-            break
         flag = _FLAG.match(token)
         if flag and f"--{flag.group('name')}" not in declared:
             key = flag.group("name").replace("-", "_")
@@ -106,22 +110,20 @@ def settings_arguments(args: list[str], declared: set[str], aliases: dict[str, s
             given.append(_Given(key, value, token))
         out.append(token)
     _check_once(given)
-    return out
+    return out + rest
 
 
 def option_arguments(args: list[str], options: list[TyperOption]) -> list[str]:
     """``key=value`` tokens naming an option become that option; an option given twice with different values is
     refused (repeatable options excepted)."""
     by_flag = {name: option for option in options for name in (*option.opts, *option.secondary_opts)}
+    args, rest = _before_double_dash(args)
     out: list[str] = []
     given: list[_Given] = []
     index = 0
     while index < len(args):
         token = args[index]
         index += 1
-        if token == "--":
-            out.extend(args[index - 1 :])
-            break
         match = _OVERRIDE.match(token)
         flag = f"--{match.group('key').replace('_', '-')}" if match and not match.group("prefix") else None
         if flag in by_flag and flag in by_flag[flag].opts:
@@ -155,7 +157,7 @@ def option_arguments(args: list[str], options: list[TyperOption]) -> list[str]:
         if not option.multiple:
             given.append(_Given(option.name or name, value, text))
     _check_once(given)
-    return out
+    return out + rest
 
 
 @contextmanager

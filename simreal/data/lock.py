@@ -177,20 +177,19 @@ class _Lease:
     def __init__(self, store: StoreURL, holder: Holder) -> None:
         self.store, self.url, self.holder, self.lease_s = store, lock_location(store), holder, LEASE_S
         self.fs, self.key = filesystem(self.url)  # type: ignore[arg-type]
-        self._version: str | None = None  # the lease object's ETag as we last wrote it
         self._lost: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------- object-store calls
-    def _put(self, data: bytes, *, create: bool = False, replacing: str | None = None) -> str | None:
+    def _put(self, data: bytes, *, create: bool = False, replacing: str | None = None) -> None:
         """Write the lease: only if absent (``create``), only over version ``replacing``, or unconditionally.
-        Returns the new version (ETag) where the store reports one. FileExistsError when the condition fails."""
+        FileExistsError when the condition fails."""
         kwargs: dict[str, Any] = {}
         if replacing is not None and self.url.protocol in ("s3", "s3a"):
             kwargs["IfMatch"] = replacing
         try:
-            response = self.fs.pipe_file(self.key, data, mode="create" if create else "overwrite", **kwargs)
+            self.fs.pipe_file(self.key, data, mode="create" if create else "overwrite", **kwargs)
         except FileExistsError:
             raise
         except OSError as err:
@@ -198,7 +197,6 @@ class _Lease:
                 raise FileExistsError(self.key) from err
             raise
         self.fs.invalidate_cache(self.key)
-        return _etag(response) or self._current_version()
 
     def _current_version(self) -> str | None:
         try:
@@ -224,7 +222,7 @@ class _Lease:
         data = self.holder.encode()
         for _ in range(3):
             try:
-                self._version = self._put(data, create=True)
+                self._put(data, create=True)
                 break
             except FileExistsError:
                 pass
@@ -236,9 +234,9 @@ class _Lease:
             try:  # break the stale lease: exactly one of several contenders replaces this version
                 if self.url.protocol not in ("s3", "s3a"):
                     self.fs.rm(self.key)
-                    self._version = self._put(data, create=True)
+                    self._put(data, create=True)
                 else:
-                    self._version = self._put(data, replacing=version)
+                    self._put(data, replacing=version)
                 break
             except (FileExistsError, FileNotFoundError):
                 continue
@@ -261,7 +259,7 @@ class _Lease:
                     self._lost = f"its writer lease was taken over by {taker}"
                     return
                 renewed = Holder(**{**asdict(self.holder), "renewed": time.time()})
-                self._version = self._put(renewed.encode(), replacing=version)
+                self._put(renewed.encode(), replacing=version)
                 last_renewed = time.monotonic()
             except FileExistsError:
                 continue  # raced with a reader's view; the next round re-reads
